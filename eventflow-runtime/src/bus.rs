@@ -1,0 +1,793 @@
+//! The event bus: publish, dispatch, deliver with retries and timeouts, dead letters,
+//! shutdown.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use futures::FutureExt;
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{Backend, BackendHealth, DeliverySink, MemoryBackend};
+use crate::dead_letter::{DeadLetter, DeadLetterStore};
+use crate::error::{EventError, HandlerError, NoHandler, PublishError, ValidationError};
+use crate::event::{Envelope, Event, EventId, EventName, Headers, Payload};
+use crate::executor::{Executor, ThreadPool, panic_message};
+use crate::gate::PriorityGate;
+use crate::handler::{BoxFuture, Handler, HandlerContext, HandlerFn, HandlerOptions};
+use crate::pattern::{Pattern, Router, validate_name};
+use crate::registry::{Registry, check_handlers};
+use crate::testing::Recorder;
+
+/// How one handler's delivery of one event ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OutcomeStatus {
+    /// An attempt succeeded.
+    Succeeded,
+    /// The handler gave up; the event is in dead letters under `dead_letter_id`.
+    DeadLettered {
+        /// The dead letter's id.
+        dead_letter_id: uuid::Uuid,
+        /// The last attempt's error.
+        error: HandlerError,
+    },
+    /// The delivery was cancelled by shutdown before it finished.
+    Cancelled,
+}
+
+/// The outcome of one handler for one event.
+#[derive(Debug)]
+pub struct HandlerOutcome {
+    /// The handler's name.
+    pub handler: Arc<str>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// How it ended.
+    pub status: OutcomeStatus,
+}
+
+impl HandlerOutcome {
+    /// Whether the handler succeeded.
+    pub fn succeeded(&self) -> bool {
+        matches!(self.status, OutcomeStatus::Succeeded)
+    }
+
+    /// The final error, if the handler gave up.
+    pub fn error(&self) -> Option<&HandlerError> {
+        match &self.status {
+            OutcomeStatus::DeadLettered { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Every handler's outcome for one event, in the order the handlers ran.
+#[derive(Debug)]
+pub struct DeliveryReport {
+    /// The event's id.
+    pub event_id: EventId,
+    /// The event's name.
+    pub event: EventName,
+    /// One entry per matching handler.
+    pub outcomes: Vec<HandlerOutcome>,
+}
+
+impl DeliveryReport {
+    /// Whether every handler succeeded.
+    pub fn is_success(&self) -> bool {
+        self.outcomes.iter().all(HandlerOutcome::succeeded)
+    }
+
+    /// The outcome of the named handler.
+    pub fn outcome(&self, handler: &str) -> Option<&HandlerOutcome> {
+        self.outcomes.iter().find(|o| &*o.handler == handler)
+    }
+
+    /// The handlers that did not succeed.
+    pub fn failures(&self) -> impl Iterator<Item = &HandlerOutcome> {
+        self.outcomes.iter().filter(|o| !o.succeeded())
+    }
+}
+
+/// A delivery still running when shutdown's timeout ran out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnfinishedDelivery {
+    /// The event's id.
+    pub event_id: EventId,
+    /// The event's name.
+    pub event: String,
+}
+
+/// What [`EventBus::shutdown`] found.
+#[derive(Clone, Debug, Default)]
+pub struct ShutdownReport {
+    /// Deliveries that did not finish within the timeout; they were cancelled.
+    pub unfinished: Vec<UnfinishedDelivery>,
+}
+
+impl ShutdownReport {
+    /// Whether everything in flight finished in time.
+    pub fn is_clean(&self) -> bool {
+        self.unfinished.is_empty()
+    }
+}
+
+/// Configures and builds an [`EventBus`].
+#[must_use]
+pub struct EventBusBuilder {
+    use_registry: bool,
+    only: Option<Vec<String>>,
+    extra: Vec<Handler>,
+    allow_unhandled: bool,
+    shutdown_timeout: Duration,
+    backend: Option<Arc<dyn Backend>>,
+    recorder: Option<Recorder>,
+    headers: Headers,
+}
+
+impl Default for EventBusBuilder {
+    fn default() -> Self {
+        EventBusBuilder {
+            use_registry: true,
+            only: None,
+            extra: Vec::new(),
+            allow_unhandled: false,
+            shutdown_timeout: Duration::from_secs(30),
+            backend: None,
+            recorder: None,
+            headers: Headers::new(),
+        }
+    }
+}
+
+impl EventBusBuilder {
+    /// Leaves out every handler of the registry; only handlers added with
+    /// [`handler`](Self::handler) run.
+    pub fn without_registry(mut self) -> Self {
+        self.use_registry = false;
+        self
+    }
+
+    /// Takes only the named handlers from the registry (unknown names fail the build).
+    pub fn only<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.only = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds a handler defined at run time.
+    pub fn handler(mut self, handler: Handler) -> Self {
+        self.extra.push(handler);
+        self
+    }
+
+    /// Accepts events no handler matches instead of failing with [`NoHandler`].
+    pub fn allow_unhandled(mut self, allow: bool) -> Self {
+        self.allow_unhandled = allow;
+        self
+    }
+
+    /// How long [`EventBus::shutdown`] waits for in-flight work (default 30 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Uses this backend instead of the in-memory one.
+    pub fn backend(mut self, backend: impl Backend) -> Self {
+        self.backend = Some(Arc::new(backend));
+        self
+    }
+
+    /// Records every published event and every handler outcome (for tests).
+    pub fn recorder(mut self, recorder: &Recorder) -> Self {
+        self.recorder = Some(recorder.clone());
+        self
+    }
+
+    /// A header added to every event published on this bus (unless the event sets it).
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(key, value);
+        self
+    }
+
+    /// Validates everything and starts the bus. Must run inside a tokio runtime.
+    ///
+    /// Fails with one [`ValidationError`] listing every problem: two handlers with one
+    /// name, two event types with one name, invalid patterns or options, unknown names
+    /// given to [`only`](Self::only).
+    pub async fn build(self) -> Result<EventBus, EventError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ValidationError {
+            problems: vec!["EventBus::build must be called inside a tokio runtime".into()],
+        })?;
+        let registry = Registry::global();
+        let mut problems = Vec::new();
+        let mut handlers: Vec<Handler> = Vec::new();
+        if self.use_registry {
+            if let Err(e) = registry.validate() {
+                // Handler problems are checked below on the handlers actually used.
+                problems.extend(e.problems.into_iter().filter(|p| p.starts_with("event")));
+            }
+            match &self.only {
+                None => handlers.extend(registry.handlers().iter().map(|r| Handler::from_record(r))),
+                Some(names) => {
+                    for n in names {
+                        match registry.handler(n) {
+                            Some(r) => handlers.push(Handler::from_record(r)),
+                            None => problems.push(format!("`only` names `{n}`, which is not a registered handler")),
+                        }
+                    }
+                }
+            }
+        }
+        handlers.extend(self.extra);
+        problems.extend(check_handlers(
+            handlers.iter().map(|h| (h.name.as_str(), h.pattern.as_str(), &h.options, h.source.clone())),
+        ));
+        for h in &handlers {
+            if matches!(h.func, HandlerFn::Blocking(_)) && h.options.executor == Executor::Tokio {
+                problems.push(format!(
+                    "handler `{}` ({}) is a blocking fn and cannot run on the Tokio executor; use ThreadPool or Inline",
+                    h.name, h.source
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ValidationError { problems }.into());
+        }
+        // Higher priority first, then by name, so the order is stable.
+        handlers.sort_by(|a, b| b.options.priority.cmp(&a.options.priority).then_with(|| a.name.cmp(&b.name)));
+        let mut router = Router::new();
+        let mut slots = Vec::with_capacity(handlers.len());
+        for (i, h) in handlers.into_iter().enumerate() {
+            // Checked above, so parsing cannot fail here; skip defensively if it does.
+            let Ok(pattern) = Pattern::parse(&h.pattern) else { continue };
+            router.insert(&pattern, i);
+            slots.push(Slot::new(h, pattern));
+        }
+        let backend = self.backend.unwrap_or_else(|| Arc::new(MemoryBackend::new()));
+        let inner = Arc::new(Inner {
+            dead_letters: backend.dead_letters(),
+            handlers: slots,
+            router,
+            backend: backend.clone(),
+            allow_unhandled: self.allow_unhandled,
+            shutdown_timeout: self.shutdown_timeout,
+            headers: self.headers,
+            accepting: AtomicBool::new(true),
+            seq: AtomicU64::new(0),
+            inflight: InFlight::default(),
+            cancel: CancellationToken::new(),
+            recorder: self.recorder,
+            runtime,
+        });
+        backend.start(Arc::new(BusSink(Arc::downgrade(&inner)))).await?;
+        Ok(EventBus { inner })
+    }
+}
+
+struct Slot {
+    name: Arc<str>,
+    pattern: Pattern,
+    options: HandlerOptions,
+    func: HandlerFn,
+    gate: Option<Arc<PriorityGate>>,
+    pool: Option<ThreadPool>,
+}
+
+impl Slot {
+    fn new(h: Handler, pattern: Pattern) -> Self {
+        Slot {
+            name: h.name.into(),
+            pattern,
+            gate: h.options.concurrency.map(PriorityGate::new),
+            pool: (h.options.executor == Executor::ThreadPool).then(|| ThreadPool::new(h.options.executor_config.clone())),
+            options: h.options,
+            func: h.func,
+        }
+    }
+
+    /// Inline async handlers run on the delivering task; everything else on its own task.
+    fn runs_inline(&self) -> bool {
+        self.options.executor == Executor::Inline && matches!(self.func, HandlerFn::Async(_))
+    }
+}
+
+#[derive(Default)]
+struct InFlight {
+    state: Mutex<InFlightState>,
+    idle: Notify,
+}
+
+#[derive(Default)]
+struct InFlightState {
+    entries: Vec<Option<(EventId, EventName)>>,
+    free: Vec<usize>,
+    count: usize,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, InFlightState> {
+        // Each critical section is a few assignments; a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn enter(&self, env: &Envelope) -> usize {
+        let mut st = self.lock();
+        st.count += 1;
+        let entry = Some((env.id, env.name.clone()));
+        match st.free.pop() {
+            Some(k) => {
+                st.entries[k] = entry;
+                k
+            }
+            None => {
+                st.entries.push(entry);
+                st.entries.len() - 1
+            }
+        }
+    }
+
+    fn leave(&self, key: usize) {
+        let mut st = self.lock();
+        st.entries[key] = None;
+        st.free.push(key);
+        st.count -= 1;
+        if st.count == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    fn snapshot(&self) -> Vec<UnfinishedDelivery> {
+        self.lock()
+            .entries
+            .iter()
+            .flatten()
+            .map(|(id, name)| UnfinishedDelivery {
+                event_id: *id,
+                event: name.to_string(),
+            })
+            .collect()
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.lock().count == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct InFlightGuard {
+    inner: Arc<Inner>,
+    key: usize,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.inner.inflight.leave(self.key);
+    }
+}
+
+struct Inner {
+    handlers: Vec<Slot>,
+    router: Router,
+    backend: Arc<dyn Backend>,
+    dead_letters: Arc<dyn DeadLetterStore>,
+    allow_unhandled: bool,
+    shutdown_timeout: Duration,
+    headers: Headers,
+    accepting: AtomicBool,
+    seq: AtomicU64,
+    inflight: InFlight,
+    cancel: CancellationToken,
+    recorder: Option<Recorder>,
+    runtime: tokio::runtime::Handle,
+}
+
+struct BusSink(Weak<Inner>);
+
+impl DeliverySink for BusSink {
+    fn deliver(&self, envelope: Envelope) -> BoxFuture<'static, DeliveryReport> {
+        match self.0.upgrade() {
+            Some(inner) => Box::pin(deliver(inner, envelope)),
+            None => Box::pin(std::future::ready(DeliveryReport {
+                event_id: envelope.id,
+                event: envelope.name,
+                outcomes: Vec::new(),
+            })),
+        }
+    }
+}
+
+/// The event bus. Cheap to clone: clones share one bus.
+///
+/// ```
+/// use eventflow_runtime::{EventBus, Handler, HandlerError};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> eventflow_runtime::Result<()> {
+/// let bus = EventBus::builder()
+///     .without_registry()
+///     .handler(Handler::new("greeter", "user.*", |env, _ctx| async move {
+///         println!("hello from {}", env.name);
+///         Ok::<(), HandlerError>(())
+///     }))
+///     .build()
+///     .await?;
+/// let report = bus.dispatch_raw("user.created", serde_json::json!({"id": 1})).await?;
+/// assert!(report.is_success());
+/// bus.shutdown().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct EventBus {
+    inner: Arc<Inner>,
+}
+
+pub(crate) fn raw_envelope(name: &str, payload: serde_json::Value) -> Result<Envelope, PublishError> {
+    validate_name(name).map_err(|reason| PublishError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })?;
+    Ok(Envelope::with_payload(EventName::from(name), Payload::json(payload)))
+}
+
+impl EventBus {
+    /// A builder with the defaults: memory backend, every registered handler.
+    pub fn builder() -> EventBusBuilder {
+        EventBusBuilder::default()
+    }
+
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.inner.runtime
+    }
+
+    /// Publishes an event; returns once the backend has accepted it, before handlers run.
+    pub async fn publish<E: Event + Serialize + Send + Sync>(&self, event: E) -> Result<(), EventError> {
+        self.publish_envelope(Envelope::new(event)).await
+    }
+
+    /// Publishes an event given by name with a JSON payload.
+    pub async fn publish_raw(&self, name: &str, payload: serde_json::Value) -> Result<(), EventError> {
+        self.publish_envelope(raw_envelope(name, payload)?).await
+    }
+
+    /// Publishes a prepared envelope (to set priority, headers, correlation).
+    pub async fn publish_envelope(&self, envelope: Envelope) -> Result<(), EventError> {
+        let envelope = self.accept(envelope)?;
+        let name = envelope.name.to_string();
+        self.inner
+            .backend
+            .publish(envelope)
+            .await
+            .map_err(|source| PublishError::Backend { name, source }.into())
+    }
+
+    /// Delivers an event in this process and waits for every matching handler's outcome
+    /// (retries included).
+    pub async fn dispatch<E: Event + Serialize + Send + Sync>(&self, event: E) -> Result<DeliveryReport, EventError> {
+        self.dispatch_envelope(Envelope::new(event)).await
+    }
+
+    /// [`dispatch`](Self::dispatch) for an event given by name with a JSON payload.
+    pub async fn dispatch_raw(&self, name: &str, payload: serde_json::Value) -> Result<DeliveryReport, EventError> {
+        self.dispatch_envelope(raw_envelope(name, payload)?).await
+    }
+
+    /// [`dispatch`](Self::dispatch) for a prepared envelope.
+    pub async fn dispatch_envelope(&self, envelope: Envelope) -> Result<DeliveryReport, EventError> {
+        let envelope = self.accept(envelope)?;
+        Ok(deliver(self.inner.clone(), envelope).await)
+    }
+
+    fn accept(&self, mut envelope: Envelope) -> Result<Envelope, EventError> {
+        let inner = &self.inner;
+        if !inner.accepting.load(Ordering::Acquire) {
+            return Err(PublishError::ShutDown {
+                name: envelope.name.to_string(),
+            }
+            .into());
+        }
+        if !inner.allow_unhandled && inner.router.lookup(&envelope.name).is_empty() {
+            return Err(NoHandler {
+                name: envelope.name.to_string(),
+            }
+            .into());
+        }
+        envelope.headers.inherit(&inner.headers);
+        if let Some(r) = &inner.recorder {
+            r.record_published(&envelope);
+        }
+        Ok(envelope)
+    }
+
+    /// Every dead letter, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, EventError> {
+        Ok(self.inner.dead_letters.list().await?)
+    }
+
+    /// Delivers a dead letter again to the handler that gave up on it, attempts starting
+    /// over. If it fails again it goes back to dead letters under a new id.
+    pub async fn retry_dead_letter(&self, id: uuid::Uuid) -> Result<HandlerOutcome, EventError> {
+        let store = &self.inner.dead_letters;
+        let letter = store.take(id).await?.ok_or(EventError::DeadLetterNotFound(id))?;
+        let Some(idx) = self.inner.handlers.iter().position(|s| *s.name == *letter.handler) else {
+            let handler = letter.handler.clone();
+            store.put(letter).await?;
+            return Err(EventError::UnknownHandler(handler));
+        };
+        let mut envelope = letter.envelope;
+        envelope.attempt = 1;
+        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        Ok(deliver_to(self.inner.clone(), idx, envelope, seq).await)
+    }
+
+    /// Removes a dead letter; `false` if there was none with this id.
+    pub async fn remove_dead_letter(&self, id: uuid::Uuid) -> Result<bool, EventError> {
+        Ok(self.inner.dead_letters.take(id).await?.is_some())
+    }
+
+    /// The names of this bus's handlers, in the order they run for one event.
+    pub fn handler_names(&self) -> Vec<&str> {
+        self.inner.handlers.iter().map(|s| &*s.name).collect()
+    }
+
+    /// Handlers whose pattern matches `name`, in the order they run.
+    pub fn handlers_for(&self, name: &str) -> Vec<&str> {
+        self.inner.router.lookup(name).iter().map(|&i| &*self.inner.handlers[i].name).collect()
+    }
+
+    /// Deliveries waiting for a free slot of the named handler (its `concurrency` limit).
+    pub fn waiting(&self, handler: &str) -> usize {
+        self.inner
+            .handlers
+            .iter()
+            .find(|s| &*s.name == handler)
+            .and_then(|s| s.gate.as_ref())
+            .map_or(0, |g| g.waiting())
+    }
+
+    /// Events being delivered right now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.inflight.lock().count
+    }
+
+    /// The backend's reachability and queue figures.
+    pub async fn health(&self) -> BackendHealth {
+        self.inner.backend.health().await
+    }
+
+    /// A listing of the bus's handlers and their patterns.
+    pub fn describe(&self) -> String {
+        let mut out = format!("eventflow bus on {} backend:\n", self.inner.backend.name());
+        for s in &self.inner.handlers {
+            out.push_str(&format!(
+                "  {} <- {} ({:?}, {} attempt(s))\n",
+                s.name, s.pattern, s.options.executor, s.options.retry.max_attempts
+            ));
+        }
+        out
+    }
+
+    /// Stops accepting events, waits for in-flight deliveries up to the shutdown timeout,
+    /// cancels what is left and reports it. Publishing afterwards fails with
+    /// [`PublishError::ShutDown`] (follow-up events published by handlers during the drain
+    /// included). Calling it again returns at once.
+    pub async fn shutdown(&self) -> Result<ShutdownReport, EventError> {
+        let inner = &self.inner;
+        inner.accepting.store(false, Ordering::Release);
+        inner.backend.stop().await;
+        if tokio::time::timeout(inner.shutdown_timeout, inner.inflight.wait_idle()).await.is_ok() {
+            return Ok(ShutdownReport::default());
+        }
+        let unfinished = inner.inflight.snapshot();
+        tracing::warn!(count = unfinished.len(), "eventflow: shutdown timed out; cancelling unfinished deliveries");
+        inner.cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), inner.inflight.wait_idle()).await;
+        Ok(ShutdownReport { unfinished })
+    }
+}
+
+async fn deliver(inner: Arc<Inner>, envelope: Envelope) -> DeliveryReport {
+    let targets = inner.router.lookup(&envelope.name);
+    let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
+    let key = inner.inflight.enter(&envelope);
+    let _guard = InFlightGuard {
+        inner: inner.clone(),
+        key,
+    };
+    if targets.is_empty() {
+        tracing::debug!(event = %envelope.name, id = %envelope.id, "eventflow: no handler matches");
+    }
+    let mut outcomes = Vec::with_capacity(targets.len());
+    let mut spawned = Vec::new();
+    for (pos, &i) in targets.iter().enumerate() {
+        if !inner.handlers[i].runs_inline() {
+            let task = tokio::spawn(deliver_to(inner.clone(), i, envelope.clone(), seq));
+            spawned.push((pos, AbortOnDrop(task)));
+        }
+    }
+    for (pos, &i) in targets.iter().enumerate() {
+        if inner.handlers[i].runs_inline() {
+            outcomes.push((pos, deliver_to(inner.clone(), i, envelope.clone(), seq).await));
+        }
+    }
+    for (pos, mut task) in spawned {
+        let outcome = match (&mut task.0).await {
+            Ok(o) => o,
+            Err(_) => HandlerOutcome {
+                handler: inner.handlers[targets[pos]].name.clone(),
+                attempts: 0,
+                status: OutcomeStatus::Cancelled,
+            },
+        };
+        outcomes.push((pos, outcome));
+    }
+    outcomes.sort_by_key(|(pos, _)| *pos);
+    DeliveryReport {
+        event_id: envelope.id,
+        event: envelope.name,
+        outcomes: outcomes.into_iter().map(|(_, o)| o).collect(),
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn deliver_to(inner: Arc<Inner>, idx: usize, envelope: Envelope, seq: u64) -> HandlerOutcome {
+    let cancel = inner.cancel.clone();
+    let handler = inner.handlers[idx].name.clone();
+    tokio::select! {
+        biased;
+        outcome = attempts(inner.clone(), idx, envelope, seq) => outcome,
+        _ = cancel.cancelled() => {
+            if let Some(r) = &inner.recorder {
+                r.record_outcome(&handler, None, 0, Some("cancelled by shutdown".into()));
+            }
+            HandlerOutcome { handler, attempts: 0, status: OutcomeStatus::Cancelled }
+        }
+    }
+}
+
+async fn attempts(inner: Arc<Inner>, idx: usize, envelope: Envelope, seq: u64) -> HandlerOutcome {
+    let slot = &inner.handlers[idx];
+    let first_attempt_at = SystemTime::now();
+    let mut attempt = envelope.attempt.max(1);
+    loop {
+        let permit = match &slot.gate {
+            Some(g) => Some(g.acquire(envelope.priority, seq).await),
+            None => None,
+        };
+        let mut this = envelope.clone();
+        this.attempt = attempt;
+        let ctx = HandlerContext::new(this, slot.name.clone(), EventBus { inner: inner.clone() });
+        let result = run_attempt(slot, ctx, &inner.runtime).await;
+        drop(permit);
+        let err = match result {
+            Ok(()) => {
+                if let Some(r) = &inner.recorder {
+                    r.record_outcome(&slot.name, Some(&envelope), attempt, None);
+                }
+                return HandlerOutcome {
+                    handler: slot.name.clone(),
+                    attempts: attempt,
+                    status: OutcomeStatus::Succeeded,
+                };
+            }
+            Err(err) => err,
+        };
+        if slot.options.retry.should_retry(&err, attempt) {
+            let delay = slot.options.retry.delay(attempt);
+            tracing::warn!(
+                handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, ?delay, error = %err,
+                "eventflow: handler failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+            continue;
+        }
+        tracing::error!(
+            handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, error = %err,
+            "eventflow: handler gave up; event sent to dead letters"
+        );
+        let letter = DeadLetter {
+            id: uuid::Uuid::new_v4(),
+            handler: slot.name.to_string(),
+            envelope: envelope.clone(),
+            error: err.to_string(),
+            error_kind: err.kind(),
+            attempts: attempt,
+            first_attempt_at,
+            failed_at: SystemTime::now(),
+        };
+        let dead_letter_id = letter.id;
+        if let Err(store_err) = inner.dead_letters.put(letter).await {
+            tracing::error!(handler = %slot.name, id = %envelope.id, error = %store_err,
+                "eventflow: could not store a dead letter");
+        }
+        if let Some(r) = &inner.recorder {
+            r.record_outcome(&slot.name, Some(&envelope), attempt, Some(err.to_string()));
+        }
+        return HandlerOutcome {
+            handler: slot.name.clone(),
+            attempts: attempt,
+            status: OutcomeStatus::DeadLettered { dead_letter_id, error: err },
+        };
+    }
+}
+
+async fn bounded<F: Future>(timeout: Option<Duration>, fut: F) -> Result<F::Output, HandlerError> {
+    match timeout {
+        None => Ok(fut.await),
+        Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| HandlerError::timed_out(t)),
+    }
+}
+
+fn flatten_panic<T>(r: std::thread::Result<Result<T, HandlerError>>) -> Result<T, HandlerError> {
+    r.unwrap_or_else(|p| Err(HandlerError::panicked(panic_message(&*p))))
+}
+
+async fn run_attempt(slot: &Slot, ctx: HandlerContext, runtime: &tokio::runtime::Handle) -> Result<(), HandlerError> {
+    let timeout = slot.options.timeout;
+    match &slot.func {
+        HandlerFn::Async(f) => {
+            // Calling `f` may itself panic (a closure's synchronous part).
+            let fut = flatten_panic(std::panic::catch_unwind(AssertUnwindSafe(|| Ok(f(ctx)))))?;
+            match slot.options.executor {
+                Executor::Tokio => {
+                    let task = AbortOnDrop(tokio::spawn(bounded(timeout, fut)));
+                    let mut task = task;
+                    match (&mut task.0).await {
+                        Ok(r) => r?,
+                        Err(e) if e.is_panic() => Err(HandlerError::panicked(panic_message(&*e.into_panic()))),
+                        Err(_) => Err(HandlerError::cancelled("the handler's task was cancelled")),
+                    }
+                }
+                Executor::ThreadPool => {
+                    let rt = runtime.clone();
+                    let pool = slot.pool.clone();
+                    match pool {
+                        Some(pool) => match pool.run(move || rt.block_on(bounded(timeout, fut))).await {
+                            Ok(r) => r?,
+                            Err(p) => Err(HandlerError::panicked(p.0)),
+                        },
+                        None => Err(HandlerError::cancelled("no thread pool")),
+                    }
+                }
+                _ => flatten_panic(bounded(timeout, AssertUnwindSafe(fut).catch_unwind()).await?),
+            }
+        }
+        HandlerFn::Blocking(f) => {
+            // The thread cannot be stopped: on timeout the attempt is abandoned and counted
+            // as failed while the function runs to its end on its thread.
+            let f = f.clone();
+            match &slot.pool {
+                Some(pool) => match bounded(timeout, pool.run(move || f(ctx))).await? {
+                    Ok(r) => r,
+                    Err(p) => Err(HandlerError::panicked(p.0)),
+                },
+                None => {
+                    let task = tokio::task::spawn_blocking(move || std::panic::catch_unwind(AssertUnwindSafe(|| f(ctx))));
+                    match bounded(timeout, task).await? {
+                        Ok(r) => flatten_panic(r),
+                        Err(_) => Err(HandlerError::cancelled("the blocking task was cancelled")),
+                    }
+                }
+            }
+        }
+    }
+}

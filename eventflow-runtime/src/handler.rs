@@ -1,0 +1,306 @@
+//! Handlers: what `#[event_handler]` generates, and [`Handler`] for handlers built at run
+//! time from closures.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bus::EventBus;
+use crate::error::{EventError, HandlerError, HandlerErrorKind, PayloadError};
+use crate::event::{Envelope, Event, Headers};
+use crate::executor::{Executor, ExecutorConfig};
+use crate::retry::RetryPolicy;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The entry point `#[event_handler]` generates for an `async fn`.
+pub type AsyncInvoke = fn(HandlerContext) -> BoxFuture<'static, Result<(), HandlerError>>;
+/// The entry point `#[event_handler]` generates for a plain `fn`.
+pub type BlockingInvoke = fn(HandlerContext) -> Result<(), HandlerError>;
+
+/// How a registered handler is called.
+#[derive(Clone, Copy)]
+pub enum Invoke {
+    /// An `async fn`.
+    Async(AsyncInvoke),
+    /// A plain `fn`: it never runs on the async workers.
+    Blocking(BlockingInvoke),
+}
+
+/// A handler's options: what `#[event_handler(...)]` accepts.
+#[derive(Clone, Debug)]
+pub struct HandlerOptions {
+    /// When and how failed attempts are retried.
+    pub retry: RetryPolicy,
+    /// Bound on one attempt; the attempt is cancelled past it and counts as a failure.
+    pub timeout: Option<Duration>,
+    /// Where the handler runs.
+    pub executor: Executor,
+    /// Settings of the executor's workers.
+    pub executor_config: ExecutorConfig,
+    /// Among the handlers of one event, higher runs first.
+    pub priority: i32,
+    /// Deliveries running at once at most; more wait, in event-priority order.
+    pub concurrency: Option<usize>,
+}
+
+impl HandlerOptions {
+    /// The defaults: no retry, no timeout, `Inline`, priority 0, unbounded concurrency.
+    pub const DEFAULT: HandlerOptions = HandlerOptions {
+        retry: RetryPolicy::NEVER,
+        timeout: None,
+        executor: Executor::Inline,
+        executor_config: ExecutorConfig::new(),
+        priority: 0,
+        concurrency: None,
+    };
+}
+
+impl Default for HandlerOptions {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// What a handler gets besides the event: the envelope, and a way to publish follow-up
+/// events that stay in the same causal chain.
+#[derive(Clone)]
+pub struct HandlerContext {
+    envelope: Envelope,
+    handler: Arc<str>,
+    bus: EventBus,
+}
+
+impl HandlerContext {
+    pub(crate) fn new(envelope: Envelope, handler: Arc<str>, bus: EventBus) -> Self {
+        HandlerContext { envelope, handler, bus }
+    }
+
+    /// The event being handled.
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    /// The attempt, starting at 1.
+    pub fn attempt(&self) -> u32 {
+        self.envelope.attempt
+    }
+
+    /// The name of the handler being run.
+    pub fn handler_name(&self) -> &str {
+        &self.handler
+    }
+
+    /// The event's headers.
+    pub fn headers(&self) -> &Headers {
+        &self.envelope.headers
+    }
+
+    /// The bus the event came from.
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// Publishes a follow-up event: it carries this event's correlation id and headers, and
+    /// this event's id as its causation id.
+    pub async fn publish<E: Event + Serialize + Send + Sync>(&self, event: E) -> Result<(), EventError> {
+        self.bus.publish_envelope(Envelope::new(event).caused_by(&self.envelope)).await
+    }
+
+    /// Like [`publish`](Self::publish), with a name and a JSON payload.
+    pub async fn publish_raw(&self, name: &str, payload: serde_json::Value) -> Result<(), EventError> {
+        let env = crate::bus::raw_envelope(name, payload)?;
+        self.bus.publish_envelope(env.caused_by(&self.envelope)).await
+    }
+
+    /// [`publish`](Self::publish) from a plain (blocking) handler.
+    pub fn publish_blocking<E: Event + Serialize + Send + Sync>(&self, event: E) -> Result<(), EventError> {
+        let env = Envelope::new(event).caused_by(&self.envelope);
+        self.bus.runtime().block_on(self.bus.publish_envelope(env))
+    }
+}
+
+/// The handler's return value: `()` or `Result<(), E>` with `E: Into<HandlerError>`.
+#[diagnostic::on_unimplemented(
+    message = "an event handler cannot return `{Self}`",
+    label = "unsupported return type",
+    note = "a handler returns `()` or `Result<(), E>` where `E: Into<HandlerError>` (any `std::error::Error`, `HandlerError`, or `EventError`)"
+)]
+pub trait IntoHandlerResult {
+    /// Converts into the result the bus records.
+    fn into_handler_result(self) -> Result<(), HandlerError>;
+}
+
+impl IntoHandlerResult for () {
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// The event in `ctx` as a `T`, or a permanent payload error naming the event and type.
+pub fn decode_event<T: DeserializeOwned + Clone + 'static>(
+    ctx: &HandlerContext,
+) -> Result<std::borrow::Cow<'_, T>, HandlerError> {
+    let env = ctx.envelope();
+    env.payload.decode::<T>().map_err(|e| {
+        HandlerError::with_kind(
+            HandlerErrorKind::Payload,
+            PayloadError {
+                event: env.name.to_string(),
+                id: env.id,
+                expected: std::any::type_name::<T>(),
+                reason: e.to_string(),
+            },
+        )
+    })
+}
+
+type DynAsync = dyn Fn(HandlerContext) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
+type DynBlocking = dyn Fn(HandlerContext) -> Result<(), HandlerError> + Send + Sync;
+
+#[derive(Clone)]
+pub(crate) enum HandlerFn {
+    Async(Arc<DynAsync>),
+    Blocking(Arc<DynBlocking>),
+}
+
+impl From<Invoke> for HandlerFn {
+    fn from(i: Invoke) -> Self {
+        match i {
+            Invoke::Async(f) => HandlerFn::Async(Arc::new(f)),
+            Invoke::Blocking(f) => HandlerFn::Blocking(Arc::new(f)),
+        }
+    }
+}
+
+/// A handler defined at run time, added with
+/// [`EventBusBuilder::handler`](crate::EventBusBuilder::handler).
+///
+/// ```
+/// use eventflow_runtime::{Envelope, Handler, HandlerError, RetryPolicy};
+/// let h = Handler::new("log-everything", "**", |env: Envelope, _ctx| async move {
+///     println!("{} {}", env.name, env.id);
+///     Ok::<(), HandlerError>(())
+/// })
+/// .retry(RetryPolicy::attempts(3));
+/// assert_eq!(h.name(), "log-everything");
+/// ```
+#[derive(Clone)]
+pub struct Handler {
+    pub(crate) name: String,
+    pub(crate) pattern: String,
+    pub(crate) options: HandlerOptions,
+    pub(crate) func: HandlerFn,
+    pub(crate) source: String,
+}
+
+impl Handler {
+    /// An async handler receiving the envelope.
+    pub fn new<F, Fut>(name: impl Into<String>, pattern: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(Envelope, HandlerContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        let func: Arc<DynAsync> = Arc::new(move |ctx: HandlerContext| {
+            let env = ctx.envelope().clone();
+            Box::pin(f(env, ctx)) as BoxFuture<'static, _>
+        });
+        Self::from_fn(name, pattern, HandlerFn::Async(func))
+    }
+
+    /// An async handler receiving the payload as a `T` (a clone of the published value in
+    /// one process; deserialized otherwise).
+    pub fn typed<T, F, Fut>(name: impl Into<String>, pattern: impl Into<String>, f: F) -> Self
+    where
+        T: DeserializeOwned + Clone + Send + 'static,
+        F: Fn(T, HandlerContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let func: Arc<DynAsync> = Arc::new(move |ctx: HandlerContext| {
+            match decode_event::<T>(&ctx).map(std::borrow::Cow::into_owned) {
+                Ok(event) => Box::pin(f(event, ctx)) as BoxFuture<'static, _>,
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            }
+        });
+        Self::from_fn(name, pattern, HandlerFn::Async(func))
+    }
+
+    /// A plain (blocking) handler receiving the envelope; it runs off the async workers.
+    pub fn blocking<F>(name: impl Into<String>, pattern: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(Envelope, &HandlerContext) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        let func: Arc<DynBlocking> = Arc::new(move |ctx: HandlerContext| f(ctx.envelope().clone(), &ctx));
+        Self::from_fn(name, pattern, HandlerFn::Blocking(func))
+    }
+
+    fn from_fn(name: impl Into<String>, pattern: impl Into<String>, func: HandlerFn) -> Self {
+        let caller = std::panic::Location::caller();
+        Handler {
+            name: name.into(),
+            pattern: pattern.into(),
+            options: HandlerOptions::DEFAULT,
+            func,
+            source: format!("{}:{}", caller.file(), caller.line()),
+        }
+    }
+
+    /// From a registry record.
+    pub(crate) fn from_record(r: &crate::registry::HandlerRecord) -> Self {
+        Handler {
+            name: r.name.to_owned(),
+            pattern: r.pattern.to_owned(),
+            options: r.options.clone(),
+            func: r.invoke.into(),
+            source: format!("{}:{}", r.location.file, r.location.line),
+        }
+    }
+
+    /// The handler's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.options.retry = policy;
+        self
+    }
+
+    /// Bounds each attempt.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the executor and its settings.
+    pub fn executor(mut self, executor: Executor, config: ExecutorConfig) -> Self {
+        self.options.executor = executor;
+        self.options.executor_config = config;
+        self
+    }
+
+    /// Among the handlers of one event, higher runs first.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.options.priority = priority;
+        self
+    }
+
+    /// Deliveries running at once at most.
+    pub fn concurrency(mut self, limit: usize) -> Self {
+        self.options.concurrency = Some(limit);
+        self
+    }
+}

@@ -1,0 +1,65 @@
+//! The runtime of eventflow: registry, routing, bus, executors, retry, dead letters and
+//! backends. Users depend on the `eventflow` crate, which re-exports this one together with
+//! the macros.
+
+pub mod backend;
+pub mod bus;
+pub mod dead_letter;
+pub mod error;
+pub mod event;
+pub mod executor;
+mod gate;
+pub mod handler;
+pub mod pattern;
+pub mod registry;
+pub mod retry;
+pub mod testing;
+
+pub use backend::{Backend, BackendHealth, DeliverySink, MemoryBackend};
+pub use bus::{
+    DeliveryReport, EventBus, EventBusBuilder, HandlerOutcome, OutcomeStatus, ShutdownReport, UnfinishedDelivery,
+};
+pub use dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetters};
+pub use error::{
+    ConnectionError, EventError, HandlerError, HandlerErrorKind, NoHandler, PanicError, PayloadError, PublishError,
+    Result, TimeoutError, ValidationError,
+};
+pub use event::{Envelope, Event, EventId, EventName, Headers, Payload};
+pub use executor::{Executor, ExecutorConfig, ThreadPool};
+pub use handler::{Handler, HandlerContext, HandlerOptions, IntoHandlerResult};
+pub use pattern::{Pattern, Router, validate_name};
+pub use registry::{EventRecord, HandlerRecord, Registry, SourceLocation};
+pub use retry::RetryPolicy;
+
+/// Keeps a crate's registrations in the binary.
+///
+/// The linker leaves out a crate that nothing in the binary references, and with it the
+/// handlers and events it registers. Name each such crate once, anywhere in the binary:
+///
+/// ```ignore
+/// eventflow::link!(billing_handlers);
+/// ```
+#[macro_export]
+macro_rules! link {
+    ($($krate:ident),+ $(,)?) => {
+        $(
+            #[allow(unused_extern_crates)]
+            extern crate $krate as _;
+        )+
+    };
+}
+
+/// Items the macros' generated code uses. Not a public API: it may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::handler::{AsyncInvoke, BlockingInvoke, BoxFuture, Invoke, decode_event};
+    pub use ::inventory;
+    pub use ::serde;
+    pub use std::borrow::Cow;
+    pub use std::boxed::Box;
+    pub use std::time::Duration;
+    pub use std::result::Result;
+
+    /// The runtime's version; the macros check it matches theirs.
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+}

@@ -1,0 +1,167 @@
+//! The global registry the macros fill at link time through `inventory`.
+//!
+//! `#[derive(Event)]` submits an [`EventRecord`], `#[event_handler]` a [`HandlerRecord`].
+//! [`Registry::global`] collects them once. A crate whose items nothing references is left
+//! out by the linker, and its registrations with it: name such crates with
+//! [`link!`](crate::link) in the binary.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use crate::error::ValidationError;
+use crate::handler::{HandlerOptions, Invoke};
+use crate::pattern::{Pattern, validate_name};
+
+/// Where a registration was written.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceLocation {
+    /// `module_path!()` of the item.
+    pub module: &'static str,
+    /// `file!()` of the item.
+    pub file: &'static str,
+    /// `line!()` of the item.
+    pub line: u32,
+}
+
+/// A type deriving `Event`.
+#[derive(Debug)]
+pub struct EventRecord {
+    /// The event's name.
+    pub name: &'static str,
+    /// The Rust type's name.
+    pub type_name: &'static str,
+    /// Where it was defined.
+    pub location: SourceLocation,
+}
+
+/// A function annotated with `#[event_handler]`.
+pub struct HandlerRecord {
+    /// The handler's name (unique on a bus).
+    pub name: &'static str,
+    /// The pattern of event names it receives.
+    pub pattern: &'static str,
+    /// The type of its event parameter, or `Envelope`.
+    pub event_type: &'static str,
+    /// Its options.
+    pub options: HandlerOptions,
+    /// How to call it.
+    pub invoke: Invoke,
+    /// Where it was defined.
+    pub location: SourceLocation,
+}
+
+inventory::collect!(EventRecord);
+inventory::collect!(HandlerRecord);
+
+/// Everything registered in this binary.
+pub struct Registry {
+    events: Vec<&'static EventRecord>,
+    handlers: Vec<&'static HandlerRecord>,
+}
+
+impl Registry {
+    /// The registry of this binary, collected on first use.
+    pub fn global() -> &'static Registry {
+        static GLOBAL: OnceLock<Registry> = OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            let mut events: Vec<_> = inventory::iter::<EventRecord>.into_iter().collect();
+            events.sort_by_key(|e| (e.name, e.type_name));
+            let mut handlers: Vec<_> = inventory::iter::<HandlerRecord>.into_iter().collect();
+            handlers.sort_by_key(|h| h.name);
+            Registry { events, handlers }
+        })
+    }
+
+    /// The registered event types, by name.
+    pub fn events(&self) -> &[&'static EventRecord] {
+        &self.events
+    }
+
+    /// The registered handlers, by name.
+    pub fn handlers(&self) -> &[&'static HandlerRecord] {
+        &self.handlers
+    }
+
+    /// The handler with this name.
+    pub fn handler(&self, name: &str) -> Option<&'static HandlerRecord> {
+        self.handlers.iter().copied().find(|h| h.name == name)
+    }
+
+    /// The event type with this name.
+    pub fn event(&self, name: &str) -> Option<&'static EventRecord> {
+        self.events.iter().copied().find(|e| e.name == name)
+    }
+
+    /// Checks the registry; the error lists every problem at once.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut problems = Vec::new();
+        let mut by_name: HashMap<&str, Vec<&EventRecord>> = HashMap::new();
+        for e in &self.events {
+            if let Err(reason) = validate_name(e.name) {
+                problems.push(format!("event type `{}` has an invalid name `{}`: {reason}", e.type_name, e.name));
+            }
+            by_name.entry(e.name).or_default().push(e);
+        }
+        let mut dup: Vec<_> = by_name.into_iter().filter(|(_, v)| v.len() > 1).collect();
+        dup.sort_by_key(|(n, _)| *n);
+        for (name, recs) in dup {
+            let types: Vec<String> =
+                recs.iter().map(|r| format!("`{}` ({}:{})", r.type_name, r.location.file, r.location.line)).collect();
+            problems.push(format!("event name `{name}` is used by {} types: {}", recs.len(), types.join(", ")));
+        }
+        problems.extend(check_handlers(self.handlers.iter().map(|h| {
+            (h.name, h.pattern, &h.options, format!("{}:{}", h.location.file, h.location.line))
+        })));
+        if problems.is_empty() { Ok(()) } else { Err(ValidationError { problems }) }
+    }
+
+    /// A human-readable listing of what is registered, for start-up logs.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "eventflow registry: {} event type(s), {} handler(s)", self.events.len(), self.handlers.len());
+        for e in &self.events {
+            let _ = writeln!(out, "  event   {:<30} {}", e.name, e.type_name);
+        }
+        for h in &self.handlers {
+            let _ = writeln!(
+                out,
+                "  handler {:<30} on {:<20} takes {} ({:?}, {} attempt(s)) at {}:{}",
+                h.name, h.pattern, h.event_type, h.options.executor, h.options.retry.max_attempts, h.location.file, h.location.line
+            );
+        }
+        out
+    }
+}
+
+/// Checks a set of handlers (name, pattern, options, where): unique names, valid patterns
+/// and options. Shared by the registry and the bus builder.
+pub(crate) fn check_handlers<'a>(
+    handlers: impl Iterator<Item = (&'a str, &'a str, &'a HandlerOptions, String)>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen: HashMap<&str, String> = HashMap::new();
+    for (name, pattern, options, at) in handlers {
+        if let Some(first) = seen.get(name) {
+            problems.push(format!("two handlers are named `{name}`: at {first} and at {at}"));
+        } else {
+            seen.insert(name, at.clone());
+        }
+        if let Err(reason) = Pattern::parse(pattern) {
+            problems.push(format!("handler `{name}` ({at}) has an invalid pattern `{pattern}`: {reason}"));
+        }
+        if let Err(reason) = options.retry.validate() {
+            problems.push(format!("handler `{name}` ({at}): {reason}"));
+        }
+        if options.concurrency == Some(0) {
+            problems.push(format!("handler `{name}` ({at}): concurrency must be at least 1"));
+        }
+        if options.executor_config.max_workers == Some(0) {
+            problems.push(format!("handler `{name}` ({at}): max_workers must be at least 1"));
+        }
+        if options.executor_config.max_tasks_per_child == Some(0) {
+            problems.push(format!("handler `{name}` ({at}): max_tasks_per_child must be at least 1"));
+        }
+    }
+    problems
+}
