@@ -52,7 +52,15 @@ macro_rules! link {
 /// Items the macros' generated code uses. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::handler::{AsyncInvoke, BlockingInvoke, BoxFuture, Invoke, decode_event};
+    pub use crate::event::Event;
+    pub use crate::error::HandlerError;
+    pub use crate::executor::{Executor, ExecutorConfig};
+    pub use crate::handler::{
+        AsyncInvoke, BlockingInvoke, BoxFuture, HandlerContext, HandlerOptions, IntoHandlerResult, Invoke,
+        decode_event,
+    };
+    pub use crate::registry::{EventRecord, HandlerRecord, SourceLocation};
+    pub use crate::retry::RetryPolicy;
     pub use ::inventory;
     pub use ::serde;
     pub use std::borrow::Cow;

@@ -1,1 +1,80 @@
-//! placeholder
+//! # eventflow
+//!
+//! Event-driven programs in Rust. Annotate structs and functions; the framework registers
+//! them at link time and runs them on tokio.
+//!
+//! ```
+//! use eventflow::prelude::*;
+//!
+//! #[derive(Event, Clone, Debug, Serialize, Deserialize)]
+//! #[event(name = "user.created")]
+//! struct UserCreated { id: u64, email: String }
+//!
+//! #[event_handler("user.created", retry(max_attempts = 3, backoff_factor = 0.01))]
+//! async fn send_welcome(event: UserCreated, ctx: &HandlerContext) -> Result<(), HandlerError> {
+//!     println!("welcome, {} (attempt {})", event.email, ctx.attempt());
+//!     Ok(())
+//! }
+//!
+//! #[event_handler("user.*")]
+//! async fn audit(event: &Envelope) -> eventflow::Result<()> {
+//!     println!("audit: {} {}", event.name, event.id);
+//!     Ok(())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> eventflow::Result<()> {
+//! let bus = EventBus::builder().build().await?;
+//! let report = bus.dispatch(UserCreated { id: 1, email: "a@example.com".into() }).await?;
+//! assert!(report.is_success());
+//! assert_eq!(report.outcomes.len(), 2);
+//! bus.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## The macros
+//!
+//! - [`#[derive(Event)]`](derive@Event) with `#[event(name = "user.created")]`: the type
+//!   gets a stable name. Without `name`, the name is the type name in snake case
+//!   (`UserCreated` → `user_created`).
+//! - [`#[event_handler(pattern, ...)]`](macro@event_handler) on an `async fn` or a plain
+//!   `fn`. Parameters: the event (a type deriving `Event` and `Deserialize`, by value or by
+//!   reference; or `Envelope` / `&Envelope`), and optionally `&HandlerContext`. Returns
+//!   `()` or `Result<(), E>` with `E: Into<HandlerError>`. Options:
+//!
+//! | option | meaning | default |
+//! | --- | --- | --- |
+//! | `name = "..."` | the handler's name on the bus (unique) | `module::path::fn_name` |
+//! | `retry(max_attempts = 3, backoff_factor = 0.5, max_backoff = 60.0, jitter, retry_on = [E1, E2])` | retry policy, see [`RetryPolicy`] | no retry; inside `retry(...)`: 3, 0.5, 60.0 |
+//! | `timeout = "5s"` | bound on one attempt (`ms`, `s`, `m`, `h`) | none |
+//! | `executor = Inline \| Tokio \| ThreadPool` | where it runs, see [`Executor`] | `Inline` |
+//! | `executor_config(max_workers = 4, max_tasks_per_child = 50, thread_name_prefix = "x-")` | the pool, with `ThreadPool` | CPUs, unlimited, none |
+//! | `priority = 10` | among handlers of one event, higher runs first | 0 |
+//! | `concurrency = 8` | deliveries at once; the rest wait by event priority | unbounded |
+//! | `crate = "path"` | where to find eventflow | `::eventflow` |
+//!
+//! Mistakes are compile errors: a malformed pattern, an unknown option (with a
+//! suggestion), a duplicate option, `max_attempts = 0`, a negative backoff, an unparsable
+//! timeout, a generic handler, a missing or second event parameter, an unsupported return
+//! type, a plain `fn` on `Tokio`.
+//!
+//! ## Linking handler crates
+//!
+//! Registrations live in the crate that defines them. If nothing in your binary refers to a
+//! crate that only holds handlers, the linker leaves it out; name it once with
+//! [`link!`]: `eventflow::link!(billing_handlers);`.
+
+pub use eventflow_macros::{Event, event_handler};
+pub use eventflow_runtime::*;
+
+/// Everything a program using eventflow usually needs.
+pub mod prelude {
+    pub use crate::{
+        DeadLetter, DeliveryReport, Envelope, Event, EventBus, EventError, Executor, ExecutorConfig, Handler,
+        HandlerContext, HandlerError, RetryPolicy, event_handler,
+    };
+    pub use serde::{Deserialize, Serialize};
+}
+
+#[doc(hidden)]
+pub use eventflow_runtime::__private;

@@ -1,0 +1,231 @@
+//! The attribute model: what `#[event(...)]` and `#[event_handler(...)]` accept, parsed
+//! with darling and validated into plain values. Nothing here generates code.
+
+use darling::util::SpannedValue;
+use darling::{FromDeriveInput, FromMeta};
+use syn::{Expr, ExprLit, Lit, UnOp};
+
+use crate::names;
+
+/// `#[event(...)]` on a type deriving `Event`.
+#[derive(FromDeriveInput)]
+#[darling(attributes(event), supports(struct_any, enum_any))]
+pub struct EventInput {
+    pub ident: syn::Ident,
+    pub generics: syn::Generics,
+    pub name: Option<SpannedValue<String>>,
+    #[darling(rename = "crate")]
+    pub krate: Option<syn::Path>,
+}
+
+/// `#[event_handler(pattern, ...)]`, after the leading pattern literal.
+#[derive(FromMeta, Default)]
+pub struct HandlerArgs {
+    pub name: Option<SpannedValue<String>>,
+    pub retry: Option<RetryArgs>,
+    pub timeout: Option<SpannedValue<String>>,
+    pub executor: Option<syn::Path>,
+    pub executor_config: Option<ExecutorConfigArgs>,
+    pub priority: Option<Expr>,
+    pub concurrency: Option<Expr>,
+    #[darling(rename = "crate")]
+    pub krate: Option<syn::Path>,
+}
+
+/// `retry(max_attempts = 3, backoff_factor = 0.5, max_backoff = 10.0, jitter, retry_on = [..])`.
+#[derive(FromMeta, Default)]
+pub struct RetryArgs {
+    pub max_attempts: Option<Expr>,
+    pub backoff_factor: Option<Expr>,
+    pub max_backoff: Option<Expr>,
+    pub jitter: darling::util::Flag,
+    pub retry_on: Option<Expr>,
+}
+
+/// `executor_config(max_workers = 4, max_tasks_per_child = 50, thread_name_prefix = "x-")`.
+#[derive(FromMeta, Default)]
+pub struct ExecutorConfigArgs {
+    pub max_workers: Option<Expr>,
+    pub max_tasks_per_child: Option<Expr>,
+    pub thread_name_prefix: Option<SpannedValue<String>>,
+}
+
+/// The executors a handler may name.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ExecutorKind {
+    Inline,
+    Tokio,
+    ThreadPool,
+}
+
+const EXECUTORS: &[(&str, ExecutorKind)] = &[
+    ("Inline", ExecutorKind::Inline),
+    ("Tokio", ExecutorKind::Tokio),
+    ("ThreadPool", ExecutorKind::ThreadPool),
+];
+
+/// Validated retry settings.
+pub struct Retry {
+    pub max_attempts: u32,
+    pub backoff_factor: f64,
+    pub max_backoff: f64,
+    pub jitter: bool,
+    pub retry_on: Vec<syn::Path>,
+}
+
+/// Validated executor settings.
+#[derive(Default)]
+pub struct ExecutorSettings {
+    pub max_workers: Option<usize>,
+    pub max_tasks_per_child: Option<usize>,
+    pub thread_name_prefix: Option<String>,
+}
+
+/// A number written in an attribute, with its sign and span.
+fn number(expr: &Expr, what: &str) -> darling::Result<(f64, bool)> {
+    let (neg, inner) = match expr {
+        Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => (true, &*u.expr),
+        other => (false, other),
+    };
+    let value = match inner {
+        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => (i.base10_parse::<f64>().map_err(|e| darling::Error::custom(e))?, true),
+        Expr::Lit(ExprLit { lit: Lit::Float(f), .. }) => (f.base10_parse::<f64>().map_err(|e| darling::Error::custom(e))?, false),
+        _ => {
+            return Err(darling::Error::custom(format!("`{what}` must be a number")).with_span(expr));
+        }
+    };
+    Ok((if neg { -value.0 } else { value.0 }, value.1))
+}
+
+pub fn non_negative_float(expr: &Expr, what: &str) -> darling::Result<f64> {
+    let (v, _) = number(expr, what)?;
+    if v < 0.0 || !v.is_finite() {
+        return Err(darling::Error::custom(format!("`{what}` must be zero or more seconds, not {v}")).with_span(expr));
+    }
+    Ok(v)
+}
+
+pub fn positive_int(expr: &Expr, what: &str) -> darling::Result<u64> {
+    let (v, is_int) = number(expr, what)?;
+    if !is_int {
+        return Err(darling::Error::custom(format!("`{what}` must be a whole number")).with_span(expr));
+    }
+    if v < 1.0 {
+        return Err(darling::Error::custom(format!("`{what}` must be at least 1, not {v}")).with_span(expr));
+    }
+    Ok(v as u64)
+}
+
+pub fn int(expr: &Expr, what: &str) -> darling::Result<i32> {
+    let (v, is_int) = number(expr, what)?;
+    if !is_int || v < i32::MIN as f64 || v > i32::MAX as f64 {
+        return Err(darling::Error::custom(format!("`{what}` must be a whole number (i32)")).with_span(expr));
+    }
+    Ok(v as i32)
+}
+
+impl RetryArgs {
+    pub fn validate(&self, errors: &mut darling::error::Accumulator) -> Retry {
+        let mut r = Retry {
+            max_attempts: 3,
+            backoff_factor: 0.5,
+            max_backoff: 60.0,
+            jitter: self.jitter.is_present(),
+            retry_on: Vec::new(),
+        };
+        if let Some(e) = &self.max_attempts {
+            match positive_int(e, "max_attempts") {
+                Ok(n) if n > u32::MAX as u64 => errors.push(darling::Error::custom("`max_attempts` is too large").with_span(e)),
+                Ok(n) => r.max_attempts = n as u32,
+                Err(err) if err.to_string().contains("at least 1") => errors.push(
+                    darling::Error::custom("`max_attempts` must be at least 1: it counts the first try, so 1 means no retry")
+                        .with_span(e),
+                ),
+                Err(err) => errors.push(err),
+            }
+        }
+        if let Some(e) = &self.backoff_factor {
+            if let Some(v) = errors.handle(non_negative_float(e, "backoff_factor")) {
+                r.backoff_factor = v;
+            }
+        }
+        if let Some(e) = &self.max_backoff {
+            if let Some(v) = errors.handle(non_negative_float(e, "max_backoff")) {
+                r.max_backoff = v;
+            }
+        }
+        if let Some(e) = &self.retry_on {
+            match e {
+                Expr::Array(arr) => {
+                    for el in &arr.elems {
+                        match el {
+                            Expr::Path(p) if p.qself.is_none() => r.retry_on.push(p.path.clone()),
+                            other => errors.push(
+                                darling::Error::custom("`retry_on` lists error types, like `[std::io::Error, MyError]`")
+                                    .with_span(other),
+                            ),
+                        }
+                    }
+                }
+                other => errors.push(
+                    darling::Error::custom("`retry_on` takes a list of error types: `retry_on = [std::io::Error]`")
+                        .with_span(other),
+                ),
+            }
+        }
+        r
+    }
+}
+
+impl ExecutorConfigArgs {
+    pub fn validate(&self, errors: &mut darling::error::Accumulator) -> ExecutorSettings {
+        let mut s = ExecutorSettings::default();
+        if let Some(e) = &self.max_workers {
+            s.max_workers = errors.handle(positive_int(e, "max_workers")).map(|v| v as usize);
+        }
+        if let Some(e) = &self.max_tasks_per_child {
+            s.max_tasks_per_child = errors.handle(positive_int(e, "max_tasks_per_child")).map(|v| v as usize);
+        }
+        s.thread_name_prefix = self.thread_name_prefix.as_ref().map(|p| (**p).clone());
+        s
+    }
+}
+
+pub fn executor(path: &syn::Path) -> darling::Result<ExecutorKind> {
+    let name = path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+    if let Some((_, k)) = EXECUTORS.iter().find(|(n, _)| *n == name) {
+        return Ok(*k);
+    }
+    let lower = name.to_lowercase();
+    let hint = match EXECUTORS.iter().find(|(n, _)| n.to_lowercase() == lower || similar(&n.to_lowercase(), &lower)) {
+        Some((n, _)) => format!("; did you mean `{n}`?"),
+        None => String::new(),
+    };
+    Err(darling::Error::custom(format!(
+        "unknown executor `{name}`: expected one of `Inline`, `Tokio`, `ThreadPool`{hint}"
+    ))
+    .with_span(path))
+}
+
+/// Edit distance of at most two.
+fn similar(a: &str, b: &str) -> bool {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        prev = cur;
+    }
+    prev[b.len()] <= 2
+}
+
+/// A timeout string, validated, in nanoseconds.
+pub fn timeout(value: &SpannedValue<String>) -> darling::Result<u64> {
+    names::parse_duration(value).map_err(|reason| {
+        darling::Error::custom(format!("cannot parse timeout `{}`: {reason}", &**value)).with_span(&value.span())
+    })
+}

@@ -1,0 +1,342 @@
+//! Code generation. Every path goes through `<crate>::__private`, and every registration is
+//! an `inventory::submit!` of a `'static` record inside `const _: () = { ... };`.
+
+use darling::ast::NestedMeta;
+use darling::{FromDeriveInput, FromMeta};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Lit};
+
+use crate::attr::{self, EventInput, ExecutorKind, HandlerArgs};
+use crate::names;
+use crate::signature::{self, EventParam, Param};
+
+fn private(krate: &Option<syn::Path>) -> TokenStream {
+    match krate {
+        Some(p) => quote!(#p::__private),
+        None => quote!(::eventflow::__private),
+    }
+}
+
+pub fn derive_event(input: DeriveInput) -> TokenStream {
+    if let Data::Union(u) = &input.data {
+        return syn::Error::new(
+            u.union_token.span(),
+            "`#[derive(Event)]` cannot be used on a union: an event is a struct or an enum",
+        )
+        .to_compile_error();
+    }
+    let opts = match EventInput::from_derive_input(&input) {
+        Ok(o) => o,
+        Err(e) => return e.write_errors(),
+    };
+    let mut errors = darling::Error::accumulator();
+    let ident = &opts.ident;
+    let name = match &opts.name {
+        Some(n) => {
+            if let Err(reason) = names::check(n, false) {
+                errors.push(darling::Error::custom(format!("invalid event name `{}`: {reason}", &**n)).with_span(&n.span()));
+            }
+            (**n).clone()
+        }
+        None => {
+            let n = names::snake_case(&ident.to_string());
+            if let Err(reason) = names::check(&n, false) {
+                errors.push(
+                    darling::Error::custom(format!(
+                        "the default event name `{n}` derived from the type name is invalid ({reason}); \
+                         set one with `#[event(name = \"...\")]`"
+                    ))
+                    .with_span(ident),
+                );
+            }
+            n
+        }
+    };
+    let p = private(&opts.krate);
+    let (impl_g, ty_g, where_clause) = opts.generics.split_for_impl();
+    let mut where_clause = where_clause.cloned().unwrap_or_else(|| syn::parse_quote!(where));
+    for tp in opts.generics.type_params() {
+        let t = &tp.ident;
+        where_clause.predicates.push(syn::parse_quote!(#t: 'static));
+    }
+    // Generic types have no single concrete type to register; they still implement `Event`.
+    let record = if opts.generics.params.is_empty() {
+        quote! {
+            #p::inventory::submit! {
+                #p::EventRecord {
+                    name: #name,
+                    type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
+                    location: #p::SourceLocation {
+                        module: ::core::module_path!(), file: ::core::file!(), line: ::core::line!(),
+                    },
+                }
+            }
+        }
+    } else {
+        quote!()
+    };
+    let impl_block = quote! {
+        impl #impl_g #p::Event for #ident #ty_g #where_clause {
+            const NAME: &'static str = #name;
+        }
+    };
+    match errors.finish() {
+        // Still implement the trait, so uses of the type do not add a cascade of errors.
+        Err(e) => {
+            let errs = e.write_errors();
+            quote! { #errs const _: () = { #impl_block }; }
+        }
+        Ok(()) => quote! {
+            const _: () = {
+                #impl_block
+                #record
+            };
+        },
+    }
+}
+
+pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: syn::ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let err = syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "`#[event_handler]` goes on a function (`async fn` or `fn`)",
+            );
+            let e = err.to_compile_error();
+            return quote!(#e #item);
+        }
+    };
+    match handler(args, &func) {
+        Ok(ts) => quote!(#func #ts),
+        Err(e) => {
+            let errs = e.write_errors();
+            quote!(#func #errs)
+        }
+    }
+}
+
+fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream> {
+    let mut errors = darling::Error::accumulator();
+    let metas = NestedMeta::parse_meta_list(args.clone()).map_err(darling::Error::from)?;
+    let mut rest = Vec::new();
+    let mut pattern: Option<(String, proc_macro2::Span)> = None;
+    for m in metas {
+        match m {
+            NestedMeta::Lit(Lit::Str(s)) if pattern.is_none() && rest.is_empty() => pattern = Some((s.value(), s.span())),
+            NestedMeta::Lit(other) => errors.push(
+                darling::Error::custom("the pattern comes first, as one string: `#[event_handler(\"user.*\", ...)]`")
+                    .with_span(&other),
+            ),
+            m => rest.push(m),
+        }
+    }
+    let opts = errors.handle(HandlerArgs::from_list(&rest)).unwrap_or_default();
+    let pattern = match pattern {
+        Some((p, span)) => {
+            if let Err(reason) = names::check(&p, true) {
+                errors.push(darling::Error::custom(format!("invalid pattern `{p}`: {reason}")).with_span(&span));
+            }
+            p
+        }
+        None => {
+            errors.push(
+                darling::Error::custom("missing pattern: write `#[event_handler(\"user.created\")]`").with_span(&args.span()),
+            );
+            String::new()
+        }
+    };
+    if let Some(n) = &opts.name
+        && n.trim().is_empty()
+    {
+        errors.push(darling::Error::custom("a handler's name cannot be empty").with_span(&n.span()));
+    }
+    let retry = opts.retry.as_ref().map(|r| r.validate(&mut errors));
+    let timeout = opts.timeout.as_ref().and_then(|t| errors.handle(attr::timeout(t)));
+    let executor = match &opts.executor {
+        Some(path) => errors.handle(attr::executor(path)).unwrap_or(ExecutorKind::Inline),
+        None => ExecutorKind::Inline,
+    };
+    let exec_cfg = opts.executor_config.as_ref().map(|c| c.validate(&mut errors));
+    if opts.executor_config.is_some() && executor == ExecutorKind::Inline {
+        errors.push(
+            darling::Error::custom("`executor_config` configures a pool; it needs `executor = ThreadPool`")
+                .with_span(&func.sig.ident),
+        );
+    }
+    let priority = opts.priority.as_ref().and_then(|e| errors.handle(attr::int(e, "priority"))).unwrap_or(0);
+    let concurrency = opts.concurrency.as_ref().and_then(|e| errors.handle(attr::positive_int(e, "concurrency")));
+    let sig = signature::analyze(func, &mut errors);
+    if let (Some(sig), Some(path)) = (&sig, &opts.executor)
+        && !sig.is_async
+        && executor == ExecutorKind::Tokio
+    {
+        errors.push(
+            darling::Error::custom(
+                "a plain `fn` blocks, so it cannot run on the `Tokio` executor: make it `async fn`, \
+                 or use `executor = ThreadPool`",
+            )
+            .with_span(path),
+        );
+    }
+    errors.finish()?;
+    let Some(sig) = sig else {
+        return Err(darling::Error::custom("invalid handler signature"));
+    };
+
+    let p = private(&opts.krate);
+    let fn_ident = &func.sig.ident;
+    let name = match &opts.name {
+        Some(n) => {
+            let n = &**n;
+            quote!(#n)
+        }
+        None => quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#fn_ident))),
+    };
+
+    // Turn the context into the event argument.
+    let (event_let, event_arg, event_type) = match &sig.event {
+        EventParam::Envelope => (quote!(), quote!(__ctx.envelope().clone()), quote!("Envelope")),
+        EventParam::EnvelopeRef => (quote!(), quote!(__ctx.envelope()), quote!("Envelope")),
+        EventParam::Typed(ty) => (
+            quote_spanned!(ty.span()=> let __event = #p::decode_event::<#ty>(&__ctx)?;),
+            quote!(#p::Cow::into_owned(__event)),
+            quote!(::core::stringify!(#ty)),
+        ),
+        EventParam::TypedRef(ty) => (
+            quote_spanned!(ty.span()=> let __event = #p::decode_event::<#ty>(&__ctx)?;),
+            quote!(&*__event),
+            quote!(::core::stringify!(#ty)),
+        ),
+    };
+    let args: Vec<TokenStream> = sig
+        .params
+        .iter()
+        .map(|prm| match prm {
+            Param::Event => event_arg.clone(),
+            Param::Context { by_ref: true } => quote!(&__ctx),
+            Param::Context { by_ref: false } => quote!(__ctx.clone()),
+        })
+        .collect();
+    let ret_span = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => fn_ident.span(),
+    };
+    let convert = quote_spanned!(ret_span=> #p::IntoHandlerResult::into_handler_result);
+    let invoke_ident = format_ident!("__eventflow_invoke_{}", fn_ident);
+    let (invoke_fn, invoke) = if sig.is_async {
+        (
+            quote! {
+                fn #invoke_ident(__ctx: #p::HandlerContext)
+                    -> #p::BoxFuture<'static, #p::Result<(), #p::HandlerError>>
+                {
+                    #p::Box::pin(async move {
+                        #event_let
+                        #convert(#fn_ident(#(#args),*).await)
+                    })
+                }
+            },
+            quote!(#p::Invoke::Async(#invoke_ident)),
+        )
+    } else {
+        (
+            quote! {
+                fn #invoke_ident(__ctx: #p::HandlerContext) -> #p::Result<(), #p::HandlerError> {
+                    #event_let
+                    #convert(#fn_ident(#(#args),*))
+                }
+            },
+            quote!(#p::Invoke::Blocking(#invoke_ident)),
+        )
+    };
+
+    let (retry_tokens, retry_on_fn) = match &retry {
+        None => (quote!(#p::RetryPolicy::NEVER), quote!()),
+        Some(r) => {
+            let max_attempts = r.max_attempts;
+            let factor = r.backoff_factor;
+            let cap = r.max_backoff;
+            let jitter = r.jitter;
+            let (retry_on, retry_on_fn) = if r.retry_on.is_empty() {
+                (quote!(::core::option::Option::None), quote!())
+            } else {
+                let checks = r.retry_on.iter().map(|t| quote_spanned!(t.span()=> __err.is::<#t>()));
+                (
+                    quote!(::core::option::Option::Some(__eventflow_retry_on as fn(&#p::HandlerError) -> bool)),
+                    quote! {
+                        fn __eventflow_retry_on(__err: &#p::HandlerError) -> bool {
+                            false #(|| #checks)*
+                        }
+                    },
+                )
+            };
+            (
+                quote! {
+                    #p::RetryPolicy {
+                        max_attempts: #max_attempts,
+                        backoff_factor: #factor,
+                        max_backoff: #cap,
+                        jitter: #jitter,
+                        retry_on: #retry_on,
+                    }
+                },
+                retry_on_fn,
+            )
+        }
+    };
+    let timeout = match timeout {
+        Some(ns) => quote!(::core::option::Option::Some(#p::Duration::from_nanos(#ns))),
+        None => quote!(::core::option::Option::None),
+    };
+    let executor = match executor {
+        ExecutorKind::Inline => quote!(#p::Executor::Inline),
+        ExecutorKind::Tokio => quote!(#p::Executor::Tokio),
+        ExecutorKind::ThreadPool => quote!(#p::Executor::ThreadPool),
+    };
+    let cfg = exec_cfg.unwrap_or_default();
+    let opt_usize = |v: Option<usize>| match v {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let max_workers = opt_usize(cfg.max_workers);
+    let max_tasks = opt_usize(cfg.max_tasks_per_child);
+    let prefix = match &cfg.thread_name_prefix {
+        Some(s) => quote!(::core::option::Option::Some(#p::Cow::Borrowed(#s))),
+        None => quote!(::core::option::Option::None),
+    };
+    let concurrency = opt_usize(concurrency.map(|c| c as usize));
+
+    Ok(quote! {
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        const _: () = {
+            #invoke_fn
+            #retry_on_fn
+            #p::inventory::submit! {
+                #p::HandlerRecord {
+                    name: #name,
+                    pattern: #pattern,
+                    event_type: #event_type,
+                    options: #p::HandlerOptions {
+                        retry: #retry_tokens,
+                        timeout: #timeout,
+                        executor: #executor,
+                        executor_config: #p::ExecutorConfig {
+                            max_workers: #max_workers,
+                            max_tasks_per_child: #max_tasks,
+                            thread_name_prefix: #prefix,
+                        },
+                        priority: #priority,
+                        concurrency: #concurrency,
+                    },
+                    invoke: #invoke,
+                    location: #p::SourceLocation {
+                        module: ::core::module_path!(), file: ::core::file!(), line: ::core::line!(),
+                    },
+                }
+            }
+        };
+    })
+}

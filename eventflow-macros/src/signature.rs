@@ -1,0 +1,174 @@
+//! What a handler function's signature says: its event parameter, its context parameter,
+//! and whether its return type is one the bus accepts.
+
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, PathArguments, ReturnType, Type};
+
+/// How the handler receives the event.
+pub enum EventParam {
+    /// `Envelope`
+    Envelope,
+    /// `&Envelope`
+    EnvelopeRef,
+    /// `T`
+    Typed(Type),
+    /// `&T`
+    TypedRef(Type),
+}
+
+/// One parameter, in order.
+pub enum Param {
+    Event,
+    Context { by_ref: bool },
+}
+
+pub struct Signature {
+    pub is_async: bool,
+    pub event: EventParam,
+    pub params: Vec<Param>,
+}
+
+fn last_ident(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    }
+}
+
+pub fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) -> Option<Signature> {
+    let sig = &f.sig;
+    let mut found: Vec<darling::Error> = Vec::new();
+    let errors = &mut found;
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.push(
+            darling::Error::custom(
+                "an event handler cannot be generic: the registry needs one concrete function; \
+                 write a non-generic wrapper that calls the generic one",
+            )
+            .with_span(&sig.generics),
+        );
+    }
+    if let Some(c) = &sig.constness {
+        errors.push(darling::Error::custom("an event handler cannot be `const`").with_span(c));
+    }
+    if let Some(v) = &sig.variadic {
+        errors.push(darling::Error::custom("an event handler cannot be variadic").with_span(v));
+    }
+    let mut event: Option<EventParam> = None;
+    let mut params = Vec::new();
+    let mut saw_ctx = false;
+    for arg in &sig.inputs {
+        let ty = match arg {
+            FnArg::Receiver(r) => {
+                errors.push(
+                    darling::Error::custom("an event handler is a free function; it cannot take `self`").with_span(r),
+                );
+                continue;
+            }
+            FnArg::Typed(t) => &*t.ty,
+        };
+        if let Type::ImplTrait(_) = ty {
+            errors.push(
+                darling::Error::custom("an event handler cannot take `impl Trait`: it would be generic").with_span(ty),
+            );
+            continue;
+        }
+        let (by_ref, inner) = match ty {
+            Type::Reference(r) => {
+                if r.mutability.is_some() {
+                    errors.push(
+                        darling::Error::custom("an event handler's parameters are shared: use `&T`, not `&mut T`")
+                            .with_span(ty),
+                    );
+                    continue;
+                }
+                (true, &*r.elem)
+            }
+            other => (false, other),
+        };
+        let name = last_ident(inner);
+        if name.as_deref() == Some("HandlerContext") {
+            if saw_ctx {
+                errors.push(darling::Error::custom("`HandlerContext` is taken twice").with_span(ty));
+            }
+            saw_ctx = true;
+            params.push(Param::Context { by_ref });
+            continue;
+        }
+        let this = match (name.as_deref(), by_ref) {
+            (Some("Envelope"), false) => EventParam::Envelope,
+            (Some("Envelope"), true) => EventParam::EnvelopeRef,
+            (_, false) => EventParam::Typed(inner.clone()),
+            (_, true) => EventParam::TypedRef(inner.clone()),
+        };
+        if event.is_some() {
+            errors.push(
+                darling::Error::custom(
+                    "an event handler takes exactly one event parameter; this is a second one \
+                     (the other parameter may only be `&HandlerContext`)",
+                )
+                .with_span(ty),
+            );
+            continue;
+        }
+        event = Some(this);
+        params.push(Param::Event);
+    }
+    if event.is_none() {
+        errors.push(
+            darling::Error::custom(
+                "an event handler needs an event parameter: a type deriving `Event`, or `Envelope` / `&Envelope`",
+            )
+            .with_span(&sig.ident),
+        );
+    }
+    check_return(&sig.output, errors);
+    let bad = !found.is_empty();
+    for e in found {
+        acc.push(e);
+    }
+    if bad {
+        return None;
+    }
+    Some(Signature {
+        is_async: sig.asyncness.is_some(),
+        event: event?,
+        params,
+    })
+}
+
+fn check_return(output: &ReturnType, errors: &mut Vec<darling::Error>) {
+    let ty = match output {
+        ReturnType::Default => return,
+        ReturnType::Type(_, ty) => &**ty,
+    };
+    if let Type::Tuple(t) = ty
+        && t.elems.is_empty()
+    {
+        return;
+    }
+    let wrong = || {
+        darling::Error::custom("an event handler returns `Result<(), E>` (with `E: Into<HandlerError>`) or `()`")
+            .with_span(&ty.span())
+    };
+    let Type::Path(p) = ty else {
+        errors.push(wrong());
+        return;
+    };
+    let Some(last) = p.path.segments.last() else {
+        errors.push(wrong());
+        return;
+    };
+    if last.ident != "Result" {
+        errors.push(wrong());
+        return;
+    }
+    if let PathArguments::AngleBracketed(args) = &last.arguments
+        && let Some(GenericArgument::Type(ok)) = args.args.first()
+        && !matches!(ok, Type::Tuple(t) if t.elems.is_empty())
+    {
+        errors.push(
+            darling::Error::custom("an event handler's `Result` carries no value: write `Result<(), E>`").with_span(ok),
+        );
+    }
+}
