@@ -597,14 +597,20 @@ impl EventBus {
     }
 }
 
-async fn deliver(inner: Arc<Inner>, envelope: Envelope) -> DeliveryReport {
-    let targets = inner.router.lookup(&envelope.name);
+/// Registers the delivery as in flight (and takes its place in publish order) at once,
+/// before the returned future is first polled, so shutdown sees every accepted event.
+fn deliver(inner: Arc<Inner>, envelope: Envelope) -> impl Future<Output = DeliveryReport> + Send + 'static {
     let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
     let key = inner.inflight.enter(&envelope);
-    let _guard = InFlightGuard {
+    let guard = InFlightGuard {
         inner: inner.clone(),
         key,
     };
+    deliver_registered(inner, envelope, seq, guard)
+}
+
+async fn deliver_registered(inner: Arc<Inner>, envelope: Envelope, seq: u64, _guard: InFlightGuard) -> DeliveryReport {
+    let targets = inner.router.lookup(&envelope.name);
     if targets.is_empty() {
         tracing::debug!(event = %envelope.name, id = %envelope.id, "eventflow: no handler matches");
     }

@@ -1,0 +1,50 @@
+//! A binary whose registry has two handlers with one name and two event types with one
+//! name: start-up fails with one error that lists both problems.
+
+use eventflow::prelude::*;
+
+mod billing {
+    use super::*;
+
+    #[derive(Event, Clone, Debug, Serialize, Deserialize)]
+    #[event(name = "invoice.paid")]
+    /// First type named `invoice.paid`.
+    pub struct InvoicePaid;
+
+    /// First handler named `notify`.
+    #[event_handler("invoice.*", name = "notify")]
+    pub async fn notify(_e: &Envelope) {}
+}
+
+mod shipping {
+    use super::*;
+
+    #[derive(Event, Clone, Debug, Serialize, Deserialize)]
+    #[event(name = "invoice.paid")]
+    /// Second type named `invoice.paid`.
+    pub struct AlsoInvoicePaid;
+
+    /// Second handler named `notify`.
+    #[event_handler("shipment.*", name = "notify")]
+    pub async fn notify(_e: &Envelope) {}
+}
+
+#[tokio::test]
+async fn start_up_lists_every_duplicate() {
+    let _types = (billing::InvoicePaid, shipping::AlsoInvoicePaid);
+    let err = eventflow::Registry::global().validate().unwrap_err();
+    assert_eq!(err.problems.len(), 2, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("event name `invoice.paid` is used by 2 types"), "{text}");
+    assert!(text.contains("InvoicePaid") && text.contains("AlsoInvoicePaid"), "{text}");
+    assert!(text.contains("two handlers are named `notify`"), "{text}");
+
+    let Err(EventError::Validation(v)) = EventBus::builder().build().await else {
+        panic!("the bus must refuse to start");
+    };
+    assert_eq!(v.problems.len(), 2, "{v}");
+
+    // A bus that does not use the registry is not affected by it.
+    let bus = EventBus::builder().without_registry().allow_unhandled(true).build().await;
+    assert!(bus.is_ok());
+}
