@@ -488,8 +488,12 @@ async fn thread_pool_handlers_run_on_named_pool_threads_replaced_after_max_tasks
     let names = THREADS.entries();
     assert_eq!(names.len(), 6);
     assert!(names.iter().all(|n| n.starts_with("report-")), "{names:?}");
-    let distinct: std::collections::BTreeSet<_> = names.iter().collect();
-    assert_eq!(distinct.len(), 3, "one thread per two tasks: {names:?}");
+    let mut per_thread = std::collections::BTreeMap::<&str, usize>::new();
+    for n in &names {
+        *per_thread.entry(n.as_str()).or_default() += 1;
+    }
+    assert!(per_thread.values().all(|&n| n <= 2), "a thread ran more than max_tasks_per_child: {per_thread:?}");
+    assert!(per_thread.len() >= 3, "threads were replaced: {per_thread:?}");
 }
 
 static BARRIER: LazyLock<tokio::sync::Barrier> = LazyLock::new(|| tokio::sync::Barrier::new(2));
