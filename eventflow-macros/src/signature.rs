@@ -80,6 +80,8 @@ pub fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) -> Option
                         darling::Error::custom("an event handler's parameters are shared: use `&T`, not `&mut T`")
                             .with_span(ty),
                     );
+                    // Counted as the event parameter, so no second error says it is missing.
+                    event.get_or_insert(EventParam::EnvelopeRef);
                     continue;
                 }
                 (true, &*r.elem)

@@ -1,1 +1,1 @@
-//! x
+//! Holds the trybuild cases under `tests/`.

@@ -1,0 +1,7 @@
+use eventflow::prelude::*;
+
+#[derive(Event)]
+#[event(name = "User Created")]
+struct UserCreated;
+
+fn main() {}

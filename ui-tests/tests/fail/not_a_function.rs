@@ -1,0 +1,6 @@
+use eventflow::prelude::*;
+
+#[event_handler("user.created")]
+struct NotAFunction;
+
+fn main() {}

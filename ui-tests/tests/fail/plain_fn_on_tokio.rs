@@ -1,0 +1,6 @@
+use eventflow::prelude::*;
+
+#[event_handler("user.created", executor = Tokio)]
+fn h(_e: &Envelope) {}
+
+fn main() {}

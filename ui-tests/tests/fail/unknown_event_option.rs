@@ -1,0 +1,7 @@
+use eventflow::prelude::*;
+
+#[derive(Event)]
+#[event(nmae = "user.created")]
+struct UserCreated;
+
+fn main() {}
