@@ -88,10 +88,22 @@ fn number(expr: &Expr, what: &str) -> darling::Result<(f64, bool)> {
         other => (false, other),
     };
     let value = match inner {
-        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => (i.base10_parse::<f64>().map_err(|e| darling::Error::custom(e))?, true),
-        Expr::Lit(ExprLit { lit: Lit::Float(f), .. }) => (f.base10_parse::<f64>().map_err(|e| darling::Error::custom(e))?, false),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => (
+            i.base10_parse::<f64>().map_err(darling::Error::custom)?,
+            true,
+        ),
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => (
+            f.base10_parse::<f64>().map_err(darling::Error::custom)?,
+            false,
+        ),
         _ => {
-            return Err(darling::Error::custom(format!("`{what}` must be a number")).with_span(expr));
+            return Err(
+                darling::Error::custom(format!("`{what}` must be a number")).with_span(expr)
+            );
         }
     };
     Ok((if neg { -value.0 } else { value.0 }, value.1))
@@ -100,7 +112,10 @@ fn number(expr: &Expr, what: &str) -> darling::Result<(f64, bool)> {
 pub fn non_negative_float(expr: &Expr, what: &str) -> darling::Result<f64> {
     let (v, _) = number(expr, what)?;
     if v < 0.0 || !v.is_finite() {
-        return Err(darling::Error::custom(format!("`{what}` must be zero or more seconds, not {v}")).with_span(expr));
+        return Err(darling::Error::custom(format!(
+            "`{what}` must be zero or more seconds, not {v}"
+        ))
+        .with_span(expr));
     }
     Ok(v)
 }
@@ -108,10 +123,14 @@ pub fn non_negative_float(expr: &Expr, what: &str) -> darling::Result<f64> {
 pub fn positive_int(expr: &Expr, what: &str) -> darling::Result<u64> {
     let (v, is_int) = number(expr, what)?;
     if !is_int {
-        return Err(darling::Error::custom(format!("`{what}` must be a whole number")).with_span(expr));
+        return Err(
+            darling::Error::custom(format!("`{what}` must be a whole number")).with_span(expr),
+        );
     }
     if v < 1.0 {
-        return Err(darling::Error::custom(format!("`{what}` must be at least 1, not {v}")).with_span(expr));
+        return Err(
+            darling::Error::custom(format!("`{what}` must be at least 1, not {v}")).with_span(expr),
+        );
     }
     Ok(v as u64)
 }
@@ -119,7 +138,10 @@ pub fn positive_int(expr: &Expr, what: &str) -> darling::Result<u64> {
 pub fn int(expr: &Expr, what: &str) -> darling::Result<i32> {
     let (v, is_int) = number(expr, what)?;
     if !is_int || v < i32::MIN as f64 || v > i32::MAX as f64 {
-        return Err(darling::Error::custom(format!("`{what}` must be a whole number (i32)")).with_span(expr));
+        return Err(
+            darling::Error::custom(format!("`{what}` must be a whole number (i32)"))
+                .with_span(expr),
+        );
     }
     Ok(v as i32)
 }
@@ -144,15 +166,15 @@ impl RetryArgs {
                 Err(err) => errors.push(err),
             }
         }
-        if let Some(e) = &self.backoff_factor {
-            if let Some(v) = errors.handle(non_negative_float(e, "backoff_factor")) {
-                r.backoff_factor = v;
-            }
+        if let Some(e) = &self.backoff_factor
+            && let Some(v) = errors.handle(non_negative_float(e, "backoff_factor"))
+        {
+            r.backoff_factor = v;
         }
-        if let Some(e) = &self.max_backoff {
-            if let Some(v) = errors.handle(non_negative_float(e, "max_backoff")) {
-                r.max_backoff = v;
-            }
+        if let Some(e) = &self.max_backoff
+            && let Some(v) = errors.handle(non_negative_float(e, "max_backoff"))
+        {
+            r.max_backoff = v;
         }
         if let Some(e) = &self.retry_on {
             match e {
@@ -168,8 +190,10 @@ impl RetryArgs {
                     }
                 }
                 other => errors.push(
-                    darling::Error::custom("`retry_on` takes a list of error types: `retry_on = [std::io::Error]`")
-                        .with_span(other),
+                    darling::Error::custom(
+                        "`retry_on` takes a list of error types: `retry_on = [std::io::Error]`",
+                    )
+                    .with_span(other),
                 ),
             }
         }
@@ -181,10 +205,14 @@ impl ExecutorConfigArgs {
     pub fn validate(&self, errors: &mut darling::error::Accumulator) -> ExecutorSettings {
         let mut s = ExecutorSettings::default();
         if let Some(e) = &self.max_workers {
-            s.max_workers = errors.handle(positive_int(e, "max_workers")).map(|v| v as usize);
+            s.max_workers = errors
+                .handle(positive_int(e, "max_workers"))
+                .map(|v| v as usize);
         }
         if let Some(e) = &self.max_tasks_per_child {
-            s.max_tasks_per_child = errors.handle(positive_int(e, "max_tasks_per_child")).map(|v| v as usize);
+            s.max_tasks_per_child = errors
+                .handle(positive_int(e, "max_tasks_per_child"))
+                .map(|v| v as usize);
         }
         s.thread_name_prefix = self.thread_name_prefix.as_ref().map(|p| (**p).clone());
         s
@@ -192,12 +220,19 @@ impl ExecutorConfigArgs {
 }
 
 pub fn executor(path: &syn::Path) -> darling::Result<ExecutorKind> {
-    let name = path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+    let name = path
+        .segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default();
     if let Some((_, k)) = EXECUTORS.iter().find(|(n, _)| *n == name) {
         return Ok(*k);
     }
     let lower = name.to_lowercase();
-    let hint = match EXECUTORS.iter().find(|(n, _)| n.to_lowercase() == lower || similar(&n.to_lowercase(), &lower)) {
+    let hint = match EXECUTORS
+        .iter()
+        .find(|(n, _)| n.to_lowercase() == lower || similar(&n.to_lowercase(), &lower))
+    {
         Some((n, _)) => format!("; did you mean `{n}`?"),
         None => String::new(),
     };
@@ -226,6 +261,7 @@ fn similar(a: &str, b: &str) -> bool {
 /// A timeout string, validated, in nanoseconds.
 pub fn timeout(value: &SpannedValue<String>) -> darling::Result<u64> {
     names::parse_duration(value).map_err(|reason| {
-        darling::Error::custom(format!("cannot parse timeout `{}`: {reason}", &**value)).with_span(&value.span())
+        darling::Error::custom(format!("cannot parse timeout `{}`: {reason}", &**value))
+            .with_span(&value.span())
     })
 }

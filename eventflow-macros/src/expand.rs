@@ -36,7 +36,10 @@ pub fn derive_event(input: DeriveInput) -> TokenStream {
     let name = match &opts.name {
         Some(n) => {
             if let Err(reason) = names::check(n, false) {
-                errors.push(darling::Error::custom(format!("invalid event name `{}`: {reason}", &**n)).with_span(&n.span()));
+                errors.push(
+                    darling::Error::custom(format!("invalid event name `{}`: {reason}", &**n))
+                        .with_span(&n.span()),
+                );
             }
             (**n).clone()
         }
@@ -56,7 +59,9 @@ pub fn derive_event(input: DeriveInput) -> TokenStream {
     };
     let p = private(&opts.krate);
     let (impl_g, ty_g, where_clause) = opts.generics.split_for_impl();
-    let mut where_clause = where_clause.cloned().unwrap_or_else(|| syn::parse_quote!(where));
+    let mut where_clause = where_clause
+        .cloned()
+        .unwrap_or_else(|| syn::parse_quote!(where));
     for tp in opts.generics.type_params() {
         let t = &tp.ident;
         where_clause.predicates.push(syn::parse_quote!(#t: 'static));
@@ -125,25 +130,37 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
     let mut pattern: Option<(String, proc_macro2::Span)> = None;
     for m in metas {
         match m {
-            NestedMeta::Lit(Lit::Str(s)) if pattern.is_none() && rest.is_empty() => pattern = Some((s.value(), s.span())),
+            NestedMeta::Lit(Lit::Str(s)) if pattern.is_none() && rest.is_empty() => {
+                pattern = Some((s.value(), s.span()))
+            }
             NestedMeta::Lit(other) => errors.push(
-                darling::Error::custom("the pattern comes first, as one string: `#[event_handler(\"user.*\", ...)]`")
-                    .with_span(&other),
+                darling::Error::custom(
+                    "the pattern comes first, as one string: `#[event_handler(\"user.*\", ...)]`",
+                )
+                .with_span(&other),
             ),
             m => rest.push(m),
         }
     }
-    let opts = errors.handle(HandlerArgs::from_list(&rest)).unwrap_or_default();
+    let opts = errors
+        .handle(HandlerArgs::from_list(&rest))
+        .unwrap_or_default();
     let pattern = match pattern {
         Some((p, span)) => {
             if let Err(reason) = names::check(&p, true) {
-                errors.push(darling::Error::custom(format!("invalid pattern `{p}`: {reason}")).with_span(&span));
+                errors.push(
+                    darling::Error::custom(format!("invalid pattern `{p}`: {reason}"))
+                        .with_span(&span),
+                );
             }
             p
         }
         None => {
             errors.push(
-                darling::Error::custom("missing pattern: write `#[event_handler(\"user.created\")]`").with_span(&args.span()),
+                darling::Error::custom(
+                    "missing pattern: write `#[event_handler(\"user.created\")]`",
+                )
+                .with_span(&args.span()),
             );
             String::new()
         }
@@ -151,23 +168,41 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
     if let Some(n) = &opts.name
         && n.trim().is_empty()
     {
-        errors.push(darling::Error::custom("a handler's name cannot be empty").with_span(&n.span()));
+        errors
+            .push(darling::Error::custom("a handler's name cannot be empty").with_span(&n.span()));
     }
     let retry = opts.retry.as_ref().map(|r| r.validate(&mut errors));
-    let timeout = opts.timeout.as_ref().and_then(|t| errors.handle(attr::timeout(t)));
+    let timeout = opts
+        .timeout
+        .as_ref()
+        .and_then(|t| errors.handle(attr::timeout(t)));
     let executor = match &opts.executor {
-        Some(path) => errors.handle(attr::executor(path)).unwrap_or(ExecutorKind::Inline),
+        Some(path) => errors
+            .handle(attr::executor(path))
+            .unwrap_or(ExecutorKind::Inline),
         None => ExecutorKind::Inline,
     };
-    let exec_cfg = opts.executor_config.as_ref().map(|c| c.validate(&mut errors));
+    let exec_cfg = opts
+        .executor_config
+        .as_ref()
+        .map(|c| c.validate(&mut errors));
     if opts.executor_config.is_some() && executor == ExecutorKind::Inline {
         errors.push(
-            darling::Error::custom("`executor_config` configures a pool; it needs `executor = ThreadPool`")
-                .with_span(&func.sig.ident),
+            darling::Error::custom(
+                "`executor_config` configures a pool; it needs `executor = ThreadPool`",
+            )
+            .with_span(&func.sig.ident),
         );
     }
-    let priority = opts.priority.as_ref().and_then(|e| errors.handle(attr::int(e, "priority"))).unwrap_or(0);
-    let concurrency = opts.concurrency.as_ref().and_then(|e| errors.handle(attr::positive_int(e, "concurrency")));
+    let priority = opts
+        .priority
+        .as_ref()
+        .and_then(|e| errors.handle(attr::int(e, "priority")))
+        .unwrap_or(0);
+    let concurrency = opts
+        .concurrency
+        .as_ref()
+        .and_then(|e| errors.handle(attr::positive_int(e, "concurrency")));
     let sig = signature::analyze(func, &mut errors);
     if let (Some(sig), Some(path)) = (&sig, &opts.executor)
         && !sig.is_async
@@ -193,12 +228,20 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
             let n = &**n;
             quote!(#n)
         }
-        None => quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#fn_ident))),
+        None => quote!(::core::concat!(
+            ::core::module_path!(),
+            "::",
+            ::core::stringify!(#fn_ident)
+        )),
     };
 
     // Turn the context into the event argument.
     let (event_let, event_arg, event_type) = match &sig.event {
-        EventParam::Envelope => (quote!(), quote!(__ctx.envelope().clone()), quote!("Envelope")),
+        EventParam::Envelope => (
+            quote!(),
+            quote!(__ctx.envelope().clone()),
+            quote!("Envelope"),
+        ),
         EventParam::EnvelopeRef => (quote!(), quote!(__ctx.envelope()), quote!("Envelope")),
         EventParam::Typed(ty) => (
             quote_spanned!(ty.span()=> let __event = #p::decode_event::<#ty>(&__ctx)?;),
@@ -262,7 +305,10 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
             let (retry_on, retry_on_fn) = if r.retry_on.is_empty() {
                 (quote!(::core::option::Option::None), quote!())
             } else {
-                let checks = r.retry_on.iter().map(|t| quote_spanned!(t.span()=> __err.is::<#t>()));
+                let checks = r
+                    .retry_on
+                    .iter()
+                    .map(|t| quote_spanned!(t.span()=> __err.is::<#t>()));
                 (
                     quote!(::core::option::Option::Some(__eventflow_retry_on as fn(&#p::HandlerError) -> bool)),
                     quote! {

@@ -8,14 +8,22 @@ pub fn check(text: &str, wildcards: bool) -> Result<(), String> {
     }
     for (i, seg) in text.split('.').enumerate() {
         if seg.is_empty() {
-            return Err(format!("segment {} is empty (two dots, or a leading or trailing dot)", i + 1));
+            return Err(format!(
+                "segment {} is empty (two dots, or a leading or trailing dot)",
+                i + 1
+            ));
         }
         if wildcards && (seg == "*" || seg == "**") {
             continue;
         }
-        if let Some(c) = seg.chars().find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-')) {
+        if let Some(c) = seg
+            .chars()
+            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+        {
             return Err(if c == '*' && wildcards {
-                format!("`{seg}` mixes `*` with other characters; a wildcard must be a whole segment (`*` or `**`)")
+                format!(
+                    "`{seg}` mixes `*` with other characters; a wildcard must be a whole segment (`*` or `**`)"
+                )
             } else if c.is_ascii_uppercase() {
                 format!("`{seg}` has an upper-case letter; segments are lower case `[a-z0-9_-]`")
             } else {
@@ -32,9 +40,13 @@ pub fn snake_case(ident: &str) -> String {
     let mut out = String::new();
     for (i, &c) in chars.iter().enumerate() {
         if c.is_uppercase() {
-            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
             let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            if i > 0 && (prev_lower || (next_lower && chars[i - 1].is_uppercase())) && !out.ends_with('_') {
+            if i > 0
+                && (prev_lower || (next_lower && chars[i - 1].is_uppercase()))
+                && !out.ends_with('_')
+            {
                 out.push('_');
             }
             out.extend(c.to_lowercase());
@@ -48,7 +60,9 @@ pub fn snake_case(ident: &str) -> String {
 /// Parses `"5s"`, `"250ms"`, `"1.5s"`, `"2m"`, `"1h"` into nanoseconds.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let scale: f64 = match unit.trim() {
         "ns" => 1.0,
@@ -60,7 +74,9 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         "" => return Err("the unit is missing: write for example \"5s\" or \"250ms\"".into()),
         other => return Err(format!("unknown unit `{other}`: use ns, us, ms, s, m or h")),
     };
-    let n: f64 = num.parse().map_err(|_| format!("`{num}` is not a number"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{num}` is not a number"))?;
     let nanos = n * scale;
     if !(nanos >= 1.0 && nanos < u64::MAX as f64) {
         return Err("it must be greater than zero".into());

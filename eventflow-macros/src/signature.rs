@@ -61,7 +61,10 @@ pub fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) -> Option
         let ty = match arg {
             FnArg::Receiver(r) => {
                 errors.push(
-                    darling::Error::custom("an event handler is a free function; it cannot take `self`").with_span(r),
+                    darling::Error::custom(
+                        "an event handler is a free function; it cannot take `self`",
+                    )
+                    .with_span(r),
                 );
                 continue;
             }
@@ -69,7 +72,10 @@ pub fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) -> Option
         };
         if let Type::ImplTrait(_) = ty {
             errors.push(
-                darling::Error::custom("an event handler cannot take `impl Trait`: it would be generic").with_span(ty),
+                darling::Error::custom(
+                    "an event handler cannot take `impl Trait`: it would be generic",
+                )
+                .with_span(ty),
             );
             continue;
         }
@@ -77,8 +83,10 @@ pub fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) -> Option
             Type::Reference(r) => {
                 if r.mutability.is_some() {
                     errors.push(
-                        darling::Error::custom("an event handler's parameters are shared: use `&T`, not `&mut T`")
-                            .with_span(ty),
+                        darling::Error::custom(
+                            "an event handler's parameters are shared: use `&T`, not `&mut T`",
+                        )
+                        .with_span(ty),
                     );
                     // Counted as the event parameter, so no second error says it is missing.
                     event.get_or_insert(EventParam::EnvelopeRef);
@@ -91,7 +99,8 @@ pub fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) -> Option
         let name = last_ident(inner);
         if name.as_deref() == Some("HandlerContext") {
             if saw_ctx {
-                errors.push(darling::Error::custom("`HandlerContext` is taken twice").with_span(ty));
+                errors
+                    .push(darling::Error::custom("`HandlerContext` is taken twice").with_span(ty));
             }
             saw_ctx = true;
             params.push(Param::Context { by_ref });
@@ -150,8 +159,10 @@ fn check_return(output: &ReturnType, errors: &mut Vec<darling::Error>) {
         return;
     }
     let wrong = || {
-        darling::Error::custom("an event handler returns `Result<(), E>` (with `E: Into<HandlerError>`) or `()`")
-            .with_span(&ty.span())
+        darling::Error::custom(
+            "an event handler returns `Result<(), E>` (with `E: Into<HandlerError>`) or `()`",
+        )
+        .with_span(&ty.span())
     };
     let Type::Path(p) = ty else {
         errors.push(wrong());
@@ -170,7 +181,10 @@ fn check_return(output: &ReturnType, errors: &mut Vec<darling::Error>) {
         && !matches!(ok, Type::Tuple(t) if t.elems.is_empty())
     {
         errors.push(
-            darling::Error::custom("an event handler's `Result` carries no value: write `Result<(), E>`").with_span(ok),
+            darling::Error::custom(
+                "an event handler's `Result` carries no value: write `Result<(), E>`",
+            )
+            .with_span(ok),
         );
     }
 }

@@ -1,0 +1,97 @@
+//! (a) `dispatch` of one typed event to one Inline async handler, against a direct call of
+//! the same function through a boxed future. Target: at most 3x.
+
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use eventflow_runtime::{Event, EventBus, Handler, HandlerError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct UserCreated {
+    id: u64,
+    email: String,
+}
+
+impl Event for UserCreated {
+    const NAME: &'static str = "user.created";
+}
+
+static WELCOMED: AtomicU64 = AtomicU64::new(0);
+
+async fn send_welcome(event: UserCreated) -> Result<(), HandlerError> {
+    if event.email.contains('@') {
+        WELCOMED.fetch_add(event.id, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let bus = rt
+        .block_on(
+            EventBus::builder()
+                .without_registry()
+                .handler(Handler::typed(
+                    "send_welcome",
+                    "user.created",
+                    |e: UserCreated, _ctx| send_welcome(e),
+                ))
+                .build(),
+        )
+        .expect("bus");
+    let event = UserCreated {
+        id: 1,
+        email: "a@example.com".into(),
+    };
+
+    let mut g = c.benchmark_group("dispatch_one_inline_handler");
+    g.bench_function("direct_boxed_call", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let event = event.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let fut: Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>> =
+                        Box::pin(send_welcome(std::hint::black_box(event.clone())));
+                    fut.await.expect("handler");
+                }
+                support::record("direct", iters, start.elapsed())
+            }
+        })
+    });
+    g.bench_function("bus_dispatch", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let event = event.clone();
+            let bus = bus.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let report = bus
+                        .dispatch(std::hint::black_box(event.clone()))
+                        .await
+                        .expect("dispatch");
+                    debug_assert!(report.is_success());
+                }
+                support::record("dispatch", iters, start.elapsed())
+            }
+        })
+    });
+    g.finish();
+    support::report_ratio(
+        "dispatch vs direct boxed call (target <= 3x)",
+        "dispatch",
+        "direct",
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -216,21 +216,30 @@ impl EventBusBuilder {
                 problems.extend(e.problems.into_iter().filter(|p| p.starts_with("event")));
             }
             match &self.only {
-                None => handlers.extend(registry.handlers().iter().map(|r| Handler::from_record(r))),
+                None => {
+                    handlers.extend(registry.handlers().iter().map(|r| Handler::from_record(r)))
+                }
                 Some(names) => {
                     for n in names {
                         match registry.handler(n) {
                             Some(r) => handlers.push(Handler::from_record(r)),
-                            None => problems.push(format!("`only` names `{n}`, which is not a registered handler")),
+                            None => problems.push(format!(
+                                "`only` names `{n}`, which is not a registered handler"
+                            )),
                         }
                     }
                 }
             }
         }
         handlers.extend(self.extra);
-        problems.extend(check_handlers(
-            handlers.iter().map(|h| (h.name.as_str(), h.pattern.as_str(), &h.options, h.source.clone())),
-        ));
+        problems.extend(check_handlers(handlers.iter().map(|h| {
+            (
+                h.name.as_str(),
+                h.pattern.as_str(),
+                &h.options,
+                h.source.clone(),
+            )
+        })));
         for h in &handlers {
             if matches!(h.func, HandlerFn::Blocking(_)) && h.options.executor == Executor::Tokio {
                 problems.push(format!(
@@ -243,16 +252,25 @@ impl EventBusBuilder {
             return Err(ValidationError { problems }.into());
         }
         // Higher priority first, then by name, so the order is stable.
-        handlers.sort_by(|a, b| b.options.priority.cmp(&a.options.priority).then_with(|| a.name.cmp(&b.name)));
+        handlers.sort_by(|a, b| {
+            b.options
+                .priority
+                .cmp(&a.options.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        });
         let mut router = Router::new();
         let mut slots = Vec::with_capacity(handlers.len());
         for (i, h) in handlers.into_iter().enumerate() {
             // Checked above, so parsing cannot fail here; skip defensively if it does.
-            let Ok(pattern) = Pattern::parse(&h.pattern) else { continue };
+            let Ok(pattern) = Pattern::parse(&h.pattern) else {
+                continue;
+            };
             router.insert(&pattern, i);
             slots.push(Slot::new(h, pattern));
         }
-        let backend = self.backend.unwrap_or_else(|| Arc::new(MemoryBackend::new()));
+        let backend = self
+            .backend
+            .unwrap_or_else(|| Arc::new(MemoryBackend::new()));
         let inner = Arc::new(Inner {
             dead_letters: backend.dead_letters(),
             handlers: slots,
@@ -268,7 +286,9 @@ impl EventBusBuilder {
             recorder: self.recorder,
             runtime,
         });
-        backend.start(Arc::new(BusSink(Arc::downgrade(&inner)))).await?;
+        backend
+            .start(Arc::new(BusSink(Arc::downgrade(&inner))))
+            .await?;
         Ok(EventBus { inner })
     }
 }
@@ -288,7 +308,8 @@ impl Slot {
             name: h.name.into(),
             pattern,
             gate: h.options.concurrency.map(PriorityGate::new),
-            pool: (h.options.executor == Executor::ThreadPool).then(|| ThreadPool::new(h.options.executor_config.clone())),
+            pool: (h.options.executor == Executor::ThreadPool)
+                .then(|| ThreadPool::new(h.options.executor_config.clone())),
             options: h.options,
             func: h.func,
         }
@@ -304,6 +325,8 @@ impl Slot {
 struct InFlight {
     state: Mutex<InFlightState>,
     idle: Notify,
+    /// Set once something waits for idleness; until then `leave` skips the notification.
+    draining: AtomicBool,
 }
 
 #[derive(Default)]
@@ -340,7 +363,7 @@ impl InFlight {
         st.entries[key] = None;
         st.free.push(key);
         st.count -= 1;
-        if st.count == 0 {
+        if st.count == 0 && self.draining.load(Ordering::SeqCst) {
             self.idle.notify_waiters();
         }
     }
@@ -358,6 +381,7 @@ impl InFlight {
     }
 
     async fn wait_idle(&self) {
+        self.draining.store(true, Ordering::SeqCst);
         loop {
             let notified = self.idle.notified();
             if self.lock().count == 0 {
@@ -398,9 +422,23 @@ struct Inner {
 struct BusSink(Weak<Inner>);
 
 impl DeliverySink for BusSink {
+    /// Deliveries coming from the backend run on tasks of their own; shutdown cancels the
+    /// ones still running when its timeout ends. (A `dispatch` runs in its caller's future,
+    /// which the caller owns: shutdown reports it but does not cancel it.)
     fn deliver(&self, envelope: Envelope) -> BoxFuture<'static, DeliveryReport> {
         match self.0.upgrade() {
-            Some(inner) => Box::pin(deliver(inner, envelope)),
+            Some(inner) => {
+                let cancel = inner.cancel.clone();
+                let (id, name) = (envelope.id, envelope.name.clone());
+                let work = deliver(inner, envelope);
+                Box::pin(async move {
+                    tokio::select! {
+                        biased;
+                        report = work => report,
+                        _ = cancel.cancelled() => DeliveryReport { event_id: id, event: name, outcomes: Vec::new() },
+                    }
+                })
+            }
             None => Box::pin(std::future::ready(DeliveryReport {
                 event_id: envelope.id,
                 event: envelope.name,
@@ -433,12 +471,18 @@ pub struct EventBus {
     inner: Arc<Inner>,
 }
 
-pub(crate) fn raw_envelope(name: &str, payload: serde_json::Value) -> Result<Envelope, PublishError> {
+pub(crate) fn raw_envelope(
+    name: &str,
+    payload: serde_json::Value,
+) -> Result<Envelope, PublishError> {
     validate_name(name).map_err(|reason| PublishError::InvalidName {
         name: name.to_owned(),
         reason,
     })?;
-    Ok(Envelope::with_payload(EventName::from(name), Payload::json(payload)))
+    Ok(Envelope::with_payload(
+        EventName::from(name),
+        Payload::json(payload),
+    ))
 }
 
 impl EventBus {
@@ -452,18 +496,25 @@ impl EventBus {
     }
 
     /// Publishes an event; returns once the backend has accepted it, before handlers run.
-    pub async fn publish<E: Event + Serialize + Send + Sync>(&self, event: E) -> Result<(), EventError> {
+    pub async fn publish<E: Event + Serialize + Send + Sync>(
+        &self,
+        event: E,
+    ) -> Result<(), EventError> {
         self.publish_envelope(Envelope::new(event)).await
     }
 
     /// Publishes an event given by name with a JSON payload.
-    pub async fn publish_raw(&self, name: &str, payload: serde_json::Value) -> Result<(), EventError> {
+    pub async fn publish_raw(
+        &self,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), EventError> {
         self.publish_envelope(raw_envelope(name, payload)?).await
     }
 
     /// Publishes a prepared envelope (to set priority, headers, correlation).
     pub async fn publish_envelope(&self, envelope: Envelope) -> Result<(), EventError> {
-        let envelope = self.accept(envelope)?;
+        let (envelope, _) = self.accept(envelope)?;
         let name = envelope.name.to_string();
         self.inner
             .backend
@@ -474,22 +525,34 @@ impl EventBus {
 
     /// Delivers an event in this process and waits for every matching handler's outcome
     /// (retries included).
-    pub async fn dispatch<E: Event + Serialize + Send + Sync>(&self, event: E) -> Result<DeliveryReport, EventError> {
-        self.dispatch_envelope(Envelope::new(event)).await
+    pub async fn dispatch<E: Event + Serialize + Send + Sync>(
+        &self,
+        event: E,
+    ) -> Result<DeliveryReport, EventError> {
+        let (envelope, targets) = self.accept(Envelope::new(event))?;
+        Ok(deliver_routed(self.inner.clone(), envelope, targets).await)
     }
 
     /// [`dispatch`](Self::dispatch) for an event given by name with a JSON payload.
-    pub async fn dispatch_raw(&self, name: &str, payload: serde_json::Value) -> Result<DeliveryReport, EventError> {
+    pub async fn dispatch_raw(
+        &self,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<DeliveryReport, EventError> {
         self.dispatch_envelope(raw_envelope(name, payload)?).await
     }
 
     /// [`dispatch`](Self::dispatch) for a prepared envelope.
-    pub async fn dispatch_envelope(&self, envelope: Envelope) -> Result<DeliveryReport, EventError> {
-        let envelope = self.accept(envelope)?;
-        Ok(deliver(self.inner.clone(), envelope).await)
+    pub async fn dispatch_envelope(
+        &self,
+        envelope: Envelope,
+    ) -> Result<DeliveryReport, EventError> {
+        let (envelope, targets) = self.accept(envelope)?;
+        Ok(deliver_routed(self.inner.clone(), envelope, targets).await)
     }
 
-    fn accept(&self, mut envelope: Envelope) -> Result<Envelope, EventError> {
+    /// Checks that the bus takes the event, and finds its handlers.
+    fn accept(&self, mut envelope: Envelope) -> Result<(Envelope, Arc<[usize]>), EventError> {
         let inner = &self.inner;
         if !inner.accepting.load(Ordering::Acquire) {
             return Err(PublishError::ShutDown {
@@ -497,7 +560,8 @@ impl EventBus {
             }
             .into());
         }
-        if !inner.allow_unhandled && inner.router.lookup(&envelope.name).is_empty() {
+        let targets = inner.router.lookup(&envelope.name);
+        if !inner.allow_unhandled && targets.is_empty() {
             return Err(NoHandler {
                 name: envelope.name.to_string(),
             }
@@ -507,7 +571,7 @@ impl EventBus {
         if let Some(r) = &inner.recorder {
             r.record_published(&envelope);
         }
-        Ok(envelope)
+        Ok((envelope, targets))
     }
 
     /// Every dead letter, oldest first.
@@ -519,8 +583,16 @@ impl EventBus {
     /// over. If it fails again it goes back to dead letters under a new id.
     pub async fn retry_dead_letter(&self, id: uuid::Uuid) -> Result<HandlerOutcome, EventError> {
         let store = &self.inner.dead_letters;
-        let letter = store.take(id).await?.ok_or(EventError::DeadLetterNotFound(id))?;
-        let Some(idx) = self.inner.handlers.iter().position(|s| *s.name == *letter.handler) else {
+        let letter = store
+            .take(id)
+            .await?
+            .ok_or(EventError::DeadLetterNotFound(id))?;
+        let Some(idx) = self
+            .inner
+            .handlers
+            .iter()
+            .position(|s| *s.name == *letter.handler)
+        else {
             let handler = letter.handler.clone();
             store.put(letter).await?;
             return Err(EventError::UnknownHandler(handler));
@@ -528,7 +600,7 @@ impl EventBus {
         let mut envelope = letter.envelope;
         envelope.attempt = 1;
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        Ok(deliver_to(self.inner.clone(), idx, envelope, seq).await)
+        Ok(deliver_to(&self.inner, idx, &envelope, seq).await)
     }
 
     /// Removes a dead letter; `false` if there was none with this id.
@@ -543,7 +615,12 @@ impl EventBus {
 
     /// Handlers whose pattern matches `name`, in the order they run.
     pub fn handlers_for(&self, name: &str) -> Vec<&str> {
-        self.inner.router.lookup(name).iter().map(|&i| &*self.inner.handlers[i].name).collect()
+        self.inner
+            .router
+            .lookup(name)
+            .iter()
+            .map(|&i| &*self.inner.handlers[i].name)
+            .collect()
     }
 
     /// Deliveries waiting for a free slot of the named handler (its `concurrency` limit).
@@ -586,11 +663,17 @@ impl EventBus {
         let inner = &self.inner;
         inner.accepting.store(false, Ordering::Release);
         inner.backend.stop().await;
-        if tokio::time::timeout(inner.shutdown_timeout, inner.inflight.wait_idle()).await.is_ok() {
+        if tokio::time::timeout(inner.shutdown_timeout, inner.inflight.wait_idle())
+            .await
+            .is_ok()
+        {
             return Ok(ShutdownReport::default());
         }
         let unfinished = inner.inflight.snapshot();
-        tracing::warn!(count = unfinished.len(), "eventflow: shutdown timed out; cancelling unfinished deliveries");
+        tracing::warn!(
+            count = unfinished.len(),
+            "eventflow: shutdown timed out; cancelling unfinished deliveries"
+        );
         inner.cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), inner.inflight.wait_idle()).await;
         Ok(ShutdownReport { unfinished })
@@ -599,34 +682,72 @@ impl EventBus {
 
 /// Registers the delivery as in flight (and takes its place in publish order) at once,
 /// before the returned future is first polled, so shutdown sees every accepted event.
-fn deliver(inner: Arc<Inner>, envelope: Envelope) -> impl Future<Output = DeliveryReport> + Send + 'static {
+fn deliver(
+    inner: Arc<Inner>,
+    envelope: Envelope,
+) -> impl Future<Output = DeliveryReport> + Send + 'static {
+    let targets = inner.router.lookup(&envelope.name);
+    deliver_routed(inner, envelope, targets)
+}
+
+/// [`deliver`] with the handlers already looked up.
+fn deliver_routed(
+    inner: Arc<Inner>,
+    envelope: Envelope,
+    targets: Arc<[usize]>,
+) -> impl Future<Output = DeliveryReport> + Send + 'static {
     let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
     let key = inner.inflight.enter(&envelope);
     let guard = InFlightGuard {
         inner: inner.clone(),
         key,
     };
-    deliver_registered(inner, envelope, seq, guard)
+    deliver_registered(inner, envelope, targets, seq, guard)
 }
 
-async fn deliver_registered(inner: Arc<Inner>, envelope: Envelope, seq: u64, _guard: InFlightGuard) -> DeliveryReport {
-    let targets = inner.router.lookup(&envelope.name);
+async fn deliver_registered(
+    inner: Arc<Inner>,
+    envelope: Envelope,
+    targets: Arc<[usize]>,
+    seq: u64,
+    _guard: InFlightGuard,
+) -> DeliveryReport {
     if targets.is_empty() {
         tracing::debug!(event = %envelope.name, id = %envelope.id, "eventflow: no handler matches");
     }
-    let mut outcomes = Vec::with_capacity(targets.len());
+    // Handlers on other tasks start first, then the inline ones run here, in order.
     let mut spawned = Vec::new();
     for (pos, &i) in targets.iter().enumerate() {
         if !inner.handlers[i].runs_inline() {
-            let task = tokio::spawn(deliver_to(inner.clone(), i, envelope.clone(), seq));
+            let (inner, envelope) = (inner.clone(), envelope.clone());
+            let task = tokio::spawn(async move { deliver_to(&inner, i, &envelope, seq).await });
             spawned.push((pos, AbortOnDrop(task)));
         }
     }
-    for (pos, &i) in targets.iter().enumerate() {
+    let mut outcomes = Vec::with_capacity(targets.len());
+    for &i in targets.iter() {
         if inner.handlers[i].runs_inline() {
-            outcomes.push((pos, deliver_to(inner.clone(), i, envelope.clone(), seq).await));
+            outcomes.push(deliver_to(&inner, i, &envelope, seq).await);
         }
     }
+    if !spawned.is_empty() {
+        Box::pin(join_spawned(&inner, &targets, &mut outcomes, spawned)).await;
+    }
+    DeliveryReport {
+        event_id: envelope.id,
+        event: envelope.name,
+        outcomes,
+    }
+}
+
+/// Waits for the handlers that run on tasks of their own and puts their outcomes at their
+/// places in handler order (`outcomes` holds the inline ones, in order).
+async fn join_spawned(
+    inner: &Inner,
+    targets: &[usize],
+    outcomes: &mut Vec<HandlerOutcome>,
+    spawned: Vec<(usize, AbortOnDrop<HandlerOutcome>)>,
+) {
     for (pos, mut task) in spawned {
         let outcome = match (&mut task.0).await {
             Ok(o) => o,
@@ -636,13 +757,8 @@ async fn deliver_registered(inner: Arc<Inner>, envelope: Envelope, seq: u64, _gu
                 status: OutcomeStatus::Cancelled,
             },
         };
-        outcomes.push((pos, outcome));
-    }
-    outcomes.sort_by_key(|(pos, _)| *pos);
-    DeliveryReport {
-        event_id: envelope.id,
-        event: envelope.name,
-        outcomes: outcomes.into_iter().map(|(_, o)| o).collect(),
+        // Positions ascend and every earlier place is filled, so `pos` is the right index.
+        outcomes.insert(pos, outcome);
     }
 }
 
@@ -654,39 +770,42 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-async fn deliver_to(inner: Arc<Inner>, idx: usize, envelope: Envelope, seq: u64) -> HandlerOutcome {
-    let cancel = inner.cancel.clone();
-    let handler = inner.handlers[idx].name.clone();
-    tokio::select! {
-        biased;
-        outcome = attempts(inner.clone(), idx, envelope, seq) => outcome,
-        _ = cancel.cancelled() => {
-            if let Some(r) = &inner.recorder {
-                r.record_outcome(&handler, None, 0, Some("cancelled by shutdown".into()));
-            }
-            HandlerOutcome { handler, attempts: 0, status: OutcomeStatus::Cancelled }
-        }
-    }
-}
-
-async fn attempts(inner: Arc<Inner>, idx: usize, envelope: Envelope, seq: u64) -> HandlerOutcome {
+async fn deliver_to(
+    inner: &Arc<Inner>,
+    idx: usize,
+    envelope: &Envelope,
+    seq: u64,
+) -> HandlerOutcome {
     let slot = &inner.handlers[idx];
-    let first_attempt_at = SystemTime::now();
+    let mut first_failed_at: Option<SystemTime> = None;
     let mut attempt = envelope.attempt.max(1);
     loop {
+        // Rare paths are boxed so that the common one stays a small future.
         let permit = match &slot.gate {
-            Some(g) => Some(g.acquire(envelope.priority, seq).await),
+            Some(g) => Some(Box::pin(g.acquire(envelope.priority, seq)).await),
             None => None,
         };
-        let mut this = envelope.clone();
-        this.attempt = attempt;
-        let ctx = HandlerContext::new(this, slot.name.clone(), EventBus { inner: inner.clone() });
-        let result = run_attempt(slot, ctx, &inner.runtime).await;
+        let started = {
+            let mut this = envelope.clone();
+            this.attempt = attempt;
+            let ctx = HandlerContext::new(
+                this,
+                slot.name.clone(),
+                EventBus {
+                    inner: inner.clone(),
+                },
+            );
+            start_attempt(slot, ctx, &inner.runtime)
+        };
+        let result = match started {
+            Ok(fut) => flatten_panic(AssertUnwindSafe(fut).catch_unwind().await),
+            Err(e) => Err(e),
+        };
         drop(permit);
         let err = match result {
             Ok(()) => {
                 if let Some(r) = &inner.recorder {
-                    r.record_outcome(&slot.name, Some(&envelope), attempt, None);
+                    r.record_outcome(&slot.name, Some(envelope), attempt, None);
                 }
                 return HandlerOutcome {
                     handler: slot.name.clone(),
@@ -696,50 +815,79 @@ async fn attempts(inner: Arc<Inner>, idx: usize, envelope: Envelope, seq: u64) -
             }
             Err(err) => err,
         };
+        let now = SystemTime::now();
+        let first_failed_at = *first_failed_at.get_or_insert(now);
         if slot.options.retry.should_retry(&err, attempt) {
             let delay = slot.options.retry.delay(attempt);
             tracing::warn!(
                 handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, ?delay, error = %err,
                 "eventflow: handler failed; retrying"
             );
-            tokio::time::sleep(delay).await;
+            Box::pin(tokio::time::sleep(delay)).await;
             attempt += 1;
             continue;
         }
-        tracing::error!(
-            handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, error = %err,
-            "eventflow: handler gave up; event sent to dead letters"
-        );
-        let letter = DeadLetter {
-            id: uuid::Uuid::new_v4(),
-            handler: slot.name.to_string(),
-            envelope: envelope.clone(),
-            error: err.to_string(),
-            error_kind: err.kind(),
-            attempts: attempt,
-            first_attempt_at,
-            failed_at: SystemTime::now(),
-        };
-        let dead_letter_id = letter.id;
-        if let Err(store_err) = inner.dead_letters.put(letter).await {
-            tracing::error!(handler = %slot.name, id = %envelope.id, error = %store_err,
-                "eventflow: could not store a dead letter");
-        }
-        if let Some(r) = &inner.recorder {
-            r.record_outcome(&slot.name, Some(&envelope), attempt, Some(err.to_string()));
-        }
-        return HandlerOutcome {
-            handler: slot.name.clone(),
-            attempts: attempt,
-            status: OutcomeStatus::DeadLettered { dead_letter_id, error: err },
-        };
+        return Box::pin(give_up(
+            inner,
+            slot,
+            envelope,
+            attempt,
+            err,
+            first_failed_at,
+            now,
+        ))
+        .await;
+    }
+}
+
+/// Sends the event to dead letters for this handler and builds the outcome.
+async fn give_up(
+    inner: &Inner,
+    slot: &Slot,
+    envelope: &Envelope,
+    attempt: u32,
+    err: HandlerError,
+    first_failed_at: SystemTime,
+    failed_at: SystemTime,
+) -> HandlerOutcome {
+    tracing::error!(
+        handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, error = %err,
+        "eventflow: handler gave up; event sent to dead letters"
+    );
+    let letter = DeadLetter {
+        id: uuid::Uuid::new_v4(),
+        handler: slot.name.to_string(),
+        envelope: envelope.clone(),
+        error: err.to_string(),
+        error_kind: err.kind(),
+        attempts: attempt,
+        first_failed_at,
+        failed_at,
+    };
+    let dead_letter_id = letter.id;
+    if let Err(store_err) = inner.dead_letters.put(letter).await {
+        tracing::error!(handler = %slot.name, id = %envelope.id, error = %store_err,
+            "eventflow: could not store a dead letter");
+    }
+    if let Some(r) = &inner.recorder {
+        r.record_outcome(&slot.name, Some(envelope), attempt, Some(err.to_string()));
+    }
+    HandlerOutcome {
+        handler: slot.name.clone(),
+        attempts: attempt,
+        status: OutcomeStatus::DeadLettered {
+            dead_letter_id,
+            error: err,
+        },
     }
 }
 
 async fn bounded<F: Future>(timeout: Option<Duration>, fut: F) -> Result<F::Output, HandlerError> {
     match timeout {
         None => Ok(fut.await),
-        Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| HandlerError::timed_out(t)),
+        Some(t) => tokio::time::timeout(t, fut)
+            .await
+            .map_err(|_| HandlerError::timed_out(t)),
     }
 }
 
@@ -747,7 +895,28 @@ fn flatten_panic<T>(r: std::thread::Result<Result<T, HandlerError>>) -> Result<T
     r.unwrap_or_else(|p| Err(HandlerError::panicked(panic_message(&*p))))
 }
 
-async fn run_attempt(slot: &Slot, ctx: HandlerContext, runtime: &tokio::runtime::Handle) -> Result<(), HandlerError> {
+/// Starts one attempt: the handler's own future for an inline async handler (the common
+/// case, kept small and free of extra state), a boxed driver for everything else.
+fn start_attempt<'a>(
+    slot: &'a Slot,
+    ctx: HandlerContext,
+    runtime: &'a tokio::runtime::Handle,
+) -> Result<BoxFuture<'a, Result<(), HandlerError>>, HandlerError> {
+    match (&slot.func, slot.options.executor, slot.options.timeout) {
+        (HandlerFn::Async(f), Executor::Inline, None) => {
+            // Calling `f` may itself panic (a closure's synchronous part).
+            flatten_panic(std::panic::catch_unwind(AssertUnwindSafe(|| Ok(f(ctx)))))
+        }
+        _ => Ok(Box::pin(run_attempt_elsewhere(slot, ctx, runtime))),
+    }
+}
+
+/// Attempts with a timeout, or on another task, pool or thread.
+async fn run_attempt_elsewhere(
+    slot: &Slot,
+    ctx: HandlerContext,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), HandlerError> {
     let timeout = slot.options.timeout;
     match &slot.func {
         HandlerFn::Async(f) => {
@@ -759,7 +928,9 @@ async fn run_attempt(slot: &Slot, ctx: HandlerContext, runtime: &tokio::runtime:
                     let mut task = task;
                     match (&mut task.0).await {
                         Ok(r) => r?,
-                        Err(e) if e.is_panic() => Err(HandlerError::panicked(panic_message(&*e.into_panic()))),
+                        Err(e) if e.is_panic() => {
+                            Err(HandlerError::panicked(panic_message(&*e.into_panic())))
+                        }
                         Err(_) => Err(HandlerError::cancelled("the handler's task was cancelled")),
                     }
                 }
@@ -767,10 +938,12 @@ async fn run_attempt(slot: &Slot, ctx: HandlerContext, runtime: &tokio::runtime:
                     let rt = runtime.clone();
                     let pool = slot.pool.clone();
                     match pool {
-                        Some(pool) => match pool.run(move || rt.block_on(bounded(timeout, fut))).await {
-                            Ok(r) => r?,
-                            Err(p) => Err(HandlerError::panicked(p.0)),
-                        },
+                        Some(pool) => {
+                            match pool.run(move || rt.block_on(bounded(timeout, fut))).await {
+                                Ok(r) => r?,
+                                Err(p) => Err(HandlerError::panicked(p.0)),
+                            }
+                        }
                         None => Err(HandlerError::cancelled("no thread pool")),
                     }
                 }
@@ -787,7 +960,9 @@ async fn run_attempt(slot: &Slot, ctx: HandlerContext, runtime: &tokio::runtime:
                     Err(p) => Err(HandlerError::panicked(p.0)),
                 },
                 None => {
-                    let task = tokio::task::spawn_blocking(move || std::panic::catch_unwind(AssertUnwindSafe(|| f(ctx))));
+                    let task = tokio::task::spawn_blocking(move || {
+                        std::panic::catch_unwind(AssertUnwindSafe(|| f(ctx)))
+                    });
                     match bounded(timeout, task).await? {
                         Ok(r) => flatten_panic(r),
                         Err(_) => Err(HandlerError::cancelled("the blocking task was cancelled")),

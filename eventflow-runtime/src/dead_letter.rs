@@ -25,9 +25,10 @@ pub struct DeadLetter {
     pub error_kind: HandlerErrorKind,
     /// Attempts made.
     pub attempts: u32,
-    /// When the first attempt started.
+    /// When the first attempt failed. (When the event was published is
+    /// `envelope.timestamp`.)
     #[serde(with = "epoch_millis")]
-    pub first_attempt_at: SystemTime,
+    pub first_failed_at: SystemTime,
     /// When the last attempt failed.
     #[serde(with = "epoch_millis")]
     pub failed_at: SystemTime,
@@ -47,6 +48,7 @@ mod epoch_millis {
 
 /// Where dead letters are kept. The memory store is the default; network backends bring
 /// their own so that any process can list, retry and remove them.
+#[allow(clippy::len_without_is_empty)]
 pub trait DeadLetterStore: Send + Sync + 'static {
     /// Keeps a dead letter.
     fn put(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), ConnectionError>>;

@@ -87,7 +87,9 @@ pub enum PublishError {
 
 /// No handler matches an event's name, and the bus does not allow unhandled events.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("no handler matches event `{name}` (build the bus with `allow_unhandled(true)` to accept it anyway)")]
+#[error(
+    "no handler matches event `{name}` (build the bus with `allow_unhandled(true)` to accept it anyway)"
+)]
 pub struct NoHandler {
     /// The event's name.
     pub name: String,

@@ -133,7 +133,9 @@ enum PayloadRepr {
     },
 }
 
-fn typed_to_json<T: Serialize + 'static>(v: &(dyn Any + Send + Sync)) -> Result<Value, serde_json::Error> {
+fn typed_to_json<T: Serialize + 'static>(
+    v: &(dyn Any + Send + Sync),
+) -> Result<Value, serde_json::Error> {
     match v.downcast_ref::<T>() {
         Some(v) => serde_json::to_value(v),
         None => Err(serde::ser::Error::custom("payload type mismatch")),
@@ -172,7 +174,9 @@ impl Payload {
     }
 
     /// The payload as a `T`: borrowed if it holds a `T`, deserialized from JSON otherwise.
-    pub fn decode<T: DeserializeOwned + Clone + 'static>(&self) -> Result<Cow<'_, T>, serde_json::Error> {
+    pub fn decode<T: DeserializeOwned + Clone + 'static>(
+        &self,
+    ) -> Result<Cow<'_, T>, serde_json::Error> {
         match &self.0 {
             PayloadRepr::Typed { value, to_json, .. } => match value.downcast_ref::<T>() {
                 Some(v) => Ok(Cow::Borrowed(v)),
@@ -238,7 +242,9 @@ impl Headers {
 
     /// Iterates over the headers in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().flat_map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        self.0
+            .iter()
+            .flat_map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
     /// Whether there are no headers.
@@ -343,7 +349,9 @@ struct WireEnvelope<'a> {
 }
 
 pub(crate) fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Serialize for Envelope {
@@ -358,7 +366,11 @@ impl Serialize for Envelope {
             priority: self.priority,
             correlation_id: self.correlation_id,
             causation_id: self.causation_id,
-            headers: self.headers.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
         }
         .serialize(s)
     }
@@ -369,7 +381,9 @@ impl<'de> Deserialize<'de> for Envelope {
         let w = WireEnvelope::deserialize(d)?;
         let name = w.name.into_owned();
         if let Err(reason) = crate::pattern::validate_name(&name) {
-            return Err(serde::de::Error::custom(format!("invalid event name `{name}`: {reason}")));
+            return Err(serde::de::Error::custom(format!(
+                "invalid event name `{name}`: {reason}"
+            )));
         }
         Ok(Envelope {
             id: w.id,
@@ -405,9 +419,15 @@ mod tests {
     #[test]
     fn typed_payload_is_borrowed_without_serializing() {
         let env = Envelope::new(Ping { n: 3 });
-        assert!(matches!(env.payload.decode::<Ping>().unwrap(), Cow::Borrowed(_)));
+        assert!(matches!(
+            env.payload.decode::<Ping>().unwrap(),
+            Cow::Borrowed(_)
+        ));
         // A different type with the same shape goes through JSON.
-        assert_eq!(env.payload.decode::<Other>().unwrap().into_owned(), Other { n: 3 });
+        assert_eq!(
+            env.payload.decode::<Other>().unwrap().into_owned(),
+            Other { n: 3 }
+        );
     }
 
     #[test]
@@ -421,7 +441,10 @@ mod tests {
         assert_eq!(back.name, "ping");
         assert_eq!(back.priority, 4);
         assert_eq!(back.headers.get("tenant"), Some("acme"));
-        assert_eq!(back.payload.decode::<Ping>().unwrap().into_owned(), Ping { n: 7 });
+        assert_eq!(
+            back.payload.decode::<Ping>().unwrap().into_owned(),
+            Ping { n: 7 }
+        );
         assert_eq!(millis(back.timestamp), millis(env.timestamp));
     }
 

@@ -174,13 +174,18 @@ impl ThreadPool {
             let out = catch_unwind(AssertUnwindSafe(f)).map_err(|p| Panicked(panic_message(&*p)));
             let _ = tx.send(out);
         }));
-        rx.await
-            .unwrap_or_else(|_| Err(Panicked("the pool thread stopped before finishing the task".into())))
+        rx.await.unwrap_or_else(|_| {
+            Err(Panicked(
+                "the pool thread stopped before finishing the task".into(),
+            ))
+        })
     }
 
     fn submit(&self, job: Job) {
         let spawn = {
-            let Ok(mut st) = self.shared.state.lock() else { return };
+            let Ok(mut st) = self.shared.state.lock() else {
+                return;
+            };
             st.queue.push_back(job);
             let spawn = st.idle == 0 && st.live < self.shared.workers;
             if spawn {
@@ -215,7 +220,9 @@ fn worker_loop(shared: Arc<PoolShared>) {
     let mut done = 0usize;
     loop {
         let job = {
-            let Ok(mut st) = shared.state.lock() else { return };
+            let Ok(mut st) = shared.state.lock() else {
+                return;
+            };
             loop {
                 if let Some(job) = st.queue.pop_front() {
                     break Some(job);
@@ -234,7 +241,11 @@ fn worker_loop(shared: Arc<PoolShared>) {
         let Some(job) = job else { break };
         job();
         done += 1;
-        if shared.config.max_tasks_per_child.is_some_and(|max| done >= max) {
+        if shared
+            .config
+            .max_tasks_per_child
+            .is_some_and(|max| done >= max)
+        {
             // Retire; start a replacement if work is waiting (otherwise one starts on demand).
             // Decided under one lock, so a task submitted meanwhile is never stranded.
             let replace = match shared.state.lock() {
@@ -272,7 +283,11 @@ mod tests {
         });
         let mut names = Vec::new();
         for _ in 0..6 {
-            names.push(pool.run(|| std::thread::current().name().map(str::to_owned)).await.unwrap());
+            names.push(
+                pool.run(|| std::thread::current().name().map(str::to_owned))
+                    .await
+                    .unwrap(),
+            );
         }
         let names: Vec<String> = names.into_iter().flatten().collect();
         assert_eq!(names, ["w-0", "w-0", "w-1", "w-1", "w-2", "w-2"]);
@@ -310,7 +325,10 @@ mod tests {
     #[test]
     fn unset_values_default_as_documented() {
         let c = ExecutorConfig::new();
-        assert_eq!(c.workers(), std::thread::available_parallelism().unwrap().get());
+        assert_eq!(
+            c.workers(),
+            std::thread::available_parallelism().unwrap().get()
+        );
         assert!(c.max_tasks_per_child.is_none() && c.thread_name_prefix.is_none());
     }
 }

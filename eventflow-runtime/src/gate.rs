@@ -27,7 +27,9 @@ impl PartialOrd for Waiter {
 impl Ord for Waiter {
     fn cmp(&self, other: &Self) -> Ordering {
         // Max-heap: higher priority first, then lower sequence number first.
-        self.priority.cmp(&other.priority).then_with(|| other.seq.cmp(&self.seq))
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.seq.cmp(&self.seq))
     }
 }
 
@@ -102,7 +104,11 @@ impl PriorityGate {
                 return Permit { gate: self.clone() };
             }
             let (tx, rx) = oneshot::channel();
-            st.waiting.push(Waiter { priority, seq, wake: tx });
+            st.waiting.push(Waiter {
+                priority,
+                seq,
+                wake: tx,
+            });
             rx
         };
         let mut guard = PendingGuard {
@@ -171,7 +177,9 @@ mod tests {
         waiter.abort();
         let _ = waiter.await;
         drop(p);
-        let _again = tokio::time::timeout(Duration::from_secs(1), gate.acquire(0, 2)).await.unwrap();
+        let _again = tokio::time::timeout(Duration::from_secs(1), gate.acquire(0, 2))
+            .await
+            .unwrap();
         assert_eq!(gate.in_use(), 1);
     }
 }

@@ -78,7 +78,11 @@ pub struct HandlerContext {
 
 impl HandlerContext {
     pub(crate) fn new(envelope: Envelope, handler: Arc<str>, bus: EventBus) -> Self {
-        HandlerContext { envelope, handler, bus }
+        HandlerContext {
+            envelope,
+            handler,
+            bus,
+        }
     }
 
     /// The event being handled.
@@ -108,18 +112,32 @@ impl HandlerContext {
 
     /// Publishes a follow-up event: it carries this event's correlation id and headers, and
     /// this event's id as its causation id.
-    pub async fn publish<E: Event + Serialize + Send + Sync>(&self, event: E) -> Result<(), EventError> {
-        self.bus.publish_envelope(Envelope::new(event).caused_by(&self.envelope)).await
+    pub async fn publish<E: Event + Serialize + Send + Sync>(
+        &self,
+        event: E,
+    ) -> Result<(), EventError> {
+        self.bus
+            .publish_envelope(Envelope::new(event).caused_by(&self.envelope))
+            .await
     }
 
     /// Like [`publish`](Self::publish), with a name and a JSON payload.
-    pub async fn publish_raw(&self, name: &str, payload: serde_json::Value) -> Result<(), EventError> {
+    pub async fn publish_raw(
+        &self,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), EventError> {
         let env = crate::bus::raw_envelope(name, payload)?;
-        self.bus.publish_envelope(env.caused_by(&self.envelope)).await
+        self.bus
+            .publish_envelope(env.caused_by(&self.envelope))
+            .await
     }
 
     /// [`publish`](Self::publish) from a plain (blocking) handler.
-    pub fn publish_blocking<E: Event + Serialize + Send + Sync>(&self, event: E) -> Result<(), EventError> {
+    pub fn publish_blocking<E: Event + Serialize + Send + Sync>(
+        &self,
+        event: E,
+    ) -> Result<(), EventError> {
         let env = Envelope::new(event).caused_by(&self.envelope);
         self.bus.runtime().block_on(self.bus.publish_envelope(env))
     }
@@ -166,7 +184,8 @@ pub fn decode_event<T: DeserializeOwned + Clone + 'static>(
     })
 }
 
-type DynAsync = dyn Fn(HandlerContext) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
+type DynAsync =
+    dyn Fn(HandlerContext) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
 type DynBlocking = dyn Fn(HandlerContext) -> Result<(), HandlerError> + Send + Sync;
 
 #[derive(Clone)]
@@ -242,7 +261,8 @@ impl Handler {
     where
         F: Fn(Envelope, &HandlerContext) -> Result<(), HandlerError> + Send + Sync + 'static,
     {
-        let func: Arc<DynBlocking> = Arc::new(move |ctx: HandlerContext| f(ctx.envelope().clone(), &ctx));
+        let func: Arc<DynBlocking> =
+            Arc::new(move |ctx: HandlerContext| f(ctx.envelope().clone(), &ctx));
         Self::from_fn(name, pattern, HandlerFn::Blocking(func))
     }
 

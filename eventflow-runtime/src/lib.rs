@@ -17,12 +17,13 @@ pub mod testing;
 
 pub use backend::{Backend, BackendHealth, DeliverySink, MemoryBackend};
 pub use bus::{
-    DeliveryReport, EventBus, EventBusBuilder, HandlerOutcome, OutcomeStatus, ShutdownReport, UnfinishedDelivery,
+    DeliveryReport, EventBus, EventBusBuilder, HandlerOutcome, OutcomeStatus, ShutdownReport,
+    UnfinishedDelivery,
 };
 pub use dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetters};
 pub use error::{
-    ConnectionError, EventError, HandlerError, HandlerErrorKind, NoHandler, PanicError, PayloadError, PublishError,
-    Result, TimeoutError, ValidationError,
+    ConnectionError, EventError, HandlerError, HandlerErrorKind, NoHandler, PanicError,
+    PayloadError, PublishError, Result, TimeoutError, ValidationError,
 };
 pub use event::{Envelope, Event, EventId, EventName, Headers, Payload};
 pub use executor::{Executor, ExecutorConfig, ThreadPool};
@@ -52,12 +53,12 @@ macro_rules! link {
 /// Items the macros' generated code uses. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::event::Event;
     pub use crate::error::HandlerError;
+    pub use crate::event::Event;
     pub use crate::executor::{Executor, ExecutorConfig};
     pub use crate::handler::{
-        AsyncInvoke, BlockingInvoke, BoxFuture, HandlerContext, HandlerOptions, IntoHandlerResult, Invoke,
-        decode_event,
+        AsyncInvoke, BlockingInvoke, BoxFuture, HandlerContext, HandlerOptions, IntoHandlerResult,
+        Invoke, decode_event,
     };
     pub use crate::registry::{EventRecord, HandlerRecord, SourceLocation};
     pub use crate::retry::RetryPolicy;
@@ -65,8 +66,8 @@ pub mod __private {
     pub use ::serde;
     pub use std::borrow::Cow;
     pub use std::boxed::Box;
-    pub use std::time::Duration;
     pub use std::result::Result;
+    pub use std::time::Duration;
 
     /// The runtime's version; the macros check it matches theirs.
     pub const VERSION: &str = env!("CARGO_PKG_VERSION");

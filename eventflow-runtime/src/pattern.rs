@@ -26,6 +26,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::{Arc, RwLock};
 
 /// Checks an event name; the error says what is wrong.
@@ -39,14 +41,22 @@ fn check_segments(text: &str, wildcards: bool) -> Result<(), String> {
     }
     for (i, seg) in text.split('.').enumerate() {
         if seg.is_empty() {
-            return Err(format!("segment {} is empty (two dots, or a leading or trailing dot)", i + 1));
+            return Err(format!(
+                "segment {} is empty (two dots, or a leading or trailing dot)",
+                i + 1
+            ));
         }
         if wildcards && (seg == "*" || seg == "**") {
             continue;
         }
-        if let Some(c) = seg.chars().find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-')) {
+        if let Some(c) = seg
+            .chars()
+            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+        {
             return Err(if c == '*' {
-                format!("`{seg}` mixes `*` with other characters; a wildcard must be a whole segment (`*` or `**`)")
+                format!(
+                    "`{seg}` mixes `*` with other characters; a wildcard must be a whole segment (`*` or `**`)"
+                )
             } else if wildcards {
                 format!("`{c}` is not allowed in `{seg}`: segments are `[a-z0-9_-]`, `*` or `**`")
             } else {
@@ -96,7 +106,9 @@ impl Pattern {
 
     /// Whether the pattern has no wildcard.
     pub fn is_exact(&self) -> bool {
-        self.segments.iter().all(|s| matches!(s, Segment::Literal(_)))
+        self.segments
+            .iter()
+            .all(|s| matches!(s, Segment::Literal(_)))
     }
 
     /// Whether `name` matches. (The router answers the same question for many patterns at
@@ -137,7 +149,7 @@ impl fmt::Display for Pattern {
 
 #[derive(Default)]
 struct Node {
-    literal: HashMap<Box<str>, Node>,
+    literal: FastMap<Box<str>, Node>,
     star: Option<Box<Node>>,
     globstar: Option<Box<Node>>,
     targets: Vec<usize>,
@@ -147,9 +159,19 @@ impl Node {
     fn insert(&mut self, segments: &[Segment], target: usize) {
         match segments.split_first() {
             None => self.targets.push(target),
-            Some((Segment::Literal(l), rest)) => self.literal.entry(l.clone()).or_default().insert(rest, target),
-            Some((Segment::Star, rest)) => self.star.get_or_insert_with(Default::default).insert(rest, target),
-            Some((Segment::GlobStar, rest)) => self.globstar.get_or_insert_with(Default::default).insert(rest, target),
+            Some((Segment::Literal(l), rest)) => self
+                .literal
+                .entry(l.clone())
+                .or_default()
+                .insert(rest, target),
+            Some((Segment::Star, rest)) => self
+                .star
+                .get_or_insert_with(Default::default)
+                .insert(rest, target),
+            Some((Segment::GlobStar, rest)) => self
+                .globstar
+                .get_or_insert_with(Default::default)
+                .insert(rest, target),
         }
     }
 
@@ -186,10 +208,10 @@ impl Node {
 /// Each target is an index given at [`insert`](Router::insert); a lookup returns them
 /// sorted and without duplicates. Results are cached per name (up to 4,096 names).
 pub struct Router {
-    exact: HashMap<Box<str>, Vec<usize>>,
+    exact: FastMap<Box<str>, Vec<usize>>,
     trie: Node,
     has_wildcards: bool,
-    cache: RwLock<HashMap<Box<str>, Arc<[usize]>>>,
+    cache: RwLock<FastMap<Box<str>, Arc<[usize]>>>,
 }
 
 const CACHE_LIMIT: usize = 4096;
@@ -204,17 +226,20 @@ impl Router {
     /// An empty router.
     pub fn new() -> Self {
         Router {
-            exact: HashMap::new(),
+            exact: FastMap::default(),
             trie: Node::default(),
             has_wildcards: false,
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(FastMap::default()),
         }
     }
 
     /// Adds a pattern that routes to `target`.
     pub fn insert(&mut self, pattern: &Pattern, target: usize) {
         if pattern.is_exact() {
-            self.exact.entry(pattern.as_str().into()).or_default().push(target);
+            self.exact
+                .entry(pattern.as_str().into())
+                .or_default()
+                .push(target);
         } else {
             self.has_wildcards = true;
             self.trie.insert(&pattern.segments, target);
@@ -263,14 +288,30 @@ mod tests {
     fn names() {
         assert!(validate_name("user.created").is_ok());
         assert!(validate_name("order.payment-2.completed_ok").is_ok());
-        for bad in ["", "user..created", ".user", "user.", "User.created", "user.*", "user created"] {
+        for bad in [
+            "",
+            "user..created",
+            ".user",
+            "user.",
+            "User.created",
+            "user.*",
+            "user created",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 
     #[test]
     fn pattern_syntax() {
-        for bad in ["", "user..created", "user.*x", "user.x*", "***", "user.**.", "USER"] {
+        for bad in [
+            "",
+            "user..created",
+            "user.*x",
+            "user.x*",
+            "***",
+            "user.**.",
+            "USER",
+        ] {
             assert!(Pattern::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         let err = Pattern::parse("user.*x").unwrap_err();
@@ -281,7 +322,10 @@ mod tests {
     fn star_matches_exactly_one_segment() {
         let p = Pattern::parse("user.*").unwrap();
         assert!(p.matches("user.created"));
-        assert!(!p.matches("user.profile.updated"), "unlike fnmatch, `*` stops at dots");
+        assert!(
+            !p.matches("user.profile.updated"),
+            "unlike fnmatch, `*` stops at dots"
+        );
         assert!(!p.matches("user"));
         assert!(!p.matches("order.created"));
     }
@@ -315,7 +359,10 @@ mod tests {
             "user.created",
         ];
         let mut router = Router::new();
-        let parsed: Vec<Pattern> = patterns.iter().map(|p| Pattern::parse(p).unwrap()).collect();
+        let parsed: Vec<Pattern> = patterns
+            .iter()
+            .map(|p| Pattern::parse(p).unwrap())
+            .collect();
         for (i, p) in parsed.iter().enumerate() {
             router.insert(p, i);
         }
@@ -332,10 +379,16 @@ mod tests {
             "x",
         ];
         for name in names {
-            let expected: Vec<usize> = (0..parsed.len()).filter(|&i| parsed[i].matches(name)).collect();
+            let expected: Vec<usize> = (0..parsed.len())
+                .filter(|&i| parsed[i].matches(name))
+                .collect();
             assert_eq!(router.lookup_uncached(name), expected, "name {name}");
             assert_eq!(&*router.lookup(name), &expected[..], "cached, name {name}");
-            assert_eq!(&*router.lookup(name), &expected[..], "cached again, name {name}");
+            assert_eq!(
+                &*router.lookup(name),
+                &expected[..],
+                "cached again, name {name}"
+            );
         }
     }
 }

@@ -99,27 +99,55 @@ impl Registry {
         let mut by_name: HashMap<&str, Vec<&EventRecord>> = HashMap::new();
         for e in &self.events {
             if let Err(reason) = validate_name(e.name) {
-                problems.push(format!("event type `{}` has an invalid name `{}`: {reason}", e.type_name, e.name));
+                problems.push(format!(
+                    "event type `{}` has an invalid name `{}`: {reason}",
+                    e.type_name, e.name
+                ));
             }
             by_name.entry(e.name).or_default().push(e);
         }
         let mut dup: Vec<_> = by_name.into_iter().filter(|(_, v)| v.len() > 1).collect();
         dup.sort_by_key(|(n, _)| *n);
         for (name, recs) in dup {
-            let types: Vec<String> =
-                recs.iter().map(|r| format!("`{}` ({}:{})", r.type_name, r.location.file, r.location.line)).collect();
-            problems.push(format!("event name `{name}` is used by {} types: {}", recs.len(), types.join(", ")));
+            let types: Vec<String> = recs
+                .iter()
+                .map(|r| {
+                    format!(
+                        "`{}` ({}:{})",
+                        r.type_name, r.location.file, r.location.line
+                    )
+                })
+                .collect();
+            problems.push(format!(
+                "event name `{name}` is used by {} types: {}",
+                recs.len(),
+                types.join(", ")
+            ));
         }
         problems.extend(check_handlers(self.handlers.iter().map(|h| {
-            (h.name, h.pattern, &h.options, format!("{}:{}", h.location.file, h.location.line))
+            (
+                h.name,
+                h.pattern,
+                &h.options,
+                format!("{}:{}", h.location.file, h.location.line),
+            )
         })));
-        if problems.is_empty() { Ok(()) } else { Err(ValidationError { problems }) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError { problems })
+        }
     }
 
     /// A human-readable listing of what is registered, for start-up logs.
     pub fn describe(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "eventflow registry: {} event type(s), {} handler(s)", self.events.len(), self.handlers.len());
+        let _ = writeln!(
+            out,
+            "eventflow registry: {} event type(s), {} handler(s)",
+            self.events.len(),
+            self.handlers.len()
+        );
         for e in &self.events {
             let _ = writeln!(out, "  event   {:<30} {}", e.name, e.type_name);
         }
@@ -127,7 +155,13 @@ impl Registry {
             let _ = writeln!(
                 out,
                 "  handler {:<30} on {:<20} takes {} ({:?}, {} attempt(s)) at {}:{}",
-                h.name, h.pattern, h.event_type, h.options.executor, h.options.retry.max_attempts, h.location.file, h.location.line
+                h.name,
+                h.pattern,
+                h.event_type,
+                h.options.executor,
+                h.options.retry.max_attempts,
+                h.location.file,
+                h.location.line
             );
         }
         out
@@ -143,24 +177,34 @@ pub(crate) fn check_handlers<'a>(
     let mut seen: HashMap<&str, String> = HashMap::new();
     for (name, pattern, options, at) in handlers {
         if let Some(first) = seen.get(name) {
-            problems.push(format!("two handlers are named `{name}`: at {first} and at {at}"));
+            problems.push(format!(
+                "two handlers are named `{name}`: at {first} and at {at}"
+            ));
         } else {
             seen.insert(name, at.clone());
         }
         if let Err(reason) = Pattern::parse(pattern) {
-            problems.push(format!("handler `{name}` ({at}) has an invalid pattern `{pattern}`: {reason}"));
+            problems.push(format!(
+                "handler `{name}` ({at}) has an invalid pattern `{pattern}`: {reason}"
+            ));
         }
         if let Err(reason) = options.retry.validate() {
             problems.push(format!("handler `{name}` ({at}): {reason}"));
         }
         if options.concurrency == Some(0) {
-            problems.push(format!("handler `{name}` ({at}): concurrency must be at least 1"));
+            problems.push(format!(
+                "handler `{name}` ({at}): concurrency must be at least 1"
+            ));
         }
         if options.executor_config.max_workers == Some(0) {
-            problems.push(format!("handler `{name}` ({at}): max_workers must be at least 1"));
+            problems.push(format!(
+                "handler `{name}` ({at}): max_workers must be at least 1"
+            ));
         }
         if options.executor_config.max_tasks_per_child == Some(0) {
-            problems.push(format!("handler `{name}` ({at}): max_tasks_per_child must be at least 1"));
+            problems.push(format!(
+                "handler `{name}` ({at}): max_tasks_per_child must be at least 1"
+            ));
         }
     }
     problems

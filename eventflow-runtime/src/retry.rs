@@ -137,10 +137,16 @@ impl RetryPolicy {
             return Err("max_attempts must be at least 1 (it counts the first try)".into());
         }
         if !(self.backoff_factor >= 0.0 && self.backoff_factor.is_finite()) {
-            return Err(format!("backoff_factor must be a finite number >= 0, not {}", self.backoff_factor));
+            return Err(format!(
+                "backoff_factor must be a finite number >= 0, not {}",
+                self.backoff_factor
+            ));
         }
-        if !(self.max_backoff >= 0.0) {
-            return Err(format!("max_backoff must be >= 0, not {}", self.max_backoff));
+        if self.max_backoff.is_nan() || self.max_backoff < 0.0 {
+            return Err(format!(
+                "max_backoff must be >= 0, not {}",
+                self.max_backoff
+            ));
         }
         Ok(())
     }
@@ -184,8 +190,18 @@ mod tests {
     #[test]
     fn validation() {
         assert!(RetryPolicy::attempts(0).validate().is_err());
-        assert!(RetryPolicy::attempts(1).backoff(-1.0, 1.0).validate().is_err());
-        assert!(RetryPolicy::attempts(1).backoff(f64::NAN, 1.0).validate().is_err());
+        assert!(
+            RetryPolicy::attempts(1)
+                .backoff(-1.0, 1.0)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            RetryPolicy::attempts(1)
+                .backoff(f64::NAN, 1.0)
+                .validate()
+                .is_err()
+        );
         assert!(RetryPolicy::DEFAULT.validate().is_ok());
     }
 }

@@ -76,7 +76,13 @@ impl Recorder {
         self.changed.notify_waiters();
     }
 
-    pub(crate) fn record_outcome(&self, handler: &str, env: Option<&Envelope>, attempts: u32, error: Option<String>) {
+    pub(crate) fn record_outcome(
+        &self,
+        handler: &str,
+        env: Option<&Envelope>,
+        attempts: u32,
+        error: Option<String>,
+    ) {
         self.lock().outcomes.push(RecordedOutcome {
             handler: handler.to_owned(),
             event_id: env.map(|e| e.id),
@@ -94,7 +100,11 @@ impl Recorder {
 
     /// The names of the events published, in order.
     pub fn published_names(&self) -> Vec<String> {
-        self.lock().published.iter().map(|e| e.name.to_string()).collect()
+        self.lock()
+            .published
+            .iter()
+            .map(|e| e.name.to_string())
+            .collect()
     }
 
     /// Every handler outcome, in the order they ended.

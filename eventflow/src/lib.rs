@@ -70,8 +70,8 @@ pub use eventflow_runtime::*;
 /// Everything a program using eventflow usually needs.
 pub mod prelude {
     pub use crate::{
-        DeadLetter, DeliveryReport, Envelope, Event, EventBus, EventError, Executor, ExecutorConfig, Handler,
-        HandlerContext, HandlerError, RetryPolicy, event_handler,
+        DeadLetter, DeliveryReport, Envelope, Event, EventBus, EventError, Executor,
+        ExecutorConfig, Handler, HandlerContext, HandlerError, RetryPolicy, event_handler,
     };
     pub use serde::{Deserialize, Serialize};
 }

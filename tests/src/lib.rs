@@ -9,7 +9,10 @@ pub struct Log(Arc<Mutex<Vec<String>>>);
 impl Log {
     /// Appends an entry.
     pub fn push(&self, s: impl Into<String>) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(s.into());
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(s.into());
     }
 
     /// A copy of the entries.

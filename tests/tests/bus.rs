@@ -1,4 +1,5 @@
 //! The bus end to end, with handlers registered by the macros.
+#![allow(clippy::unwrap_used)] // test code: a poisoned lock or a failed call should fail the test
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -45,25 +46,44 @@ async fn envelope_ref(event: &Envelope) {
 
 #[event_handler("user.created", name = "envelope_owned")]
 async fn envelope_owned(event: Envelope, _ctx: HandlerContext) -> Result<(), std::io::Error> {
-    SIGS.push(format!("envelope_owned {}", event.payload_json()?["email"].as_str().unwrap_or("?")));
+    SIGS.push(format!(
+        "envelope_owned {}",
+        event.payload_json()?["email"].as_str().unwrap_or("?")
+    ));
     Ok(())
 }
 
 #[event_handler("user.created", name = "plain_fn")]
 fn plain_fn(event: UserCreated) -> Result<(), HandlerError> {
     let thread = std::thread::current().name().unwrap_or("").to_owned();
-    SIGS.push(format!("plain_fn {} on_async_worker={}", event.id, thread.starts_with("tokio-runtime-worker")));
+    SIGS.push(format!(
+        "plain_fn {} on_async_worker={}",
+        event.id,
+        thread.starts_with("tokio-runtime-worker")
+    ));
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_signature_receives_the_event() {
     let bus = EventBus::builder()
-        .only(["by_value", "by_ref_with_ctx", "envelope_ref", "envelope_owned", "plain_fn"])
+        .only([
+            "by_value",
+            "by_ref_with_ctx",
+            "envelope_ref",
+            "envelope_owned",
+            "plain_fn",
+        ])
         .build()
         .await
         .unwrap();
-    let report = bus.dispatch(UserCreated { id: 7, email: "a@example.com".into() }).await.unwrap();
+    let report = bus
+        .dispatch(UserCreated {
+            id: 7,
+            email: "a@example.com".into(),
+        })
+        .await
+        .unwrap();
     assert!(report.is_success(), "{report:?}");
     assert_eq!(report.outcomes.len(), 5);
     let mut got = SIGS.entries();
@@ -95,10 +115,20 @@ async fn slow_job(_e: &Envelope) {
 #[tokio::test]
 async fn publish_returns_once_accepted_and_handlers_run_later() {
     let rec = Recorder::new();
-    let bus = EventBus::builder().only(["slow_job"]).recorder(&rec).build().await.unwrap();
-    bus.publish_raw("slow.job", serde_json::json!({})).await.unwrap();
+    let bus = EventBus::builder()
+        .only(["slow_job"])
+        .recorder(&rec)
+        .build()
+        .await
+        .unwrap();
+    bus.publish_raw("slow.job", serde_json::json!({}))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(rec.outcomes().is_empty(), "handler finished before it was released");
+    assert!(
+        rec.outcomes().is_empty(),
+        "handler finished before it was released"
+    );
     assert_eq!(bus.in_flight(), 1);
     GATE.add_permits(1);
     let outcomes = rec.wait_for_outcomes(1, Duration::from_secs(5)).await;
@@ -108,24 +138,53 @@ async fn publish_returns_once_accepted_and_handlers_run_later() {
 
 #[tokio::test]
 async fn an_event_no_handler_matches_is_reported() {
-    let bus = EventBus::builder().only(["slow_job"]).build().await.unwrap();
-    let err = bus.publish_raw("nobody.listens", serde_json::json!({})).await.unwrap_err();
-    assert!(matches!(&err, EventError::NoHandler(n) if n.name == "nobody.listens"), "{err}");
+    let bus = EventBus::builder()
+        .only(["slow_job"])
+        .build()
+        .await
+        .unwrap();
+    let err = bus
+        .publish_raw("nobody.listens", serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EventError::NoHandler(n) if n.name == "nobody.listens"),
+        "{err}"
+    );
     let err = bus.dispatch(UserDeleted { id: 1 }).await.unwrap_err();
     assert!(matches!(err, EventError::NoHandler(_)));
 
-    let lenient = EventBus::builder().only(["slow_job"]).allow_unhandled(true).build().await.unwrap();
-    lenient.publish_raw("nobody.listens", serde_json::json!({})).await.unwrap();
+    let lenient = EventBus::builder()
+        .only(["slow_job"])
+        .allow_unhandled(true)
+        .build()
+        .await
+        .unwrap();
+    lenient
+        .publish_raw("nobody.listens", serde_json::json!({}))
+        .await
+        .unwrap();
     let report = lenient.dispatch(UserDeleted { id: 1 }).await.unwrap();
     assert!(report.outcomes.is_empty());
 }
 
 #[tokio::test]
 async fn invalid_names_are_rejected_at_publish() {
-    let bus = EventBus::builder().allow_unhandled(true).without_registry().build().await.unwrap();
+    let bus = EventBus::builder()
+        .allow_unhandled(true)
+        .without_registry()
+        .build()
+        .await
+        .unwrap();
     for bad in ["", "Bad.Name", "user..created", "user.*"] {
-        let err = bus.publish_raw(bad, serde_json::json!({})).await.unwrap_err();
-        assert!(matches!(err, EventError::Publish(PublishError::InvalidName { .. })), "{bad:?}: {err}");
+        let err = bus
+            .publish_raw(bad, serde_json::json!({}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, EventError::Publish(PublishError::InvalidName { .. })),
+            "{bad:?}: {err}"
+        );
     }
 }
 
@@ -133,7 +192,11 @@ async fn invalid_names_are_rejected_at_publish() {
 
 static TYPED_CALLS: AtomicU32 = AtomicU32::new(0);
 
-#[event_handler("user.created", name = "strict_typed", retry(max_attempts = 3, backoff_factor = 0.0))]
+#[event_handler(
+    "user.created",
+    name = "strict_typed",
+    retry(max_attempts = 3, backoff_factor = 0.0)
+)]
 async fn strict_typed(_e: UserCreated) -> Result<(), HandlerError> {
     TYPED_CALLS.fetch_add(1, Ordering::SeqCst);
     Ok(())
@@ -141,23 +204,39 @@ async fn strict_typed(_e: UserCreated) -> Result<(), HandlerError> {
 
 #[tokio::test]
 async fn a_payload_that_does_not_deserialize_goes_to_dead_letters_without_a_call() {
-    let bus = EventBus::builder().only(["strict_typed"]).build().await.unwrap();
-    let report = bus.dispatch_raw("user.created", serde_json::json!({"id": "seven"})).await.unwrap();
+    let bus = EventBus::builder()
+        .only(["strict_typed"])
+        .build()
+        .await
+        .unwrap();
+    let report = bus
+        .dispatch_raw("user.created", serde_json::json!({"id": "seven"}))
+        .await
+        .unwrap();
     let outcome = report.outcome("strict_typed").unwrap();
     assert_eq!(outcome.attempts, 1, "payload errors are not retried");
     let err = outcome.error().unwrap();
     assert_eq!(err.kind(), HandlerErrorKind::Payload);
     let text = err.to_string();
-    assert!(text.contains("user.created") && text.contains("UserCreated"), "{text}");
+    assert!(
+        text.contains("user.created") && text.contains("UserCreated"),
+        "{text}"
+    );
     assert_eq!(TYPED_CALLS.load(Ordering::SeqCst), 0);
     let dead = bus.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].handler, "strict_typed");
     assert_eq!(dead[0].error_kind, HandlerErrorKind::Payload);
-    assert_eq!(dead[0].envelope.payload_json().unwrap(), serde_json::json!({"id": "seven"}));
+    assert_eq!(
+        dead[0].envelope.payload_json().unwrap(),
+        serde_json::json!({"id": "seven"})
+    );
 
     // A well-formed raw payload is deserialized and delivered.
-    let ok = bus.dispatch_raw("user.created", serde_json::json!({"id": 1, "email": "x@y"})).await.unwrap();
+    let ok = bus
+        .dispatch_raw("user.created", serde_json::json!({"id": 1, "email": "x@y"}))
+        .await
+        .unwrap();
     assert!(ok.is_success());
     assert_eq!(TYPED_CALLS.load(Ordering::SeqCst), 1);
 }
@@ -192,8 +271,13 @@ async fn shipped(event: &Envelope) {
 #[tokio::test]
 async fn follow_up_events_carry_correlation_causation_and_headers() {
     let rec = Recorder::new();
-    let bus =
-        EventBus::builder().only(["ship_it", "shipped"]).header("tenant", "acme").recorder(&rec).build().await.unwrap();
+    let bus = EventBus::builder()
+        .only(["ship_it", "shipped"])
+        .header("tenant", "acme")
+        .recorder(&rec)
+        .build()
+        .await
+        .unwrap();
     let mut env = Envelope::new(OrderPlaced { id: 9 });
     env.headers.insert("request-id", "req-1");
     env.priority = 3;
@@ -221,7 +305,8 @@ async fn follow_up_events_carry_correlation_causation_and_headers() {
 
 // ---- retries -------------------------------------------------------------------------------------
 
-static FLAKY_TIMES: LazyLock<std::sync::Mutex<Vec<tokio::time::Instant>>> = LazyLock::new(Default::default);
+static FLAKY_TIMES: LazyLock<std::sync::Mutex<Vec<tokio::time::Instant>>> =
+    LazyLock::new(Default::default);
 
 #[event_handler(
     "payment.charge",
@@ -229,7 +314,10 @@ static FLAKY_TIMES: LazyLock<std::sync::Mutex<Vec<tokio::time::Instant>>> = Lazy
     retry(max_attempts = 3, backoff_factor = 0.1, max_backoff = 2.0, retry_on = [std::io::Error])
 )]
 async fn flaky_gateway(_e: &Envelope, ctx: &HandlerContext) -> Result<(), HandlerError> {
-    FLAKY_TIMES.lock().unwrap().push(tokio::time::Instant::now());
+    FLAKY_TIMES
+        .lock()
+        .unwrap()
+        .push(tokio::time::Instant::now());
     if ctx.attempt() < 3 {
         return Err(std::io::Error::other("gateway timeout").into());
     }
@@ -238,8 +326,15 @@ async fn flaky_gateway(_e: &Envelope, ctx: &HandlerContext) -> Result<(), Handle
 
 #[tokio::test(start_paused = true)]
 async fn retries_wait_backoff_factor_times_two_to_the_n_minus_one() {
-    let bus = EventBus::builder().only(["flaky_gateway"]).build().await.unwrap();
-    let report = bus.dispatch_raw("payment.charge", serde_json::json!({})).await.unwrap();
+    let bus = EventBus::builder()
+        .only(["flaky_gateway"])
+        .build()
+        .await
+        .unwrap();
+    let report = bus
+        .dispatch_raw("payment.charge", serde_json::json!({}))
+        .await
+        .unwrap();
     let outcome = report.outcome("flaky_gateway").unwrap();
     assert!(outcome.succeeded());
     assert_eq!(outcome.attempts, 3);
@@ -263,7 +358,11 @@ async fn picky(_e: &Envelope) -> Result<(), Declined> {
 
 static PERMANENT_CALLS: AtomicU32 = AtomicU32::new(0);
 
-#[event_handler("payment.void", name = "permanent", retry(max_attempts = 5, backoff_factor = 0.0))]
+#[event_handler(
+    "payment.void",
+    name = "permanent",
+    retry(max_attempts = 5, backoff_factor = 0.0)
+)]
 async fn permanent(_e: &Envelope) -> Result<(), HandlerError> {
     PERMANENT_CALLS.fetch_add(1, Ordering::SeqCst);
     Err(HandlerError::permanent_msg("account closed"))
@@ -271,22 +370,42 @@ async fn permanent(_e: &Envelope) -> Result<(), HandlerError> {
 
 #[tokio::test]
 async fn only_listed_error_types_retry_and_permanent_errors_never_do() {
-    let bus = EventBus::builder().only(["picky", "permanent"]).build().await.unwrap();
-    let r = bus.dispatch_raw("payment.refund", serde_json::json!({})).await.unwrap();
+    let bus = EventBus::builder()
+        .only(["picky", "permanent"])
+        .build()
+        .await
+        .unwrap();
+    let r = bus
+        .dispatch_raw("payment.refund", serde_json::json!({}))
+        .await
+        .unwrap();
     assert_eq!(r.outcome("picky").unwrap().attempts, 1);
     assert_eq!(PICKY_CALLS.load(Ordering::SeqCst), 1);
-    assert_eq!(r.outcome("picky").unwrap().error().unwrap().to_string(), "card declined");
-    let r = bus.dispatch_raw("payment.void", serde_json::json!({})).await.unwrap();
+    assert_eq!(
+        r.outcome("picky").unwrap().error().unwrap().to_string(),
+        "card declined"
+    );
+    let r = bus
+        .dispatch_raw("payment.void", serde_json::json!({}))
+        .await
+        .unwrap();
     assert_eq!(r.outcome("permanent").unwrap().attempts, 1);
     assert_eq!(PERMANENT_CALLS.load(Ordering::SeqCst), 1);
-    assert_eq!(r.outcome("permanent").unwrap().error().unwrap().kind(), HandlerErrorKind::Permanent);
+    assert_eq!(
+        r.outcome("permanent").unwrap().error().unwrap().kind(),
+        HandlerErrorKind::Permanent
+    );
 }
 
 // ---- panics and timeouts -------------------------------------------------------------------------
 
 static SURVIVOR: AtomicU32 = AtomicU32::new(0);
 
-#[event_handler("crash.test", name = "panicker", retry(max_attempts = 2, backoff_factor = 0.0))]
+#[event_handler(
+    "crash.test",
+    name = "panicker",
+    retry(max_attempts = 2, backoff_factor = 0.0)
+)]
 async fn panicker(_e: &Envelope) {
     panic!("handler exploded");
 }
@@ -303,9 +422,16 @@ fn blocking_panicker(_e: Envelope) {
 
 #[tokio::test]
 async fn a_panic_is_a_failure_and_the_rest_keeps_running() {
-    let bus = EventBus::builder().only(["panicker", "survivor", "blocking_panicker"]).build().await.unwrap();
+    let bus = EventBus::builder()
+        .only(["panicker", "survivor", "blocking_panicker"])
+        .build()
+        .await
+        .unwrap();
     for round in 1..=2 {
-        let r = bus.dispatch_raw("crash.test", serde_json::json!({})).await.unwrap();
+        let r = bus
+            .dispatch_raw("crash.test", serde_json::json!({}))
+            .await
+            .unwrap();
         let p = r.outcome("panicker").unwrap();
         assert_eq!(p.attempts, 2, "panics retry like failures");
         assert_eq!(p.error().unwrap().kind(), HandlerErrorKind::Panicked);
@@ -313,7 +439,10 @@ async fn a_panic_is_a_failure_and_the_rest_keeps_running() {
         assert!(r.outcome("survivor").unwrap().succeeded());
         assert_eq!(SURVIVOR.load(Ordering::SeqCst), round);
     }
-    let r = bus.dispatch_raw("crash.blocking", serde_json::json!({})).await.unwrap();
+    let r = bus
+        .dispatch_raw("crash.blocking", serde_json::json!({}))
+        .await
+        .unwrap();
     let err = r.outcome("blocking_panicker").unwrap().error().unwrap();
     assert_eq!(err.kind(), HandlerErrorKind::Panicked);
     assert!(err.to_string().contains("blocking handler exploded"));
@@ -329,7 +458,12 @@ impl Drop for DropFlag {
     }
 }
 
-#[event_handler("slow.hang", name = "hangs", timeout = "50ms", retry(max_attempts = 2, backoff_factor = 0.0))]
+#[event_handler(
+    "slow.hang",
+    name = "hangs",
+    timeout = "50ms",
+    retry(max_attempts = 2, backoff_factor = 0.0)
+)]
 async fn hangs(_e: &Envelope) {
     let _flag = DropFlag;
     tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -339,12 +473,19 @@ async fn hangs(_e: &Envelope) {
 async fn a_timeout_cancels_the_attempt_and_counts_as_a_failure() {
     let bus = EventBus::builder().only(["hangs"]).build().await.unwrap();
     let started = std::time::Instant::now();
-    let r = bus.dispatch_raw("slow.hang", serde_json::json!({})).await.unwrap();
+    let r = bus
+        .dispatch_raw("slow.hang", serde_json::json!({}))
+        .await
+        .unwrap();
     let o = r.outcome("hangs").unwrap();
     assert_eq!(o.attempts, 2);
     assert_eq!(o.error().unwrap().kind(), HandlerErrorKind::TimedOut);
     assert!(o.error().unwrap().is::<eventflow::TimeoutError>());
-    assert_eq!(DROPPED.load(Ordering::SeqCst), 2, "each timed-out attempt's future was dropped");
+    assert_eq!(
+        DROPPED.load(Ordering::SeqCst),
+        2,
+        "each timed-out attempt's future was dropped"
+    );
     assert!(started.elapsed() < Duration::from_secs(60));
 }
 
@@ -352,25 +493,46 @@ async fn a_timeout_cancels_the_attempt_and_counts_as_a_failure() {
 
 static FIXED: AtomicBool = AtomicBool::new(false);
 
-#[event_handler("invoice.send", name = "send_invoice", retry(max_attempts = 2, backoff_factor = 0.0))]
+#[event_handler(
+    "invoice.send",
+    name = "send_invoice",
+    retry(max_attempts = 2, backoff_factor = 0.0)
+)]
 async fn send_invoice(_e: &Envelope) -> Result<(), HandlerError> {
-    if FIXED.load(Ordering::SeqCst) { Ok(()) } else { Err(HandlerError::msg("smtp down")) }
+    if FIXED.load(Ordering::SeqCst) {
+        Ok(())
+    } else {
+        Err(HandlerError::msg("smtp down"))
+    }
 }
 
 #[tokio::test]
 async fn dead_letters_can_be_listed_retried_and_removed() {
-    let bus = EventBus::builder().only(["send_invoice"]).build().await.unwrap();
-    let r = bus.dispatch_raw("invoice.send", serde_json::json!({"n": 1})).await.unwrap();
-    let OutcomeStatus::DeadLettered { dead_letter_id, .. } = &r.outcome("send_invoice").unwrap().status else {
+    let bus = EventBus::builder()
+        .only(["send_invoice"])
+        .build()
+        .await
+        .unwrap();
+    let r = bus
+        .dispatch_raw("invoice.send", serde_json::json!({"n": 1}))
+        .await
+        .unwrap();
+    let OutcomeStatus::DeadLettered { dead_letter_id, .. } =
+        &r.outcome("send_invoice").unwrap().status
+    else {
         panic!("expected a dead letter: {r:?}");
     };
     let dead = bus.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
     let d = &dead[0];
     assert_eq!(d.id, *dead_letter_id);
-    assert_eq!((d.handler.as_str(), d.error.as_str(), d.attempts), ("send_invoice", "smtp down", 2));
+    assert_eq!(
+        (d.handler.as_str(), d.error.as_str(), d.attempts),
+        ("send_invoice", "smtp down", 2)
+    );
     assert_eq!(d.envelope.id, r.event_id);
-    assert!(d.failed_at >= d.first_attempt_at);
+    assert!(d.failed_at >= d.first_failed_at);
+    assert!(d.first_failed_at >= d.envelope.timestamp);
     let json = serde_json::to_value(d).unwrap();
     assert_eq!(json["envelope"]["payload"], serde_json::json!({"n": 1}));
 
@@ -385,10 +547,15 @@ async fn dead_letters_can_be_listed_retried_and_removed() {
     let fixed = bus.retry_dead_letter(dead[0].id).await.unwrap();
     assert!(fixed.succeeded());
     assert!(bus.dead_letters().await.unwrap().is_empty());
-    assert!(matches!(bus.retry_dead_letter(d.id).await, Err(EventError::DeadLetterNotFound(_))));
+    assert!(matches!(
+        bus.retry_dead_letter(d.id).await,
+        Err(EventError::DeadLetterNotFound(_))
+    ));
 
     FIXED.store(false, Ordering::SeqCst);
-    bus.dispatch_raw("invoice.send", serde_json::json!({"n": 2})).await.unwrap();
+    bus.dispatch_raw("invoice.send", serde_json::json!({"n": 2}))
+        .await
+        .unwrap();
     let id = bus.dead_letters().await.unwrap()[0].id;
     assert!(bus.remove_dead_letter(id).await.unwrap());
     assert!(!bus.remove_dead_letter(id).await.unwrap());
@@ -402,7 +569,10 @@ static ORDER_GATE: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(0));
 
 #[event_handler("work.item", name = "one_at_a_time", executor = Tokio, concurrency = 1)]
 async fn one_at_a_time(e: &Envelope) -> Result<(), HandlerError> {
-    let label = e.payload_json()?["label"].as_str().unwrap_or("?").to_owned();
+    let label = e.payload_json()?["label"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
     if label == "first" {
         let _ = ORDER_GATE.acquire().await.map(|p| p.forget());
     }
@@ -413,7 +583,12 @@ async fn one_at_a_time(e: &Envelope) -> Result<(), HandlerError> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_deliveries_run_by_priority_then_in_publish_order() {
     let rec = Recorder::new();
-    let bus = EventBus::builder().only(["one_at_a_time"]).recorder(&rec).build().await.unwrap();
+    let bus = EventBus::builder()
+        .only(["one_at_a_time"])
+        .recorder(&rec)
+        .build()
+        .await
+        .unwrap();
     let publish = |label: &str, priority: i32| {
         let bus = bus.clone();
         let label = label.to_owned();
@@ -430,7 +605,13 @@ async fn waiting_deliveries_run_by_priority_then_in_publish_order() {
     while bus.in_flight() < 1 {
         tokio::task::yield_now().await;
     }
-    for (label, prio) in [("low-a", 1), ("mid-a", 5), ("mid-b", 5), ("high", 10), ("low-b", 1)] {
+    for (label, prio) in [
+        ("low-a", 1),
+        ("mid-a", 5),
+        ("mid-b", 5),
+        ("high", 10),
+        ("low-b", 1),
+    ] {
         publish(label, prio).await;
     }
     while bus.waiting("one_at_a_time") < 5 {
@@ -438,7 +619,10 @@ async fn waiting_deliveries_run_by_priority_then_in_publish_order() {
     }
     ORDER_GATE.add_permits(1);
     rec.wait_for_outcomes(6, Duration::from_secs(5)).await;
-    assert_eq!(ORDER.entries(), ["first", "high", "mid-a", "mid-b", "low-a", "low-b"]);
+    assert_eq!(
+        ORDER.entries(),
+        ["first", "high", "mid-a", "mid-b", "low-a", "low-b"]
+    );
 }
 
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
@@ -455,9 +639,16 @@ async fn bounded(_e: &Envelope) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_more_than_concurrency_deliveries_run_at_once() {
     let rec = Recorder::new();
-    let bus = EventBus::builder().only(["bounded"]).recorder(&rec).build().await.unwrap();
+    let bus = EventBus::builder()
+        .only(["bounded"])
+        .recorder(&rec)
+        .build()
+        .await
+        .unwrap();
     for _ in 0..30 {
-        bus.publish_raw("work.bounded", serde_json::json!({})).await.unwrap();
+        bus.publish_raw("work.bounded", serde_json::json!({}))
+            .await
+            .unwrap();
     }
     let outcomes = rec.wait_for_outcomes(30, Duration::from_secs(10)).await;
     assert_eq!(outcomes.len(), 30);
@@ -481,9 +672,18 @@ fn write_report(_e: Envelope) -> Result<(), HandlerError> {
 
 #[tokio::test]
 async fn thread_pool_handlers_run_on_named_pool_threads_replaced_after_max_tasks() {
-    let bus = EventBus::builder().only(["write_report"]).build().await.unwrap();
+    let bus = EventBus::builder()
+        .only(["write_report"])
+        .build()
+        .await
+        .unwrap();
     for _ in 0..6 {
-        assert!(bus.dispatch_raw("report.build", serde_json::json!({})).await.unwrap().is_success());
+        assert!(
+            bus.dispatch_raw("report.build", serde_json::json!({}))
+                .await
+                .unwrap()
+                .is_success()
+        );
     }
     let names = THREADS.entries();
     assert_eq!(names.len(), 6);
@@ -492,8 +692,14 @@ async fn thread_pool_handlers_run_on_named_pool_threads_replaced_after_max_tasks
     for n in &names {
         *per_thread.entry(n.as_str()).or_default() += 1;
     }
-    assert!(per_thread.values().all(|&n| n <= 2), "a thread ran more than max_tasks_per_child: {per_thread:?}");
-    assert!(per_thread.len() >= 3, "threads were replaced: {per_thread:?}");
+    assert!(
+        per_thread.values().all(|&n| n <= 2),
+        "a thread ran more than max_tasks_per_child: {per_thread:?}"
+    );
+    assert!(
+        per_thread.len() >= 3,
+        "threads were replaced: {per_thread:?}"
+    );
 }
 
 static BARRIER: LazyLock<tokio::sync::Barrier> = LazyLock::new(|| tokio::sync::Barrier::new(2));
@@ -510,11 +716,18 @@ async fn meet_b(_e: &Envelope) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_handlers_of_one_event_run_concurrently() {
-    let bus = EventBus::builder().only(["meet_a", "meet_b"]).build().await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(5), bus.dispatch_raw("meet.up", serde_json::json!({})))
+    let bus = EventBus::builder()
+        .only(["meet_a", "meet_b"])
+        .build()
         .await
-        .expect("the two handlers must run at the same time to pass the barrier")
         .unwrap();
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        bus.dispatch_raw("meet.up", serde_json::json!({})),
+    )
+    .await
+    .expect("the two handlers must run at the same time to pass the barrier")
+    .unwrap();
     assert!(r.is_success());
 }
 
@@ -532,8 +745,14 @@ async fn prio_high(_e: &Envelope) {
 
 #[tokio::test]
 async fn handler_priority_orders_the_handlers_of_one_event() {
-    let bus = EventBus::builder().only(["prio_low", "prio_high"]).build().await.unwrap();
-    bus.dispatch_raw("prio.test", serde_json::json!({})).await.unwrap();
+    let bus = EventBus::builder()
+        .only(["prio_low", "prio_high"])
+        .build()
+        .await
+        .unwrap();
+    bus.dispatch_raw("prio.test", serde_json::json!({}))
+        .await
+        .unwrap();
     assert_eq!(PRIO.entries(), ["high", "low"]);
     assert_eq!(bus.handler_names(), ["prio_high", "prio_low"]);
 }
@@ -555,22 +774,45 @@ async fn stuck(_e: &Envelope) {
 
 #[tokio::test]
 async fn shutdown_drains_in_flight_work_then_refuses_new_events() {
-    let bus = EventBus::builder().only(["drain_me"]).build().await.unwrap();
+    let bus = EventBus::builder()
+        .only(["drain_me"])
+        .build()
+        .await
+        .unwrap();
     for _ in 0..3 {
-        bus.publish_raw("drain.me", serde_json::json!({})).await.unwrap();
+        bus.publish_raw("drain.me", serde_json::json!({}))
+            .await
+            .unwrap();
     }
     let report = bus.shutdown().await.unwrap();
     assert!(report.is_clean());
     assert_eq!(FINISHED.load(Ordering::SeqCst), 3);
-    let err = bus.publish_raw("drain.me", serde_json::json!({})).await.unwrap_err();
-    assert!(matches!(err, EventError::Publish(PublishError::ShutDown { .. })), "{err}");
-    assert!(bus.shutdown().await.unwrap().is_clean(), "a second shutdown returns at once");
+    let err = bus
+        .publish_raw("drain.me", serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EventError::Publish(PublishError::ShutDown { .. })),
+        "{err}"
+    );
+    assert!(
+        bus.shutdown().await.unwrap().is_clean(),
+        "a second shutdown returns at once"
+    );
 }
 
 #[tokio::test]
 async fn shutdown_reports_and_cancels_what_did_not_finish_in_time() {
-    let bus = EventBus::builder().only(["stuck"]).shutdown_timeout(Duration::from_millis(100)).build().await.unwrap();
-    let env = eventflow::Envelope::with_payload("stuck.forever".into(), eventflow::Payload::json(serde_json::json!({})));
+    let bus = EventBus::builder()
+        .only(["stuck"])
+        .shutdown_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let env = eventflow::Envelope::with_payload(
+        "stuck.forever".into(),
+        eventflow::Payload::json(serde_json::json!({})),
+    );
     let id = env.id;
     bus.publish_envelope(env).await.unwrap();
     while bus.in_flight() == 0 {
@@ -591,21 +833,35 @@ async fn closures_can_be_added_as_handlers() {
     let s2 = seen.clone();
     let bus = EventBus::builder()
         .without_registry()
-        .handler(Handler::typed("closure", "user.created", move |e: UserCreated, _ctx| {
-            let s2 = s2.clone();
-            async move {
-                s2.push(e.email);
+        .handler(Handler::typed(
+            "closure",
+            "user.created",
+            move |e: UserCreated, _ctx| {
+                let s2 = s2.clone();
+                async move {
+                    s2.push(e.email);
+                    Ok(())
+                }
+            },
+        ))
+        .handler(Handler::blocking(
+            "blocking_closure",
+            "user.**",
+            |env, _ctx| {
+                assert!(env.name.starts_with("user"));
                 Ok(())
-            }
-        }))
-        .handler(Handler::blocking("blocking_closure", "user.**", |env, _ctx| {
-            assert!(env.name.starts_with("user"));
-            Ok(())
-        }))
+            },
+        ))
         .build()
         .await
         .unwrap();
-    let r = bus.dispatch(UserCreated { id: 1, email: "c@d".into() }).await.unwrap();
+    let r = bus
+        .dispatch(UserCreated {
+            id: 1,
+            email: "c@d".into(),
+        })
+        .await
+        .unwrap();
     assert!(r.is_success(), "{r:?}");
     assert_eq!(r.outcomes.len(), 2);
     assert_eq!(seen.entries(), ["c@d"]);
@@ -619,15 +875,26 @@ async fn build_reports_every_problem_at_once() {
         .handler(Handler::new("by_value", "user.created", ok))
         .handler(Handler::new("bad_pattern", "user..x", ok))
         .handler(Handler::new("no_attempts", "a.b", ok).retry(RetryPolicy::attempts(0)))
-        .handler(Handler::blocking("blocking_on_tokio", "a.b", |_, _| Ok(())).executor(Executor::Tokio, Default::default()))
+        .handler(
+            Handler::blocking("blocking_on_tokio", "a.b", |_, _| Ok(()))
+                .executor(Executor::Tokio, Default::default()),
+        )
         .build()
         .await
         .err()
         .expect("build must fail");
-    let EventError::Validation(v) = err else { panic!("expected a validation error, got {err}") };
+    let EventError::Validation(v) = err else {
+        panic!("expected a validation error, got {err}")
+    };
     let text = v.to_string();
     assert_eq!(v.problems.len(), 5, "{text}");
-    for needle in ["no_such_handler", "two handlers are named `by_value`", "user..x", "max_attempts", "Tokio"] {
+    for needle in [
+        "no_such_handler",
+        "two handlers are named `by_value`",
+        "user..x",
+        "max_attempts",
+        "Tokio",
+    ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
 }
@@ -642,13 +909,28 @@ fn the_registry_lists_what_the_macros_registered() {
     assert_eq!(h.options.retry.backoff_factor, 0.1);
     assert_eq!(h.options.retry.max_backoff, 2.0);
     assert!(h.options.retry.retry_on.is_some());
-    assert_eq!(reg.handler("hangs").unwrap().options.timeout, Some(Duration::from_millis(50)));
+    assert_eq!(
+        reg.handler("hangs").unwrap().options.timeout,
+        Some(Duration::from_millis(50))
+    );
     let wr = reg.handler("write_report").unwrap();
     assert_eq!(wr.options.executor, Executor::ThreadPool);
     assert_eq!(wr.options.executor_config.max_workers, Some(2));
-    assert_eq!(wr.options.executor_config.thread_name_prefix.as_deref(), Some("report-"));
-    assert_eq!(reg.event("user.created").unwrap().type_name, "bus::UserCreated");
-    assert_eq!(reg.event("user_deleted").unwrap().type_name, "bus::UserDeleted");
+    assert_eq!(
+        wr.options.executor_config.thread_name_prefix.as_deref(),
+        Some("report-")
+    );
+    assert_eq!(
+        reg.event("user.created").unwrap().type_name,
+        "bus::UserCreated"
+    );
+    assert_eq!(
+        reg.event("user_deleted").unwrap().type_name,
+        "bus::UserDeleted"
+    );
     let text = reg.describe();
-    assert!(text.contains("flaky_gateway") && text.contains("user.created"), "{text}");
+    assert!(
+        text.contains("flaky_gateway") && text.contains("user.created"),
+        "{text}"
+    );
 }

@@ -35,8 +35,14 @@ async fn start_up_lists_every_duplicate() {
     let err = eventflow::Registry::global().validate().unwrap_err();
     assert_eq!(err.problems.len(), 2, "{err}");
     let text = err.to_string();
-    assert!(text.contains("event name `invoice.paid` is used by 2 types"), "{text}");
-    assert!(text.contains("InvoicePaid") && text.contains("AlsoInvoicePaid"), "{text}");
+    assert!(
+        text.contains("event name `invoice.paid` is used by 2 types"),
+        "{text}"
+    );
+    assert!(
+        text.contains("InvoicePaid") && text.contains("AlsoInvoicePaid"),
+        "{text}"
+    );
     assert!(text.contains("two handlers are named `notify`"), "{text}");
 
     let Err(EventError::Validation(v)) = EventBus::builder().build().await else {
@@ -45,6 +51,10 @@ async fn start_up_lists_every_duplicate() {
     assert_eq!(v.problems.len(), 2, "{v}");
 
     // A bus that does not use the registry is not affected by it.
-    let bus = EventBus::builder().without_registry().allow_unhandled(true).build().await;
+    let bus = EventBus::builder()
+        .without_registry()
+        .allow_unhandled(true)
+        .build()
+        .await;
     assert!(bus.is_ok());
 }
