@@ -78,3 +78,8 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub use eventflow_runtime::__private;
+
+/// The README's code, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
