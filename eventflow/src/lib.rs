@@ -3,7 +3,7 @@
 //! Event-driven programs in Rust. Annotate structs and functions; the framework registers
 //! them at link time and runs them on tokio.
 //!
-//! ```
+//! ```rust,standalone_crate
 //! use eventflow::prelude::*;
 //!
 //! #[derive(Event, Clone, Debug, Serialize, Deserialize)]
