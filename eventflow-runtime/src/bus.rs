@@ -211,10 +211,8 @@ impl EventBusBuilder {
         let mut problems = Vec::new();
         let mut handlers: Vec<Handler> = Vec::new();
         if self.use_registry {
-            if let Err(e) = registry.validate() {
-                // Handler problems are checked below on the handlers actually used.
-                problems.extend(e.problems.into_iter().filter(|p| p.starts_with("event")));
-            }
+            // Handler problems are checked below, on the handlers this bus actually uses.
+            problems.extend(registry.event_problems());
             match &self.only {
                 None => {
                     handlers.extend(registry.handlers().iter().map(|r| Handler::from_record(r)))
@@ -656,9 +654,11 @@ impl EventBus {
     }
 
     /// Stops accepting events, waits for in-flight deliveries up to the shutdown timeout,
-    /// cancels what is left and reports it. Publishing afterwards fails with
-    /// [`PublishError::ShutDown`] (follow-up events published by handlers during the drain
-    /// included). Calling it again returns at once.
+    /// then cancels the published events still being delivered and reports every delivery
+    /// that did not finish. (A [`dispatch`](Self::dispatch) still running is reported but
+    /// not cancelled: its caller owns it.) Publishing afterwards fails with
+    /// [`PublishError::ShutDown`], follow-up events published by handlers during the drain
+    /// included. Calling it again returns at once.
     pub async fn shutdown(&self) -> Result<ShutdownReport, EventError> {
         let inner = &self.inner;
         inner.accepting.store(false, Ordering::Release);

@@ -95,6 +95,24 @@ impl Registry {
 
     /// Checks the registry; the error lists every problem at once.
     pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut problems = self.event_problems();
+        problems.extend(check_handlers(self.handlers.iter().map(|h| {
+            (
+                h.name,
+                h.pattern,
+                &h.options,
+                format!("{}:{}", h.location.file, h.location.line),
+            )
+        })));
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError { problems })
+        }
+    }
+
+    /// Problems of the registered event types: invalid names, one name used by two types.
+    pub(crate) fn event_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut by_name: HashMap<&str, Vec<&EventRecord>> = HashMap::new();
         for e in &self.events {
@@ -124,19 +142,7 @@ impl Registry {
                 types.join(", ")
             ));
         }
-        problems.extend(check_handlers(self.handlers.iter().map(|h| {
-            (
-                h.name,
-                h.pattern,
-                &h.options,
-                format!("{}:{}", h.location.file, h.location.line),
-            )
-        })));
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ValidationError { problems })
-        }
+        problems
     }
 
     /// A human-readable listing of what is registered, for start-up logs.
