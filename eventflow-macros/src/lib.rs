@@ -25,3 +25,85 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::event_handler(args.into(), item.into()).into()
 }
+
+#[cfg(test)]
+mod snapshots {
+    //! The generated code of a few annotations, kept in `tests/snapshots/` so that a change
+    //! to what the macros emit shows in review. Refresh with `UPDATE_SNAPSHOTS=1`.
+
+    use quote::quote;
+
+    fn check(name: &str, tokens: proc_macro2::TokenStream) {
+        let file: syn::File = match syn::parse2(tokens.clone()) {
+            Ok(f) => f,
+            Err(e) => panic!("expansion of {name} does not parse: {e}\n{tokens}"),
+        };
+        let pretty = prettyplease::unparse(&file);
+        let path = format!("{}/tests/snapshots/{name}.rs", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(&path, &pretty).expect("write snapshot");
+            return;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            expected == pretty,
+            "expansion of {name} changed; review it and run with UPDATE_SNAPSHOTS=1\n--- new ---\n{pretty}"
+        );
+    }
+
+    #[test]
+    fn typed_async_handler_with_options() {
+        check(
+            "typed_async_handler",
+            crate::expand::event_handler(
+                quote!(
+                    "user.created",
+                    retry(
+                        max_attempts = 3,
+                        backoff_factor = 0.1,
+                        retry_on = [std::io::Error]
+                    ),
+                    timeout = "5s"
+                ),
+                quote!(
+                    async fn send_welcome(
+                        event: UserCreated,
+                        ctx: &HandlerContext,
+                    ) -> Result<(), HandlerError> {
+                        Ok(())
+                    }
+                ),
+            ),
+        );
+    }
+
+    #[test]
+    fn blocking_handler_on_a_pool() {
+        check(
+            "blocking_pool_handler",
+            crate::expand::event_handler(
+                quote!(
+                    "order.*",
+                    executor = ThreadPool,
+                    executor_config(max_workers = 4, thread_name_prefix = "report-")
+                ),
+                quote!(
+                    fn write_report(event: &Envelope) {}
+                ),
+            ),
+        );
+    }
+
+    #[test]
+    fn derived_event() {
+        check(
+            "derive_event",
+            crate::expand::derive_event(syn::parse_quote!(
+                #[event(name = "user.created")]
+                struct UserCreated {
+                    id: u64,
+                }
+            )),
+        );
+    }
+}
