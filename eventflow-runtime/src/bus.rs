@@ -428,7 +428,7 @@ impl DeliverySink for BusSink {
             Some(inner) => {
                 let cancel = inner.cancel.clone();
                 let (id, name) = (envelope.id, envelope.name.clone());
-                let work = deliver(inner, envelope);
+                let work = deliver(inner, envelope, OwnTask::Yes);
                 Box::pin(async move {
                     tokio::select! {
                         biased;
@@ -528,7 +528,7 @@ impl EventBus {
         event: E,
     ) -> Result<DeliveryReport, EventError> {
         let (envelope, targets) = self.accept(Envelope::new(event))?;
-        Ok(deliver_routed(self.inner.clone(), envelope, targets).await)
+        Ok(deliver_routed(self.inner.clone(), envelope, targets, OwnTask::No).await)
     }
 
     /// [`dispatch`](Self::dispatch) for an event given by name with a JSON payload.
@@ -546,7 +546,7 @@ impl EventBus {
         envelope: Envelope,
     ) -> Result<DeliveryReport, EventError> {
         let (envelope, targets) = self.accept(envelope)?;
-        Ok(deliver_routed(self.inner.clone(), envelope, targets).await)
+        Ok(deliver_routed(self.inner.clone(), envelope, targets, OwnTask::No).await)
     }
 
     /// Checks that the bus takes the event, and finds its handlers.
@@ -598,7 +598,7 @@ impl EventBus {
         let mut envelope = letter.envelope;
         envelope.attempt = 1;
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        Ok(deliver_to(&self.inner, idx, &envelope, seq).await)
+        Ok(deliver_to(&self.inner, idx, &envelope, seq, OwnTask::No).await)
     }
 
     /// Removes a dead letter; `false` if there was none with this id.
@@ -682,12 +682,21 @@ impl EventBus {
 
 /// Registers the delivery as in flight (and takes its place in publish order) at once,
 /// before the returned future is first polled, so shutdown sees every accepted event.
+/// Whether a delivery already runs on a task of its own (one the backend spawned), so
+/// that a lone handler that wants its own task can run right there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OwnTask {
+    Yes,
+    No,
+}
+
 fn deliver(
     inner: Arc<Inner>,
     envelope: Envelope,
+    own_task: OwnTask,
 ) -> impl Future<Output = DeliveryReport> + Send + 'static {
     let targets = inner.router.lookup(&envelope.name);
-    deliver_routed(inner, envelope, targets)
+    deliver_routed(inner, envelope, targets, own_task)
 }
 
 /// [`deliver`] with the handlers already looked up.
@@ -695,6 +704,7 @@ fn deliver_routed(
     inner: Arc<Inner>,
     envelope: Envelope,
     targets: Arc<[usize]>,
+    own_task: OwnTask,
 ) -> impl Future<Output = DeliveryReport> + Send + 'static {
     let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
     let key = inner.inflight.enter(&envelope);
@@ -702,32 +712,42 @@ fn deliver_routed(
         inner: inner.clone(),
         key,
     };
-    deliver_registered(inner, envelope, targets, seq, guard)
+    deliver_registered(inner, envelope, targets, own_task, seq, guard)
 }
 
 async fn deliver_registered(
     inner: Arc<Inner>,
     envelope: Envelope,
     targets: Arc<[usize]>,
+    own_task: OwnTask,
     seq: u64,
     _guard: InFlightGuard,
 ) -> DeliveryReport {
     if targets.is_empty() {
         tracing::debug!(event = %envelope.name, id = %envelope.id, "eventflow: no handler matches");
     }
-    // Handlers on other tasks start first, then the inline ones run here, in order.
+    // Handlers on other tasks start first, then the inline ones run here, in order. A lone
+    // async handler that wants a task of its own runs here when this delivery has one.
+    let alone_on_own_task = own_task == OwnTask::Yes
+        && targets.len() == 1
+        && matches!(inner.handlers[targets[0]].func, HandlerFn::Async(_))
+        && inner.handlers[targets[0]].options.executor == Executor::Tokio;
+    let runs_here = |i: usize| alone_on_own_task || inner.handlers[i].runs_inline();
     let mut spawned = Vec::new();
     for (pos, &i) in targets.iter().enumerate() {
-        if !inner.handlers[i].runs_inline() {
+        if !runs_here(i) {
             let (inner, envelope) = (inner.clone(), envelope.clone());
-            let task = tokio::spawn(async move { deliver_to(&inner, i, &envelope, seq).await });
+            let task =
+                tokio::spawn(
+                    async move { deliver_to(&inner, i, &envelope, seq, OwnTask::Yes).await },
+                );
             spawned.push((pos, AbortOnDrop(task)));
         }
     }
     let mut outcomes = Vec::with_capacity(targets.len());
     for &i in targets.iter() {
-        if inner.handlers[i].runs_inline() {
-            outcomes.push(deliver_to(&inner, i, &envelope, seq).await);
+        if runs_here(i) {
+            outcomes.push(deliver_to(&inner, i, &envelope, seq, own_task).await);
         }
     }
     if !spawned.is_empty() {
@@ -775,6 +795,7 @@ async fn deliver_to(
     idx: usize,
     envelope: &Envelope,
     seq: u64,
+    own_task: OwnTask,
 ) -> HandlerOutcome {
     let slot = &inner.handlers[idx];
     let mut first_failed_at: Option<SystemTime> = None;
@@ -795,7 +816,7 @@ async fn deliver_to(
                     inner: inner.clone(),
                 },
             );
-            start_attempt(slot, ctx, &inner.runtime)
+            start_attempt(slot, ctx, &inner.runtime, own_task)
         };
         let result = match started {
             Ok(fut) => flatten_panic(AssertUnwindSafe(fut).catch_unwind().await),
@@ -897,23 +918,34 @@ fn flatten_panic<T>(r: std::thread::Result<Result<T, HandlerError>>) -> Result<T
 
 /// Starts one attempt: the handler's own future for an inline async handler (the common
 /// case, kept small and free of extra state), a boxed driver for everything else.
+///
+/// A `Tokio` handler whose delivery already runs on a task of its own is run on that task
+/// rather than on yet another one.
 fn start_attempt<'a>(
     slot: &'a Slot,
     ctx: HandlerContext,
     runtime: &'a tokio::runtime::Handle,
+    own_task: OwnTask,
 ) -> Result<BoxFuture<'a, Result<(), HandlerError>>, HandlerError> {
-    match (&slot.func, slot.options.executor, slot.options.timeout) {
+    let executor = match slot.options.executor {
+        Executor::Tokio if own_task == OwnTask::Yes => Executor::Inline,
+        other => other,
+    };
+    match (&slot.func, executor, slot.options.timeout) {
         (HandlerFn::Async(f), Executor::Inline, None) => {
             // Calling `f` may itself panic (a closure's synchronous part).
             flatten_panic(std::panic::catch_unwind(AssertUnwindSafe(|| Ok(f(ctx)))))
         }
-        _ => Ok(Box::pin(run_attempt_elsewhere(slot, ctx, runtime))),
+        _ => Ok(Box::pin(run_attempt_elsewhere(
+            slot, executor, ctx, runtime,
+        ))),
     }
 }
 
 /// Attempts with a timeout, or on another task, pool or thread.
 async fn run_attempt_elsewhere(
     slot: &Slot,
+    executor: Executor,
     ctx: HandlerContext,
     runtime: &tokio::runtime::Handle,
 ) -> Result<(), HandlerError> {
@@ -922,7 +954,7 @@ async fn run_attempt_elsewhere(
         HandlerFn::Async(f) => {
             // Calling `f` may itself panic (a closure's synchronous part).
             let fut = flatten_panic(std::panic::catch_unwind(AssertUnwindSafe(|| Ok(f(ctx)))))?;
-            match slot.options.executor {
+            match executor {
                 Executor::Tokio => {
                     let task = AbortOnDrop(tokio::spawn(bounded(timeout, fut)));
                     let mut task = task;
