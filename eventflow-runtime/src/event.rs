@@ -317,6 +317,26 @@ impl Envelope {
         }
     }
 
+    /// Sets the priority: higher runs first when deliveries wait for a handler's free slot.
+    ///
+    /// ```
+    /// # use eventflow_runtime::{Envelope, Event};
+    /// # #[derive(serde::Serialize)] struct Ping;
+    /// # impl Event for Ping { const NAME: &'static str = "ping"; }
+    /// let env = Envelope::new(Ping).with_priority(10).with_header("tenant", "acme");
+    /// assert_eq!((env.priority, env.headers.get("tenant")), (10, Some("acme")));
+    /// ```
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets a header.
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(key, value);
+        self
+    }
+
     /// The payload as JSON.
     pub fn payload_json(&self) -> Result<Value, serde_json::Error> {
         self.payload.to_json()
