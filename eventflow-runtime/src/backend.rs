@@ -3,23 +3,57 @@
 //! The bus hands each accepted [`Envelope`] to its backend and gives the backend a
 //! [`DeliverySink`] to deliver envelopes into. The memory backend (the default) delivers in
 //! this process without copying or serializing anything. A network backend serializes the
-//! envelope, stores it in the broker, reads it back in a worker and acknowledges it once
-//! the sink's future has settled every handler's outcome; so a broker such as Redis Streams
-//! or NATS JetStream fits behind the same trait without changing users' handlers.
+//! envelope, stores it in the broker, reads it back in a worker, and acknowledges it once
+//! the sink's future has settled every handler's outcome: so a broker such as Redis
+//! Streams or NATS JetStream fits behind the same trait without changing users' handlers.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::bus::DeliveryReport;
 use crate::dead_letter::{DeadLetterStore, MemoryDeadLetters};
-use crate::error::ConnectionError;
+use crate::error::{ConnectionError, PublishError};
 use crate::event::Envelope;
 use crate::handler::BoxFuture;
 
+/// Who retries a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retries {
+    /// The bus waits the backoff and tries again in this process.
+    InProcess,
+    /// The bus makes one attempt; a retryable failure comes back as
+    /// [`OutcomeStatus::RetryScheduled`](crate::OutcomeStatus::RetryScheduled) and the
+    /// backend schedules the next attempt (so a worker is never blocked by a backoff).
+    ByBackend,
+}
+
+/// One envelope to deliver.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The event.
+    pub envelope: Envelope,
+    /// Only this handler (a retry or a redelivered dead letter), instead of every match.
+    pub handler: Option<String>,
+    /// Who retries.
+    pub retries: Retries,
+}
+
+impl Delivery {
+    /// Every matching handler, retries in process.
+    pub fn new(envelope: Envelope) -> Self {
+        Delivery {
+            envelope,
+            handler: None,
+            retries: Retries::InProcess,
+        }
+    }
+}
+
 /// Receives envelopes from a backend and runs their handlers; the returned future settles
-/// when every matching handler has succeeded or sent the event to dead letters.
+/// when every handler's outcome is final for this delivery.
 pub trait DeliverySink: Send + Sync + 'static {
     /// Delivers one envelope.
-    fn deliver(&self, envelope: Envelope) -> BoxFuture<'static, DeliveryReport>;
+    fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, DeliveryReport>;
 }
 
 /// What a backend reports about itself.
@@ -27,10 +61,12 @@ pub trait DeliverySink: Send + Sync + 'static {
 pub struct BackendHealth {
     /// Whether the backend answers.
     pub reachable: bool,
-    /// Entries waiting to be read, where the backend knows.
+    /// Entries not yet read by this worker's group, where the backend knows.
     pub lag: Option<u64>,
     /// Entries read but not acknowledged, where the backend knows.
     pub pending: Option<u64>,
+    /// Dead letters kept, where the backend knows.
+    pub dead_letters: Option<u64>,
     /// What went wrong, if anything.
     pub detail: Option<String>,
 }
@@ -39,10 +75,31 @@ pub struct BackendHealth {
 pub trait Backend: Send + Sync + 'static {
     /// A short name (`memory`, `redis`).
     fn name(&self) -> &'static str;
-    /// Begins delivering accepted envelopes into `sink`.
+    /// Attaches the sink envelopes are delivered into. Called once, when the bus is built.
     fn start(&self, sink: Arc<dyn DeliverySink>) -> BoxFuture<'_, Result<(), ConnectionError>>;
+    /// Begins taking envelopes from the transport (a worker). The memory backend delivers
+    /// from the start; network backends only consume after this.
+    fn consume(&self) -> BoxFuture<'_, Result<(), ConnectionError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Accepts an envelope; returns once it is accepted, not once it is handled.
-    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), ConnectionError>>;
+    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), PublishError>>;
+    /// Accepts an envelope for delivery after `delay`.
+    fn publish_delayed(
+        &self,
+        envelope: Envelope,
+        delay: Duration,
+    ) -> BoxFuture<'_, Result<(), PublishError>>;
+    /// Queues a delivery of `envelope` to one handler only (a dead letter being retried).
+    /// Returns `false` if this backend does not queue such deliveries, and the bus then
+    /// delivers in process.
+    fn requeue(
+        &self,
+        _envelope: Envelope,
+        _handler: String,
+    ) -> BoxFuture<'_, Result<bool, ConnectionError>> {
+        Box::pin(async { Ok(false) })
+    }
     /// Stops taking envelopes from the transport (in-flight deliveries go on).
     fn stop(&self) -> BoxFuture<'_, ()>;
     /// Where dead letters are kept.
@@ -52,7 +109,8 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// Delivers in this process: each accepted envelope is handed to the sink at once, on a
-/// tokio task of its own. Nothing is serialized.
+/// tokio task of its own. Nothing is serialized. Delayed events wait in this process and
+/// are lost if it stops first.
 #[derive(Default)]
 pub struct MemoryBackend {
     sink: OnceLock<Arc<dyn DeliverySink>>,
@@ -63,6 +121,17 @@ impl MemoryBackend {
     /// A new memory backend.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn sink(&self, name: &str) -> Result<&Arc<dyn DeliverySink>, PublishError> {
+        self.sink.get().ok_or_else(|| PublishError::Backend {
+            name: name.to_owned(),
+            source: ConnectionError {
+                backend: "memory",
+                message: "the backend was not started".into(),
+                source: None,
+            },
+        })
     }
 }
 
@@ -80,18 +149,25 @@ impl Backend for MemoryBackend {
         Box::pin(async move { res })
     }
 
-    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), ConnectionError>> {
-        let res = match self.sink.get() {
-            Some(sink) => {
-                tokio::spawn(sink.deliver(envelope));
-                Ok(())
-            }
-            None => Err(ConnectionError {
-                backend: "memory",
-                message: "the backend was not started".into(),
-                source: None,
-            }),
-        };
+    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), PublishError>> {
+        let res = self.sink(&envelope.name).map(|sink| {
+            tokio::spawn(sink.deliver(Delivery::new(envelope)));
+        });
+        Box::pin(async move { res })
+    }
+
+    fn publish_delayed(
+        &self,
+        envelope: Envelope,
+        delay: Duration,
+    ) -> BoxFuture<'_, Result<(), PublishError>> {
+        let res = self.sink(&envelope.name).map(|sink| {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                sink.deliver(Delivery::new(envelope)).await
+            });
+        });
         Box::pin(async move { res })
     }
 
@@ -105,11 +181,13 @@ impl Backend for MemoryBackend {
 
     fn health(&self) -> BoxFuture<'_, BackendHealth> {
         let reachable = self.sink.get().is_some();
+        let dead = self.dead_letters.clone();
         Box::pin(async move {
             BackendHealth {
                 reachable,
                 lag: Some(0),
                 pending: Some(0),
+                dead_letters: dead.len().await.ok().map(|n| n as u64),
                 detail: None,
             }
         })

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, BackendHealth, DeliverySink, MemoryBackend};
+use crate::backend::{Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries};
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::error::{EventError, HandlerError, NoHandler, PublishError, ValidationError};
 use crate::event::{Envelope, Event, EventId, EventName, Headers, Payload};
@@ -37,6 +37,14 @@ pub enum OutcomeStatus {
     },
     /// The delivery was cancelled by shutdown before it finished.
     Cancelled,
+    /// The attempt failed and the backend schedules the next one after `delay` (backends
+    /// that retry through the broker, see [`Retries::ByBackend`]).
+    RetryScheduled {
+        /// The wait before the next attempt.
+        delay: Duration,
+        /// The failed attempt's error.
+        error: HandlerError,
+    },
 }
 
 /// The outcome of one handler for one event.
@@ -59,7 +67,8 @@ impl HandlerOutcome {
     /// The final error, if the handler gave up.
     pub fn error(&self) -> Option<&HandlerError> {
         match &self.status {
-            OutcomeStatus::DeadLettered { error, .. } => Some(error),
+            OutcomeStatus::DeadLettered { error, .. }
+            | OutcomeStatus::RetryScheduled { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -90,6 +99,25 @@ impl DeliveryReport {
     /// The handlers that did not succeed.
     pub fn failures(&self) -> impl Iterator<Item = &HandlerOutcome> {
         self.outcomes.iter().filter(|o| !o.succeeded())
+    }
+}
+
+/// What [`EventBus::retry_dead_letter`] did.
+#[derive(Debug)]
+pub enum Redelivery {
+    /// Delivered in this process; the handler's outcome.
+    Done(HandlerOutcome),
+    /// Queued in the backend for a worker that has the handler.
+    Queued,
+}
+
+impl Redelivery {
+    /// The outcome, when it was delivered here.
+    pub fn outcome(&self) -> Option<&HandlerOutcome> {
+        match self {
+            Redelivery::Done(o) => Some(o),
+            Redelivery::Queued => None,
+        }
     }
 }
 
@@ -423,12 +451,26 @@ impl DeliverySink for BusSink {
     /// Deliveries coming from the backend run on tasks of their own; shutdown cancels the
     /// ones still running when its timeout ends. (A `dispatch` runs in its caller's future,
     /// which the caller owns: shutdown reports it but does not cancel it.)
-    fn deliver(&self, envelope: Envelope) -> BoxFuture<'static, DeliveryReport> {
+    fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, DeliveryReport> {
+        let Delivery {
+            envelope,
+            handler,
+            retries,
+        } = delivery;
         match self.0.upgrade() {
             Some(inner) => {
                 let cancel = inner.cancel.clone();
                 let (id, name) = (envelope.id, envelope.name.clone());
-                let work = deliver(inner, envelope, OwnTask::Yes);
+                let targets: Arc<[usize]> = match &handler {
+                    None => inner.router.lookup(&envelope.name),
+                    Some(h) => inner
+                        .handlers
+                        .iter()
+                        .position(|s| *s.name == **h)
+                        .into_iter()
+                        .collect(),
+                };
+                let work = deliver_routed(inner, envelope, targets, OwnTask::Yes, retries);
                 Box::pin(async move {
                     tokio::select! {
                         biased;
@@ -513,12 +555,34 @@ impl EventBus {
     /// Publishes a prepared envelope (to set priority, headers, correlation).
     pub async fn publish_envelope(&self, envelope: Envelope) -> Result<(), EventError> {
         let (envelope, _) = self.accept(envelope)?;
-        let name = envelope.name.to_string();
-        self.inner
-            .backend
-            .publish(envelope)
+        Ok(self.inner.backend.publish(envelope).await?)
+    }
+
+    /// Publishes an event for delivery after `delay`. The memory backend keeps it in this
+    /// process (lost if the process stops first); the Redis backend keeps it in Redis.
+    pub async fn publish_delayed<E: Event + Serialize + Send + Sync>(
+        &self,
+        event: E,
+        delay: Duration,
+    ) -> Result<(), EventError> {
+        self.publish_envelope_delayed(Envelope::new(event), delay)
             .await
-            .map_err(|source| PublishError::Backend { name, source }.into())
+    }
+
+    /// [`publish_delayed`](Self::publish_delayed) for a prepared envelope.
+    pub async fn publish_envelope_delayed(
+        &self,
+        envelope: Envelope,
+        delay: Duration,
+    ) -> Result<(), EventError> {
+        let (envelope, _) = self.accept(envelope)?;
+        Ok(self.inner.backend.publish_delayed(envelope, delay).await?)
+    }
+
+    /// Starts consuming events from the backend (a worker). Needed with network backends;
+    /// the memory backend delivers from the start, so this does nothing there.
+    pub async fn start(&self) -> Result<(), EventError> {
+        Ok(self.inner.backend.consume().await?)
     }
 
     /// Delivers an event in this process and waits for every matching handler's outcome
@@ -528,7 +592,14 @@ impl EventBus {
         event: E,
     ) -> Result<DeliveryReport, EventError> {
         let (envelope, targets) = self.accept(Envelope::new(event))?;
-        Ok(deliver_routed(self.inner.clone(), envelope, targets, OwnTask::No).await)
+        Ok(deliver_routed(
+            self.inner.clone(),
+            envelope,
+            targets,
+            OwnTask::No,
+            Retries::InProcess,
+        )
+        .await)
     }
 
     /// [`dispatch`](Self::dispatch) for an event given by name with a JSON payload.
@@ -546,7 +617,14 @@ impl EventBus {
         envelope: Envelope,
     ) -> Result<DeliveryReport, EventError> {
         let (envelope, targets) = self.accept(envelope)?;
-        Ok(deliver_routed(self.inner.clone(), envelope, targets, OwnTask::No).await)
+        Ok(deliver_routed(
+            self.inner.clone(),
+            envelope,
+            targets,
+            OwnTask::No,
+            Retries::InProcess,
+        )
+        .await)
     }
 
     /// Checks that the bus takes the event, and finds its handlers.
@@ -578,13 +656,30 @@ impl EventBus {
     }
 
     /// Delivers a dead letter again to the handler that gave up on it, attempts starting
-    /// over. If it fails again it goes back to dead letters under a new id.
-    pub async fn retry_dead_letter(&self, id: uuid::Uuid) -> Result<HandlerOutcome, EventError> {
+    /// over. With a backend that queues such deliveries (Redis) it is queued for any worker
+    /// that has the handler; otherwise it runs here and its outcome is returned. If it fails
+    /// again it goes back to dead letters under a new id.
+    pub async fn retry_dead_letter(&self, id: uuid::Uuid) -> Result<Redelivery, EventError> {
         let store = &self.inner.dead_letters;
         let letter = store
             .take(id)
             .await?
             .ok_or(EventError::DeadLetterNotFound(id))?;
+        let mut envelope = letter.envelope.clone();
+        envelope.attempt = 1;
+        match self
+            .inner
+            .backend
+            .requeue(envelope.clone(), letter.handler.clone())
+            .await
+        {
+            Ok(true) => return Ok(Redelivery::Queued),
+            Ok(false) => {}
+            Err(e) => {
+                store.put(letter).await?;
+                return Err(e.into());
+            }
+        }
         let Some(idx) = self
             .inner
             .handlers
@@ -595,10 +690,18 @@ impl EventBus {
             store.put(letter).await?;
             return Err(EventError::UnknownHandler(handler));
         };
-        let mut envelope = letter.envelope;
-        envelope.attempt = 1;
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        Ok(deliver_to(&self.inner, idx, &envelope, seq, OwnTask::No).await)
+        Ok(Redelivery::Done(
+            deliver_to(
+                &self.inner,
+                idx,
+                &envelope,
+                seq,
+                OwnTask::No,
+                Retries::InProcess,
+            )
+            .await,
+        ))
     }
 
     /// Removes a dead letter; `false` if there was none with this id.
@@ -690,21 +793,13 @@ enum OwnTask {
     No,
 }
 
-fn deliver(
-    inner: Arc<Inner>,
-    envelope: Envelope,
-    own_task: OwnTask,
-) -> impl Future<Output = DeliveryReport> + Send + 'static {
-    let targets = inner.router.lookup(&envelope.name);
-    deliver_routed(inner, envelope, targets, own_task)
-}
-
-/// [`deliver`] with the handlers already looked up.
+/// Delivers to the handlers at `targets`.
 fn deliver_routed(
     inner: Arc<Inner>,
     envelope: Envelope,
     targets: Arc<[usize]>,
     own_task: OwnTask,
+    retries: Retries,
 ) -> impl Future<Output = DeliveryReport> + Send + 'static {
     let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
     let key = inner.inflight.enter(&envelope);
@@ -712,7 +807,7 @@ fn deliver_routed(
         inner: inner.clone(),
         key,
     };
-    deliver_registered(inner, envelope, targets, own_task, seq, guard)
+    deliver_registered(inner, envelope, targets, own_task, retries, seq, guard)
 }
 
 async fn deliver_registered(
@@ -720,6 +815,7 @@ async fn deliver_registered(
     envelope: Envelope,
     targets: Arc<[usize]>,
     own_task: OwnTask,
+    retries: Retries,
     seq: u64,
     _guard: InFlightGuard,
 ) -> DeliveryReport {
@@ -737,17 +833,16 @@ async fn deliver_registered(
     for (pos, &i) in targets.iter().enumerate() {
         if !runs_here(i) {
             let (inner, envelope) = (inner.clone(), envelope.clone());
-            let task =
-                tokio::spawn(
-                    async move { deliver_to(&inner, i, &envelope, seq, OwnTask::Yes).await },
-                );
+            let task = tokio::spawn(async move {
+                deliver_to(&inner, i, &envelope, seq, OwnTask::Yes, retries).await
+            });
             spawned.push((pos, AbortOnDrop(task)));
         }
     }
     let mut outcomes = Vec::with_capacity(targets.len());
     for &i in targets.iter() {
         if runs_here(i) {
-            outcomes.push(deliver_to(&inner, i, &envelope, seq, own_task).await);
+            outcomes.push(deliver_to(&inner, i, &envelope, seq, own_task, retries).await);
         }
     }
     if !spawned.is_empty() {
@@ -796,6 +891,7 @@ async fn deliver_to(
     envelope: &Envelope,
     seq: u64,
     own_task: OwnTask,
+    retries: Retries,
 ) -> HandlerOutcome {
     let slot = &inner.handlers[idx];
     let mut first_failed_at: Option<SystemTime> = None;
@@ -840,6 +936,17 @@ async fn deliver_to(
         let first_failed_at = *first_failed_at.get_or_insert(now);
         if slot.options.retry.should_retry(&err, attempt) {
             let delay = slot.options.retry.delay(attempt);
+            if retries == Retries::ByBackend {
+                tracing::warn!(
+                    handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, ?delay, error = %err,
+                    "eventflow: handler failed; the backend retries it later"
+                );
+                return HandlerOutcome {
+                    handler: slot.name.clone(),
+                    attempts: attempt,
+                    status: OutcomeStatus::RetryScheduled { delay, error: err },
+                };
+            }
             tracing::warn!(
                 handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, ?delay, error = %err,
                 "eventflow: handler failed; retrying"

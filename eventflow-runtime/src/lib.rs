@@ -15,10 +15,10 @@ pub mod registry;
 pub mod retry;
 pub mod testing;
 
-pub use backend::{Backend, BackendHealth, DeliverySink, MemoryBackend};
+pub use backend::{Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries};
 pub use bus::{
-    DeliveryReport, EventBus, EventBusBuilder, HandlerOutcome, OutcomeStatus, ShutdownReport,
-    UnfinishedDelivery,
+    DeliveryReport, EventBus, EventBusBuilder, HandlerOutcome, OutcomeStatus, Redelivery,
+    ShutdownReport, UnfinishedDelivery,
 };
 pub use dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetters};
 pub use error::{

@@ -538,14 +538,14 @@ async fn dead_letters_can_be_listed_retried_and_removed() {
 
     // Retrying while still broken puts it back under a new id.
     let again = bus.retry_dead_letter(d.id).await.unwrap();
-    assert!(!again.succeeded());
+    assert!(!again.outcome().unwrap().succeeded());
     let dead = bus.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_ne!(dead[0].id, d.id);
 
     FIXED.store(true, Ordering::SeqCst);
     let fixed = bus.retry_dead_letter(dead[0].id).await.unwrap();
-    assert!(fixed.succeeded());
+    assert!(fixed.outcome().unwrap().succeeded());
     assert!(bus.dead_letters().await.unwrap().is_empty());
     assert!(matches!(
         bus.retry_dead_letter(d.id).await,
@@ -933,4 +933,47 @@ fn the_registry_lists_what_the_macros_registered() {
         text.contains("flaky_gateway") && text.contains("user.created"),
         "{text}"
     );
+}
+
+// ---- delayed publish (memory backend) ------------------------------------------------------------
+
+static DELAYED_AT: LazyLock<std::sync::Mutex<Vec<tokio::time::Instant>>> =
+    LazyLock::new(Default::default);
+
+#[event_handler("reminder.due", name = "reminder")]
+async fn reminder(_e: &Envelope) {
+    DELAYED_AT.lock().unwrap().push(tokio::time::Instant::now());
+}
+
+#[tokio::test(start_paused = true)]
+async fn delayed_events_arrive_not_before_their_time() {
+    let rec = Recorder::new();
+    let bus = EventBus::builder()
+        .only(["reminder"])
+        .recorder(&rec)
+        .build()
+        .await
+        .unwrap();
+    let published = tokio::time::Instant::now();
+    let env = eventflow::Envelope::with_payload(
+        "reminder.due".into(),
+        eventflow::Payload::json(serde_json::json!({})),
+    );
+    bus.publish_envelope_delayed(env, Duration::from_secs(60))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    assert!(DELAYED_AT.lock().unwrap().is_empty(), "delivered early");
+    rec.wait_for_outcomes(1, Duration::from_secs(120)).await;
+    let at = DELAYED_AT.lock().unwrap().clone();
+    assert_eq!(at.len(), 1);
+    assert!(at[0] - published >= Duration::from_secs(60));
+    let err = bus.publish_envelope_delayed(
+        eventflow::Envelope::with_payload(
+            "nobody.listens".into(),
+            eventflow::Payload::json(serde_json::json!({})),
+        ),
+        Duration::from_secs(1),
+    );
+    assert!(matches!(err.await, Err(EventError::NoHandler(_))));
 }
