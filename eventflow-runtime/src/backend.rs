@@ -102,6 +102,10 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Stops taking envelopes from the transport (in-flight deliveries go on).
     fn stop(&self) -> BoxFuture<'_, ()>;
+    /// Finishes what follows the deliveries (acknowledgements), once they are done.
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
     /// Where dead letters are kept.
     fn dead_letters(&self) -> Arc<dyn DeadLetterStore>;
     /// Reachability and queue figures.

@@ -83,6 +83,8 @@ pub struct DeliveryReport {
     pub event: EventName,
     /// One entry per matching handler.
     pub outcomes: Vec<HandlerOutcome>,
+    /// Shutdown cancelled the delivery before every handler finished.
+    pub cancelled: bool,
 }
 
 impl DeliveryReport {
@@ -155,6 +157,8 @@ pub struct EventBusBuilder {
     backend: Option<Arc<dyn Backend>>,
     recorder: Option<Recorder>,
     headers: Headers,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::redis_backend::RedisConfig>,
 }
 
 impl Default for EventBusBuilder {
@@ -168,6 +172,8 @@ impl Default for EventBusBuilder {
             backend: None,
             recorder: None,
             headers: Headers::new(),
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 }
@@ -211,6 +217,51 @@ impl EventBusBuilder {
     /// Uses this backend instead of the in-memory one.
     pub fn backend(mut self, backend: impl Backend) -> Self {
         self.backend = Some(Arc::new(backend));
+        self
+    }
+
+    /// Uses Redis Streams at `url` (`redis://[:password@]host:port/db`, or `rediss://`).
+    /// See [`redis_backend`](crate::redis_backend).
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis_cfg().url = url.into();
+        self
+    }
+
+    /// Every setting of the Redis backend at once.
+    #[cfg(feature = "redis")]
+    pub fn redis_config(mut self, config: crate::redis_backend::RedisConfig) -> Self {
+        self.redis = Some(config);
+        self
+    }
+
+    #[cfg(feature = "redis")]
+    fn redis_cfg(&mut self) -> &mut crate::redis_backend::RedisConfig {
+        self.redis.get_or_insert_with(|| {
+            crate::redis_backend::RedisConfig::new("redis://127.0.0.1:6379/0")
+        })
+    }
+
+    /// The Redis key prefix and stream namespace (default `eventflow`).
+    #[cfg(feature = "redis")]
+    pub fn queue(mut self, name: impl Into<String>) -> Self {
+        self.redis_cfg().queue = name.into();
+        self
+    }
+
+    /// The Redis consumer group: workers of one group share the work (default `workers`).
+    #[cfg(feature = "redis")]
+    pub fn consumer_group(mut self, name: impl Into<String>) -> Self {
+        self.redis_cfg().group = name.into();
+        self
+    }
+
+    /// Publisher connections to Redis: `min` opened at build, at most `max`.
+    #[cfg(feature = "redis")]
+    pub fn pool(mut self, min: usize, max: usize) -> Self {
+        let cfg = self.redis_cfg();
+        cfg.pool_min = min;
+        cfg.pool_max = max;
         self
     }
 
@@ -294,6 +345,13 @@ impl EventBusBuilder {
             router.insert(&pattern, i);
             slots.push(Slot::new(h, pattern));
         }
+        #[cfg(feature = "redis")]
+        let backend: Arc<dyn Backend> = match (self.backend, self.redis) {
+            (Some(b), _) => b,
+            (None, Some(cfg)) => Arc::new(crate::redis_backend::RedisBackend::connect(cfg).await?),
+            (None, None) => Arc::new(MemoryBackend::new()),
+        };
+        #[cfg(not(feature = "redis"))]
         let backend = self
             .backend
             .unwrap_or_else(|| Arc::new(MemoryBackend::new()));
@@ -475,7 +533,7 @@ impl DeliverySink for BusSink {
                     tokio::select! {
                         biased;
                         report = work => report,
-                        _ = cancel.cancelled() => DeliveryReport { event_id: id, event: name, outcomes: Vec::new() },
+                        _ = cancel.cancelled() => DeliveryReport { event_id: id, event: name, outcomes: Vec::new(), cancelled: true },
                     }
                 })
             }
@@ -483,6 +541,7 @@ impl DeliverySink for BusSink {
                 event_id: envelope.id,
                 event: envelope.name,
                 outcomes: Vec::new(),
+                cancelled: true,
             })),
         }
     }
@@ -770,6 +829,7 @@ impl EventBus {
             .await
             .is_ok()
         {
+            inner.backend.flush().await;
             return Ok(ShutdownReport::default());
         }
         let unfinished = inner.inflight.snapshot();
@@ -779,6 +839,7 @@ impl EventBus {
         );
         inner.cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), inner.inflight.wait_idle()).await;
+        inner.backend.flush().await;
         Ok(ShutdownReport { unfinished })
     }
 }
@@ -852,6 +913,7 @@ async fn deliver_registered(
         event_id: envelope.id,
         event: envelope.name,
         outcomes,
+        cancelled: false,
     }
 }
 

@@ -74,6 +74,16 @@ pub enum PublishError {
         #[source]
         source: serde_json::Error,
     },
+    /// The serialized event is larger than the backend accepts.
+    #[error("event `{name}` is {size} bytes serialized; the backend accepts at most {max}")]
+    TooLarge {
+        /// The event's name.
+        name: String,
+        /// Its serialized size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The backend refused or lost the event.
     #[error("backend could not accept `{name}`: {source}")]
     Backend {

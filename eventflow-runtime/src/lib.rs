@@ -11,6 +11,8 @@ pub mod executor;
 mod gate;
 pub mod handler;
 pub mod pattern;
+#[cfg(feature = "redis")]
+pub mod redis_backend;
 pub mod registry;
 pub mod retry;
 pub mod testing;
@@ -29,6 +31,8 @@ pub use event::{Envelope, Event, EventId, EventName, Headers, Payload};
 pub use executor::{Executor, ExecutorConfig, ThreadPool};
 pub use handler::{Handler, HandlerContext, HandlerOptions, IntoHandlerResult};
 pub use pattern::{Pattern, Router, validate_name};
+#[cfg(feature = "redis")]
+pub use redis_backend::{RedisBackend, RedisConfig};
 pub use registry::{EventRecord, HandlerRecord, Registry, SourceLocation};
 pub use retry::RetryPolicy;
 

@@ -20,3 +20,86 @@ impl Log {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
+
+/// A Redis namespace of one test: a unique key prefix, deleted when dropped.
+pub struct RedisTest {
+    /// The server's URL.
+    pub url: String,
+    /// The key prefix (`queue`) of this test.
+    pub queue: String,
+}
+
+impl RedisTest {
+    /// A plain connection for raw commands.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.url.as_str()).expect("valid url");
+        client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
+
+    /// The key of this test's stream.
+    pub fn stream(&self) -> String {
+        format!("{}:stream", self.queue)
+    }
+}
+
+impl Drop for RedisTest {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.queue))
+            .query(&mut conn)
+            .unwrap_or_default();
+        for k in keys {
+            let _: Result<(), _> = redis::cmd("DEL").arg(k).query(&mut conn);
+        }
+    }
+}
+
+/// Connects to the test Redis (`EVENTFLOW_REDIS_URL`, default `redis://127.0.0.1:6379/0`).
+/// When it cannot be reached the test is skipped with a loud message, unless
+/// `EVENTFLOW_REQUIRE_REDIS=1`, and then the test fails.
+pub async fn redis_or_skip(test: &str) -> Option<RedisTest> {
+    let url =
+        std::env::var("EVENTFLOW_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let reached = async {
+        let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let result = tokio::time::timeout(std::time::Duration::from_secs(3), reached)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()));
+    match result {
+        Ok(_) => Some(RedisTest {
+            queue: format!(
+                "eventflow-test:{test}:{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            url,
+        }),
+        Err(e) if std::env::var("EVENTFLOW_REQUIRE_REDIS").as_deref() == Ok("1") => {
+            panic!("Redis is required (EVENTFLOW_REQUIRE_REDIS=1) but {url} cannot be reached: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "\n!!!!!!!! SKIPPED {test}: Redis at {url} cannot be reached ({e}); \
+                 set EVENTFLOW_REQUIRE_REDIS=1 to make this a failure !!!!!!!!\n"
+            );
+            None
+        }
+    }
+}
