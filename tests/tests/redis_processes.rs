@@ -1,0 +1,272 @@
+//! Several worker processes on one Redis consumer group: exactly once without crashes, at
+//! least once with a worker killed by SIGKILL, and the failed-jobs API from another process.
+#![allow(clippy::unwrap_used)] // test code
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use eventflow::{Envelope, EventBus, Payload, RedisConfig};
+use eventflow_tests::{RedisTest, redis_or_skip};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_eventflow-test-worker");
+
+async fn spawn_worker(t: &RedisTest, claim_idle_ms: u64, max_in_flight: usize) -> Child {
+    let mut child = Command::new(WORKER)
+        .args([
+            &t.url,
+            &t.queue,
+            "worker",
+            &claim_idle_ms.to_string(),
+            &max_in_flight.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+    assert!(
+        matches!(ready, Ok(Ok(Some(ref l))) if l == "ready"),
+        "worker did not start: {ready:?}"
+    );
+    child
+}
+
+async fn stop_gracefully(mut child: Child) {
+    drop(child.stdin.take());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "worker exited with {status}");
+}
+
+async fn publisher(t: &RedisTest) -> EventBus {
+    let mut cfg = RedisConfig::new(&t.url);
+    cfg.queue = t.queue.clone();
+    cfg.pool_min = 2;
+    EventBus::builder()
+        .without_registry()
+        .allow_unhandled(true)
+        .redis_config(cfg)
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn publish_numbers(bus: &EventBus, range: std::ops::Range<u64>) {
+    let mut tasks = Vec::new();
+    for chunk in range.collect::<Vec<_>>().chunks(500) {
+        let bus = bus.clone();
+        let chunk = chunk.to_vec();
+        tasks.push(tokio::spawn(async move {
+            for n in chunk {
+                let env = Envelope::with_payload(
+                    "work.item".into(),
+                    Payload::json(serde_json::json!({ "n": n })),
+                );
+                bus.publish_envelope(env).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// `n -> (times handled, processes that handled it)`.
+async fn handled(t: &RedisTest) -> HashMap<u64, (usize, Vec<String>)> {
+    let mut conn = t.conn().await;
+    let rows: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{}:handled", t.queue))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut out: HashMap<u64, (usize, Vec<String>)> = HashMap::new();
+    for row in rows {
+        let (n, who) = row.split_once(' ').unwrap();
+        let e = out.entry(n.parse().unwrap()).or_default();
+        e.0 += 1;
+        e.1.push(who.to_owned());
+    }
+    out
+}
+
+async fn handled_len(t: &RedisTest) -> usize {
+    let mut conn = t.conn().await;
+    redis::cmd("LLEN")
+        .arg(format!("{}:handled", t.queue))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_share_the_work_exactly_once() {
+    let Some(t) = redis_or_skip("two_workers").await else {
+        return;
+    };
+    let a = spawn_worker(&t, 30_000, 64).await;
+    let b = spawn_worker(&t, 30_000, 64).await;
+    let bus = publisher(&t).await;
+    publish_numbers(&bus, 0..2_000).await;
+    let start = Instant::now();
+    while handled_len(&t).await < 2_000 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "only {} handled",
+            handled_len(&t).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_gracefully(a).await;
+    stop_gracefully(b).await;
+    let h = handled(&t).await;
+    assert_eq!(h.len(), 2_000);
+    assert!(
+        h.values().all(|(times, _)| *times == 1),
+        "an event was handled twice without any crash"
+    );
+    let mut per_process: HashMap<&str, usize> = HashMap::new();
+    for (_, who) in h.values() {
+        *per_process.entry(who[0].as_str()).or_default() += 1;
+    }
+    assert_eq!(
+        per_process.len(),
+        2,
+        "both processes took work: {per_process:?}"
+    );
+    assert_eq!(bus.health().await.pending, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_run_loses_nothing() {
+    let Some(t) = redis_or_skip("sigkill").await else {
+        return;
+    };
+    const TOTAL: u64 = 10_000;
+    const IN_FLIGHT: usize = 32;
+    let mut victim = spawn_worker(&t, 1_000, IN_FLIGHT).await;
+    let bus = publisher(&t).await;
+    publish_numbers(&bus, 0..TOTAL).await;
+    let start = Instant::now();
+    while handled_len(&t).await < 2_000 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the first worker made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    victim.start_kill().unwrap(); // SIGKILL
+    victim.wait().await.unwrap();
+    let at_kill = handled_len(&t).await;
+    assert!(
+        (at_kill as u64) < TOTAL,
+        "the worker finished before it was killed; nothing was tested"
+    );
+
+    let survivor = spawn_worker(&t, 1_000, IN_FLIGHT).await;
+    let start = Instant::now();
+    loop {
+        let h = handled(&t).await;
+        if h.len() as u64 == TOTAL {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{} of {TOTAL} handled",
+            h.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let the survivor acknowledge what it handled, then check the group is drained.
+    let start = Instant::now();
+    while bus.health().await.pending != Some(0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "entries left pending"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_gracefully(survivor).await;
+    let h = handled(&t).await;
+    assert_eq!(h.len() as u64, TOTAL, "every event handled at least once");
+    let duplicates: usize = h.values().map(|(times, _)| times - 1).sum();
+    assert!(
+        duplicates <= IN_FLIGHT,
+        "{duplicates} duplicates, more than the {IN_FLIGHT} entries the killed worker could have in flight"
+    );
+    eprintln!("sigkill test: killed after {at_kill} handled; {duplicates} duplicate(s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_jobs_are_managed_from_another_process() {
+    let Some(t) = redis_or_skip("failed_jobs_process").await else {
+        return;
+    };
+    let worker = spawn_worker(&t, 30_000, 8).await;
+    let bus = publisher(&t).await;
+    let env = Envelope::with_payload(
+        "work.item".into(),
+        Payload::json(serde_json::json!({ "n": 1, "fail": true })),
+    );
+    bus.publish_envelope(env).await.unwrap();
+    let admin = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(WORKER);
+        cmd.args([t.url.as_str(), t.queue.as_str(), "failed"])
+            .args(args);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let start = Instant::now();
+    let listed = loop {
+        let listed = admin(&["list"]);
+        if !listed.trim().is_empty() {
+            break listed;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no dead letter appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let letter: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(letter["handler"], "record");
+    assert_eq!(letter["error"], "asked to fail");
+    assert_eq!(letter["envelope"]["payload"]["n"], 1);
+    let id = letter["id"].as_str().unwrap().to_owned();
+
+    // Retried from the admin process: queued, handled again by the worker, failed again.
+    assert_eq!(admin(&["retry", &id]).trim(), "Queued");
+    let start = Instant::now();
+    let second = loop {
+        let listed = admin(&["list"]);
+        if let Some(line) = listed.lines().next()
+            && !line.contains(&id)
+        {
+            break serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the retried job did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    assert_eq!(admin(&["remove", &second_id]).trim(), "true");
+    assert_eq!(admin(&["remove", &second_id]).trim(), "false");
+    assert!(admin(&["list"]).trim().is_empty());
+    stop_gracefully(worker).await;
+}
