@@ -503,3 +503,137 @@ async fn an_unreachable_redis_is_a_connection_error_at_build() {
         .expect("must fail");
     assert!(matches!(err, EventError::Connection(_)), "{err}");
 }
+
+/// Deletes the ACL user when the test ends, panics included.
+struct AclUser {
+    url: String,
+    name: String,
+}
+
+impl Drop for AclUser {
+    fn drop(&mut self) {
+        if let Ok(client) = redis::Client::open(self.url.as_str())
+            && let Ok(mut conn) = client.get_connection()
+        {
+            let _: Result<i64, _> = redis::cmd("ACL")
+                .arg("DELUSER")
+                .arg(&self.name)
+                .query(&mut conn);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_connections_lose_nothing_and_acknowledge_nothing_unhandled() {
+    let Some(t) = redis_or_skip("client_kill").await else {
+        return;
+    };
+    // A user of its own, so that CLIENT KILL USER cuts this test's connections only
+    // (and the password travels in the URL).
+    let user = AclUser {
+        url: t.url.clone(),
+        name: format!("ef-fault-{}", &t.queue[t.queue.len() - 8..]),
+    };
+    let mut admin = t.conn().await;
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user.name)
+        .arg("on")
+        .arg(">s3cret")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let url = t
+        .url
+        .replacen("redis://", &format!("redis://{}:s3cret@", user.name), 1);
+    let mut cfg = config(&t);
+    cfg.url = url;
+    cfg.publish_timeout = Duration::from_secs(2);
+
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let s = seen.clone();
+    let worker = EventBus::builder()
+        .without_registry()
+        .redis_config(cfg.clone())
+        .handler(Handler::new("record", "fault.test", move |env, _| {
+            let s = s.clone();
+            async move {
+                let n = env.payload_json()?["n"].as_u64().unwrap_or(u64::MAX);
+                s.lock().unwrap().insert(n);
+                Ok(())
+            }
+        }))
+        .build()
+        .await
+        .unwrap();
+    worker.start().await.unwrap();
+    let publisher = EventBus::builder()
+        .without_registry()
+        .allow_unhandled(true)
+        .redis_config(cfg)
+        .build()
+        .await
+        .unwrap();
+
+    let killer = {
+        let name = user.name.clone();
+        let mut admin = t.conn().await;
+        tokio::spawn(async move {
+            let mut killed = 0i64;
+            for _ in 0..6 {
+                tokio::time::sleep(Duration::from_millis(120)).await;
+                killed += redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("USER")
+                    .arg(&name)
+                    .query_async::<i64>(&mut admin)
+                    .await
+                    .unwrap();
+            }
+            killed
+        })
+    };
+    let mut publish_errors = 0;
+    for n in 0..1_000u64 {
+        loop {
+            let env = raw("fault.test", serde_json::json!({ "n": n }));
+            match publisher.publish_envelope(env).await {
+                Ok(()) => break,
+                Err(EventError::Publish(PublishError::Backend { .. })) => {
+                    publish_errors += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(other) => panic!("unexpected error: {other}"),
+            }
+        }
+        if n % 100 == 0 {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+    }
+    let killed = killer.await.unwrap();
+    assert!(
+        killed > 0,
+        "CLIENT KILL cut no connection; nothing was tested"
+    );
+    wait_until("every event handled", || {
+        seen.lock().unwrap().len() == 1_000
+    })
+    .await;
+    let start = Instant::now();
+    while pending(&worker).await != Some(0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "entries left pending after the connections came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every acknowledged entry ran: all 1,000 were handled and nothing is pending.
+    assert_eq!(seen.lock().unwrap().len(), 1_000);
+    eprintln!(
+        "client kill test: {killed} connection(s) killed, {publish_errors} publish error(s) retried"
+    );
+    worker.shutdown().await.unwrap();
+}
