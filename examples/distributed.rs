@@ -21,10 +21,19 @@ struct InvoiceIssued {
     amount_cents: u64,
 }
 
-#[event_handler("invoice.issued", name = "send_invoice", retry(max_attempts = 3, backoff_factor = 0.2), concurrency = 32)]
+#[event_handler(
+    "invoice.issued",
+    name = "send_invoice",
+    retry(max_attempts = 3, backoff_factor = 0.2),
+    concurrency = 32
+)]
 async fn send_invoice(invoice: InvoiceIssued, ctx: &HandlerContext) -> Result<(), HandlerError> {
     if invoice.number % 97 == 0 {
-        println!("invoice {} failed (attempt {})", invoice.number, ctx.attempt());
+        println!(
+            "invoice {} failed (attempt {})",
+            invoice.number,
+            ctx.attempt()
+        );
         return Err(HandlerError::msg("printer on fire"));
     }
     if invoice.number % 100 == 0 {
@@ -35,7 +44,11 @@ async fn send_invoice(invoice: InvoiceIssued, ctx: &HandlerContext) -> Result<()
 
 fn builder() -> eventflow::EventBusBuilder {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
-    EventBus::builder().redis(url).queue("eventflow-example").consumer_group("invoicing").pool(1, 4)
+    EventBus::builder()
+        .redis(url)
+        .queue("eventflow-example")
+        .consumer_group("invoicing")
+        .pool(1, 4)
 }
 
 #[tokio::main]
@@ -48,22 +61,42 @@ async fn main() -> eventflow::Result<()> {
             println!("worker {} consuming; Ctrl-C to stop", std::process::id());
             let _ = tokio::signal::ctrl_c().await;
             let report = bus.shutdown().await?;
-            println!("stopped; {} delivery(ies) left for other workers", report.unfinished.len());
+            println!(
+                "stopped; {} delivery(ies) left for other workers",
+                report.unfinished.len()
+            );
         }
         Some("publish") => {
             let n: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100);
             let bus = builder().build().await?;
             for number in 1..=n {
-                bus.publish(InvoiceIssued { number, amount_cents: number * 100 }).await?;
+                bus.publish(InvoiceIssued {
+                    number,
+                    amount_cents: number * 100,
+                })
+                .await?;
             }
-            bus.publish_delayed(InvoiceIssued { number: n + 1, amount_cents: 1 }, Duration::from_secs(5)).await?;
+            bus.publish_delayed(
+                InvoiceIssued {
+                    number: n + 1,
+                    amount_cents: 1,
+                },
+                Duration::from_secs(5),
+            )
+            .await?;
             println!("published {n} invoices, and one more due in 5 s");
         }
         Some("failed") => {
             let bus = builder().build().await?;
             for job in bus.dead_letters().await? {
-                let payload = job.envelope.payload_json().map_or_else(|e| format!("<{e}>"), |v| v.to_string());
-                println!("{} {payload} attempts={} error={:?}", job.id, job.attempts, job.error);
+                let payload = job
+                    .envelope
+                    .payload_json()
+                    .map_or_else(|e| format!("<{e}>"), |v| v.to_string());
+                println!(
+                    "{} {payload} attempts={} error={:?}",
+                    job.id, job.attempts, job.error
+                );
             }
             println!("health: {:?}", bus.health().await);
         }

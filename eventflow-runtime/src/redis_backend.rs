@@ -45,7 +45,7 @@ use std::time::{Duration, SystemTime};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Value};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::backend::{Backend, BackendHealth, Delivery, DeliverySink, Retries};
 use crate::bus::OutcomeStatus;
@@ -266,6 +266,8 @@ struct Shared {
     wake: Notify,
     in_flight: Arc<Semaphore>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Plain acknowledgements (no retry to schedule), sent in batches by one task.
+    acks: OnceLock<mpsc::UnboundedSender<(String, oneshot::Sender<()>)>>,
 }
 
 /// The Redis Streams backend. See the [module documentation](self).
@@ -326,6 +328,7 @@ impl RedisBackend {
                 stopping: AtomicBool::new(false),
                 wake: Notify::new(),
                 tasks: Mutex::new(Vec::new()),
+                acks: OnceLock::new(),
             }),
         })
     }
@@ -414,6 +417,11 @@ impl Backend for RedisBackend {
             if !tasks.is_empty() {
                 return Ok(());
             }
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = shared.acks.set(tx);
+            // Not among `tasks`: acknowledgements go on after reading stops, until the
+            // backend itself is dropped.
+            tokio::spawn(ack_loop(Arc::downgrade(&shared), rx));
             tasks.push(tokio::spawn(consume_loop(shared.clone())));
             tasks.push(tokio::spawn(promote_loop(shared.clone())));
             Ok(())
@@ -939,7 +947,64 @@ async fn dead_letter(
 /// Schedules the retries and acknowledges the entry in one script; on a connection error
 /// tries again with backoff for a while, then leaves the entry pending (it is delivered
 /// again: at least once).
+/// Acknowledges `id` once every handler's outcome is settled: in a batch with other plain
+/// acknowledgements, or, when retries are to be scheduled, in one script with them.
 async fn ack(shared: &Shared, id: &str, retries: Vec<(u64, String)>) {
+    if retries.is_empty()
+        && let Some(acks) = shared.acks.get()
+    {
+        let (done, acked) = oneshot::channel();
+        if acks.send((id.to_owned(), done)).is_ok() && acked.await.is_ok() {
+            return;
+        }
+    }
+    ack_with_retries(shared, id, retries).await;
+}
+
+/// Sends plain acknowledgements as one `XACK` per batch (what the ack channel holds at the
+/// moment, up to 512), retrying on connection errors.
+async fn ack_loop(
+    shared: std::sync::Weak<Shared>,
+    mut rx: mpsc::UnboundedReceiver<(String, oneshot::Sender<()>)>,
+) {
+    while let Some(first) = rx.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
+        let mut backoff = Duration::from_millis(50);
+        for _ in 0..8 {
+            let mut c = shared.publisher();
+            let res = redis::cmd("XACK")
+                .arg(&shared.keys.stream)
+                .arg(&shared.cfg.group)
+                .arg(&ids)
+                .query_async::<i64>(&mut c)
+                .await;
+            match res {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, count = ids.len(), "eventflow: XACK failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        // Entries whose XACK never went through stay pending and are delivered again.
+        for (_, done) in batch {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn ack_with_retries(shared: &Shared, id: &str, retries: Vec<(u64, String)>) {
     let script = redis::Script::new(RESCHEDULE_AND_ACK);
     let mut backoff = Duration::from_millis(50);
     for _ in 0..8 {
