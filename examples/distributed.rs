@@ -28,7 +28,7 @@ struct InvoiceIssued {
     concurrency = 32
 )]
 async fn send_invoice(invoice: InvoiceIssued, ctx: &HandlerContext) -> Result<(), HandlerError> {
-    if invoice.number % 97 == 0 {
+    if invoice.number.is_multiple_of(97) {
         println!(
             "invoice {} failed (attempt {})",
             invoice.number,
@@ -36,7 +36,7 @@ async fn send_invoice(invoice: InvoiceIssued, ctx: &HandlerContext) -> Result<()
         );
         return Err(HandlerError::msg("printer on fire"));
     }
-    if invoice.number % 100 == 0 {
+    if invoice.number.is_multiple_of(100) {
         println!("pid {} sent invoice {}", std::process::id(), invoice.number);
     }
     Ok(())

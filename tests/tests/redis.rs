@@ -637,3 +637,60 @@ async fn killed_connections_lose_nothing_and_acknowledge_nothing_unhandled() {
     );
     worker.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_unfinished_entries_pending_for_another_worker() {
+    let Some(t) = redis_or_skip("shutdown_pending").await else {
+        return;
+    };
+    let mut cfg = config(&t);
+    cfg.claim_idle = Duration::from_millis(300);
+    let slow = EventBus::builder()
+        .without_registry()
+        .redis_config(cfg.clone())
+        .shutdown_timeout(Duration::from_millis(200))
+        .handler(Handler::new("work", "long.job", |_env, _ctx| async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        }))
+        .build()
+        .await
+        .unwrap();
+    slow.start().await.unwrap();
+    slow.publish_envelope(raw("long.job", serde_json::json!({})))
+        .await
+        .unwrap();
+    wait_until("the slow worker took the job", || slow.in_flight() == 1).await;
+    let report = slow.shutdown().await.unwrap();
+    assert_eq!(report.unfinished.len(), 1);
+    assert_eq!(
+        pending(&slow).await,
+        Some(1),
+        "the unfinished entry was not acknowledged"
+    );
+
+    let rec = Recorder::new();
+    let other = EventBus::builder()
+        .without_registry()
+        .redis_config(cfg)
+        .recorder(&rec)
+        .handler(Handler::new("work", "long.job", |_env, _ctx| async {
+            Ok(())
+        }))
+        .build()
+        .await
+        .unwrap();
+    other.start().await.unwrap();
+    let outcomes = rec.wait_for_outcomes(1, Duration::from_secs(20)).await;
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].attempts, 2, "claimed: its second delivery");
+    let start = Instant::now();
+    while pending(&other).await != Some(0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the claimed entry was not acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    other.shutdown().await.unwrap();
+}
