@@ -125,7 +125,7 @@ async fn raw_run(prefix: &str, workers: usize, n: u64) {
             pipe = redis::pipe();
         }
     }
-    if pipe.len() > 0 {
+    if !pipe.is_empty() {
         let _: () = pipe.query_async(&mut c).await.expect("xadd");
     }
     for t in tasks {
@@ -363,6 +363,11 @@ fn bench(c: &mut Criterion) {
             1e9 / support::mean_ns(&ef),
             1e9 / support::mean_ns(&raw),
             100.0 * support::mean_ns(&raw) / support::mean_ns(&ef)
+        );
+        support::report_ratio(
+            &format!("time per event, {workers} worker(s), eventflow vs raw"),
+            &ef,
+            &raw,
         );
     }
 }
