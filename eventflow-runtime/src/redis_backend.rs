@@ -59,8 +59,13 @@ use crate::handler::BoxFuture;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// `redis://[:password@]host:port/db` or `rediss://...`.
+    /// `redis://[user:password@]host:port/db`, or `rediss://...` for TLS (server
+    /// certificates are checked against the system's trusted roots, or against
+    /// [`tls_root_cert_pem`](Self::tls_root_cert_pem) when set).
     pub url: String,
+    /// A PEM root certificate to trust for `rediss://` instead of the system's roots (a
+    /// private CA).
+    pub tls_root_cert_pem: Option<Vec<u8>>,
     /// Key prefix and stream namespace.
     pub queue: String,
     /// Consumer group: workers of one group share the work.
@@ -94,6 +99,7 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
+            tls_root_cert_pem: None,
             queue: "eventflow".into(),
             group: "workers".into(),
             pool_min: 1,
@@ -289,8 +295,21 @@ fn unique_consumer_name() -> String {
 impl RedisBackend {
     /// Connects the publisher connections and checks the server answers.
     pub async fn connect(cfg: RedisConfig) -> Result<Self, ConnectionError> {
-        let client = redis::Client::open(cfg.url.as_str())
-            .map_err(|e| conn_err(format!("invalid Redis URL `{}`", redact(&cfg.url)), Some(e)))?;
+        if cfg.url.starts_with("rediss://") {
+            // One crypto provider for the process; an error means one is already installed.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = match &cfg.tls_root_cert_pem {
+            Some(pem) => redis::Client::build_with_tls(
+                cfg.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(cfg.url.as_str()),
+        }
+        .map_err(|e| conn_err(format!("invalid Redis URL `{}`", redact(&cfg.url)), Some(e)))?;
         let manager_cfg = ConnectionManagerConfig::new()
             .set_response_timeout(Some(cfg.publish_timeout))
             .set_connection_timeout(Some(cfg.publish_timeout))
