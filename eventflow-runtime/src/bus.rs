@@ -650,15 +650,7 @@ impl EventBus {
         &self,
         event: E,
     ) -> Result<DeliveryReport, EventError> {
-        let (envelope, targets) = self.accept(Envelope::new(event))?;
-        Ok(deliver_routed(
-            self.inner.clone(),
-            envelope,
-            targets,
-            OwnTask::No,
-            Retries::InProcess,
-        )
-        .await)
+        Ok(self.start_dispatch(Envelope::new(event))?.await)
     }
 
     /// [`dispatch`](Self::dispatch) for an event given by name with a JSON payload.
@@ -675,6 +667,15 @@ impl EventBus {
         &self,
         envelope: Envelope,
     ) -> Result<DeliveryReport, EventError> {
+        Ok(self.start_dispatch(envelope)?.await)
+    }
+
+    /// Accepts the event and returns its delivery in this process (a plain function, so
+    /// that `dispatch` does not nest one more future around the delivery's).
+    fn start_dispatch(
+        &self,
+        envelope: Envelope,
+    ) -> Result<impl Future<Output = DeliveryReport> + Send + 'static, EventError> {
         let (envelope, targets) = self.accept(envelope)?;
         Ok(deliver_routed(
             self.inner.clone(),
@@ -682,8 +683,7 @@ impl EventBus {
             targets,
             OwnTask::No,
             Retries::InProcess,
-        )
-        .await)
+        ))
     }
 
     /// Checks that the bus takes the event, and finds its handlers.

@@ -39,6 +39,15 @@ async fn pending(bus: &EventBus) -> Option<u64> {
     bus.health().await.pending
 }
 
+/// Waits until the group has no pending entry; fails with `what` after 30 s.
+async fn wait_acknowledged(bus: &EventBus, what: &str) {
+    let start = Instant::now();
+    while pending(bus).await != Some(0) {
+        assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_events_are_handled_once_and_acknowledged() {
     let Some(t) = redis_or_skip("handled_once").await else {
@@ -80,14 +89,7 @@ async fn published_events_are_handled_once_and_acknowledged() {
     let mut got: Vec<u32> = seen.entries().iter().map(|s| s.parse().unwrap()).collect();
     got.sort();
     assert_eq!(got, (0..50).collect::<Vec<_>>(), "each event exactly once");
-    let start = Instant::now();
-    while pending(&worker).await != Some(0) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "entries left unacknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_acknowledged(&worker, "entries left unacknowledged").await;
     let h = worker.health().await;
     assert!(h.reachable);
     assert_eq!(h.lag, Some(0));
@@ -141,14 +143,7 @@ async fn failed_attempts_are_rescheduled_through_redis_and_acknowledged() {
         .await
         .unwrap();
     assert_eq!(delayed, 0);
-    let start = Instant::now();
-    while pending(&worker).await != Some(0) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "entries left unacknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_acknowledged(&worker, "entries left unacknowledged").await;
     worker.shutdown().await.unwrap();
 }
 
@@ -368,14 +363,7 @@ async fn invalid_entries_go_to_dead_letters_and_the_worker_keeps_going() {
         dead.iter()
             .all(|d| d.error_kind == HandlerErrorKind::Payload)
     );
-    let start = Instant::now();
-    while pending(&worker).await != Some(0) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "invalid entries left unacknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_acknowledged(&worker, "invalid entries left unacknowledged").await;
     worker.shutdown().await.unwrap();
 }
 
@@ -448,14 +436,7 @@ async fn entries_abandoned_by_a_dead_consumer_are_claimed_with_their_delivery_co
         ["2", "2", "2", "2", "2"],
         "the second delivery of each"
     );
-    let start = Instant::now();
-    while pending(&worker).await != Some(0) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "claimed entries left unacknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_acknowledged(&worker, "claimed entries left unacknowledged").await;
     worker.shutdown().await.unwrap();
 }
 
@@ -622,14 +603,11 @@ async fn killed_connections_lose_nothing_and_acknowledge_nothing_unhandled() {
         seen.lock().unwrap().len() == 1_000
     })
     .await;
-    let start = Instant::now();
-    while pending(&worker).await != Some(0) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "entries left pending after the connections came back"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_acknowledged(
+        &worker,
+        "entries left pending after the connections came back",
+    )
+    .await;
     // Every acknowledged entry ran: all 1,000 were handled and nothing is pending.
     assert_eq!(seen.lock().unwrap().len(), 1_000);
     eprintln!(
@@ -684,13 +662,6 @@ async fn shutdown_leaves_unfinished_entries_pending_for_another_worker() {
     let outcomes = rec.wait_for_outcomes(1, Duration::from_secs(20)).await;
     assert_eq!(outcomes.len(), 1);
     assert_eq!(outcomes[0].attempts, 2, "claimed: its second delivery");
-    let start = Instant::now();
-    while pending(&other).await != Some(0) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the claimed entry was not acknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_acknowledged(&other, "the claimed entry was not acknowledged").await;
     other.shutdown().await.unwrap();
 }
