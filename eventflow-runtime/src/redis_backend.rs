@@ -274,6 +274,9 @@ struct Shared {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Plain acknowledgements (no retry to schedule), sent in batches by one task.
     acks: OnceLock<mpsc::UnboundedSender<(String, oneshot::Sender<()>)>>,
+    /// Ids of the entries this worker is handling; their idle time is refreshed so that no
+    /// other worker claims them while they run.
+    running: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The Redis Streams backend. See the [module documentation](self).
@@ -348,6 +351,7 @@ impl RedisBackend {
                 wake: Notify::new(),
                 tasks: Mutex::new(Vec::new()),
                 acks: OnceLock::new(),
+                running: Mutex::new(std::collections::HashSet::new()),
             }),
         })
     }
@@ -443,6 +447,8 @@ impl Backend for RedisBackend {
             tokio::spawn(ack_loop(Arc::downgrade(&shared), rx));
             tasks.push(tokio::spawn(consume_loop(shared.clone())));
             tasks.push(tokio::spawn(promote_loop(shared.clone())));
+            // Not among `tasks`: leases go on while in-flight work drains after reading stops.
+            tokio::spawn(lease_loop(shared.clone()));
             Ok(())
         })
     }
@@ -819,14 +825,70 @@ async fn delivery_counts(
 }
 
 async fn dispatch_entry(shared: &Arc<Shared>, entry: Entry, delivered: u32) {
+    // Re-reading own pending entries after a reconnect (or claiming) can meet an entry
+    // that is still being handled here: it is not started twice.
+    if !shared
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(entry.id.clone())
+    {
+        return;
+    }
     let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
         return;
     };
     let shared = shared.clone();
     tokio::spawn(async move {
+        let id = entry.id.clone();
         handle_entry(&shared, entry, delivered).await;
+        shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         drop(permit);
     });
+}
+
+/// Keeps the entries this worker is handling from looking abandoned: every third of
+/// `claim_idle`, `XCLAIM ... JUSTID` to this same consumer resets their idle time (without
+/// counting a delivery). A handler that hangs is bounded by its `timeout`, not by this.
+async fn lease_loop(shared: Arc<Shared>) {
+    let every = (shared.cfg.claim_idle / 3).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(every).await;
+        let idle = shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if idle && shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let ids: Vec<String> = shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        for chunk in ids.chunks(256) {
+            let mut c = shared.publisher();
+            let res = redis::cmd("XCLAIM")
+                .arg(&shared.keys.stream)
+                .arg(&shared.cfg.group)
+                .arg(&shared.consumer)
+                .arg(0)
+                .arg(chunk)
+                .arg("JUSTID")
+                .query_async::<Value>(&mut c)
+                .await;
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "eventflow: could not refresh the lease of running entries");
+            }
+        }
+    }
 }
 
 /// Why an entry is not a valid envelope, or the envelope and its target handler.

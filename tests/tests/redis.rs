@@ -665,3 +665,51 @@ async fn shutdown_leaves_unfinished_entries_pending_for_another_worker() {
     wait_acknowledged(&other, "the claimed entry was not acknowledged").await;
     other.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_running_entry_is_not_claimed_by_another_worker() {
+    let Some(t) = redis_or_skip("lease").await else {
+        return;
+    };
+    let mut cfg = config(&t);
+    cfg.claim_idle = Duration::from_millis(300);
+    let runs = Arc::new(AtomicU32::new(0));
+    let rec = Recorder::new();
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let r = runs.clone();
+        let bus = EventBus::builder()
+            .without_registry()
+            .redis_config(cfg.clone())
+            .recorder(&rec)
+            .handler(Handler::new("slow", "slow.report", move |_env, _ctx| {
+                let r = r.clone();
+                async move {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    // Five times the claim idle time.
+                    tokio::time::sleep(Duration::from_millis(1_500)).await;
+                    Ok(())
+                }
+            }))
+            .build()
+            .await
+            .unwrap();
+        bus.start().await.unwrap();
+        workers.push(bus);
+    }
+    workers[0]
+        .publish_envelope(raw("slow.report", serde_json::json!({})))
+        .await
+        .unwrap();
+    rec.wait_for_outcomes(1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the running entry was claimed and run again"
+    );
+    wait_acknowledged(&workers[0], "the long entry was not acknowledged").await;
+    for w in workers {
+        w.shutdown().await.unwrap();
+    }
+}
