@@ -31,7 +31,9 @@
 //!
 //! On start a worker first re-reads its own pending entries, then reads new ones. Entries
 //! left pending by a consumer that died are claimed with `XAUTOCLAIM` once idle for
-//! `claim_idle`. The entry's delivery count is added to the envelope's `attempt`; an entry
+//! `claim_idle`; a live worker refreshes the idle time of the entries it is still handling
+//! (`XCLAIM ... JUSTID` every third of `claim_idle`), so a long handler is not claimed and
+//! run a second time elsewhere. The entry's delivery count is added to the envelope's `attempt`; an entry
 //! delivered more than `max_deliveries` times (its handler crashed or hung the worker each
 //! time) goes to dead letters.
 //!
