@@ -28,6 +28,7 @@ pub struct HandlerArgs {
     pub executor_config: Option<ExecutorConfigArgs>,
     pub priority: Option<Expr>,
     pub concurrency: Option<Expr>,
+    pub filter: Option<syn::Path>,
     #[darling(rename = "crate")]
     pub krate: Option<syn::Path>,
 }

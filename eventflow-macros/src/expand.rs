@@ -353,6 +353,34 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
         None => quote!(::core::option::Option::None),
     };
     let concurrency = opt_usize(concurrency.map(|c| c as usize));
+    // The filter takes what the handler takes: `&T` for a typed handler, `&Envelope` otherwise.
+    let (filter_fn, filter) = match &opts.filter {
+        None => (quote!(), quote!(::core::option::Option::None)),
+        Some(path) => {
+            let body = match &sig.event {
+                EventParam::Typed(ty) | EventParam::TypedRef(ty) => quote_spanned! {path.span()=>
+                    let __keep: fn(&#ty) -> bool = #path;
+                    match __env.payload.decode::<#ty>() {
+                        ::core::result::Result::Ok(__event) => __keep(&*__event),
+                        // The handler reports the payload error; the filter lets it through.
+                        ::core::result::Result::Err(_) => true,
+                    }
+                },
+                EventParam::Envelope | EventParam::EnvelopeRef => quote_spanned! {path.span()=>
+                    let __keep: fn(&#p::Envelope) -> bool = #path;
+                    __keep(__env)
+                },
+            };
+            (
+                quote! {
+                    fn __eventflow_filter(__env: &#p::Envelope) -> bool {
+                        #body
+                    }
+                },
+                quote!(::core::option::Option::Some(__eventflow_filter as #p::FilterFn)),
+            )
+        }
+    };
 
     Ok(quote! {
         #[doc(hidden)]
@@ -360,6 +388,7 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
         const _: () = {
             #invoke_fn
             #retry_on_fn
+            #filter_fn
             #p::inventory::submit! {
                 #p::HandlerRecord {
                     name: #name,
@@ -376,6 +405,7 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
                         },
                         priority: #priority,
                         concurrency: #concurrency,
+                        filter: #filter,
                     },
                     invoke: #invoke,
                     location: #p::SourceLocation {

@@ -35,6 +35,8 @@ pub enum OutcomeStatus {
         /// The last attempt's error.
         error: HandlerError,
     },
+    /// The handler's filter rejected the event; it was not delivered to it.
+    Filtered,
     /// The delivery was cancelled by shutdown before it finished.
     Cancelled,
     /// The attempt failed and the backend schedules the next one after `delay` (backends
@@ -64,6 +66,11 @@ impl HandlerOutcome {
         matches!(self.status, OutcomeStatus::Succeeded)
     }
 
+    /// Whether the handler's filter rejected the event.
+    pub fn is_filtered(&self) -> bool {
+        matches!(self.status, OutcomeStatus::Filtered)
+    }
+
     /// The final error, if the handler gave up.
     pub fn error(&self) -> Option<&HandlerError> {
         match &self.status {
@@ -88,9 +95,11 @@ pub struct DeliveryReport {
 }
 
 impl DeliveryReport {
-    /// Whether every handler succeeded.
+    /// Whether every handler succeeded (or filtered the event out).
     pub fn is_success(&self) -> bool {
-        self.outcomes.iter().all(HandlerOutcome::succeeded)
+        self.outcomes
+            .iter()
+            .all(|o| o.succeeded() || o.is_filtered())
     }
 
     /// The outcome of the named handler.
@@ -98,9 +107,11 @@ impl DeliveryReport {
         self.outcomes.iter().find(|o| &*o.handler == handler)
     }
 
-    /// The handlers that did not succeed.
+    /// The handlers that did not succeed (filtered ones excluded).
     pub fn failures(&self) -> impl Iterator<Item = &HandlerOutcome> {
-        self.outcomes.iter().filter(|o| !o.succeeded())
+        self.outcomes
+            .iter()
+            .filter(|o| !o.succeeded() && !o.is_filtered())
     }
 }
 
@@ -384,6 +395,7 @@ struct Slot {
     func: HandlerFn,
     gate: Option<Arc<PriorityGate>>,
     pool: Option<ThreadPool>,
+    filter: Option<Arc<crate::handler::DynFilter>>,
 }
 
 impl Slot {
@@ -396,6 +408,7 @@ impl Slot {
                 .then(|| ThreadPool::new(h.options.executor_config.clone())),
             options: h.options,
             func: h.func,
+            filter: h.filter,
         }
     }
 
@@ -956,6 +969,18 @@ async fn deliver_to(
     retries: Retries,
 ) -> HandlerOutcome {
     let slot = &inner.handlers[idx];
+    if let Some(keep) = &slot.filter
+        && !keep(envelope)
+    {
+        if let Some(r) = &inner.recorder {
+            r.record_filtered(&slot.name, envelope);
+        }
+        return HandlerOutcome {
+            handler: slot.name.clone(),
+            attempts: 0,
+            status: OutcomeStatus::Filtered,
+        };
+    }
     let mut first_failed_at: Option<SystemTime> = None;
     let mut attempt = envelope.attempt.max(1);
     loop {

@@ -47,7 +47,13 @@ pub struct HandlerOptions {
     pub priority: i32,
     /// Deliveries running at once at most; more wait, in event-priority order.
     pub concurrency: Option<usize>,
+    /// Events this returns `false` for are not delivered to the handler; they count as
+    /// filtered, not failed.
+    pub filter: Option<FilterFn>,
 }
+
+/// A handler's filter, as `#[event_handler(filter = ...)]` registers it.
+pub type FilterFn = fn(&Envelope) -> bool;
 
 impl HandlerOptions {
     /// The defaults: no retry, no timeout, `Inline`, priority 0, unbounded concurrency.
@@ -58,6 +64,7 @@ impl HandlerOptions {
         executor_config: ExecutorConfig::new(),
         priority: 0,
         concurrency: None,
+        filter: None,
     };
 }
 
@@ -187,6 +194,7 @@ pub fn decode_event<T: DeserializeOwned + Clone + 'static>(
 type DynAsync =
     dyn Fn(HandlerContext) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
 type DynBlocking = dyn Fn(HandlerContext) -> Result<(), HandlerError> + Send + Sync;
+pub(crate) type DynFilter = dyn Fn(&Envelope) -> bool + Send + Sync;
 
 #[derive(Clone)]
 pub(crate) enum HandlerFn {
@@ -217,6 +225,7 @@ impl From<Invoke> for HandlerFn {
 /// ```
 #[derive(Clone)]
 pub struct Handler {
+    pub(crate) filter: Option<Arc<DynFilter>>,
     pub(crate) name: String,
     pub(crate) pattern: String,
     pub(crate) options: HandlerOptions,
@@ -269,6 +278,7 @@ impl Handler {
     fn from_fn(name: impl Into<String>, pattern: impl Into<String>, func: HandlerFn) -> Self {
         let caller = std::panic::Location::caller();
         Handler {
+            filter: None,
             name: name.into(),
             pattern: pattern.into(),
             options: HandlerOptions::DEFAULT,
@@ -280,6 +290,7 @@ impl Handler {
     /// From a registry record.
     pub(crate) fn from_record(r: &crate::registry::HandlerRecord) -> Self {
         Handler {
+            filter: r.options.filter.map(|f| Arc::new(f) as Arc<DynFilter>),
             name: r.name.to_owned(),
             pattern: r.pattern.to_owned(),
             options: r.options.clone(),
@@ -315,6 +326,12 @@ impl Handler {
     /// Among the handlers of one event, higher runs first.
     pub fn priority(mut self, priority: i32) -> Self {
         self.options.priority = priority;
+        self
+    }
+
+    /// Delivers only the events `keep` accepts; the others count as filtered.
+    pub fn filter(mut self, keep: impl Fn(&Envelope) -> bool + Send + Sync + 'static) -> Self {
+        self.filter = Some(Arc::new(keep));
         self
     }
 

@@ -58,11 +58,11 @@ macro_rules! link {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::HandlerError;
-    pub use crate::event::Event;
+    pub use crate::event::{Envelope, Event};
     pub use crate::executor::{Executor, ExecutorConfig};
     pub use crate::handler::{
-        AsyncInvoke, BlockingInvoke, BoxFuture, HandlerContext, HandlerOptions, IntoHandlerResult,
-        Invoke, decode_event,
+        AsyncInvoke, BlockingInvoke, BoxFuture, FilterFn, HandlerContext, HandlerOptions,
+        IntoHandlerResult, Invoke, decode_event,
     };
     pub use crate::registry::{EventRecord, HandlerRecord, SourceLocation};
     pub use crate::retry::RetryPolicy;

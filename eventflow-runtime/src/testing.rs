@@ -38,12 +38,14 @@ pub struct RecordedOutcome {
     pub attempts: u32,
     /// The final error, if it did not succeed.
     pub error: Option<String>,
+    /// The handler's filter rejected the event (it was not delivered).
+    pub filtered: bool,
 }
 
 impl RecordedOutcome {
     /// Whether the handler succeeded.
     pub fn succeeded(&self) -> bool {
-        self.error.is_none()
+        self.error.is_none() && !self.filtered
     }
 }
 
@@ -89,6 +91,19 @@ impl Recorder {
             event: env.map(|e| e.name.to_string()).unwrap_or_default(),
             attempts,
             error,
+            filtered: false,
+        });
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn record_filtered(&self, handler: &str, env: &Envelope) {
+        self.lock().outcomes.push(RecordedOutcome {
+            handler: handler.to_owned(),
+            event_id: Some(env.id),
+            event: env.name.to_string(),
+            attempts: 0,
+            error: None,
+            filtered: true,
         });
         self.changed.notify_waiters();
     }

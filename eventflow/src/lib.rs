@@ -51,6 +51,7 @@
 //! | `executor_config(max_workers = 4, max_tasks_per_child = 50, thread_name_prefix = "x-")` | the pool, with `ThreadPool` | CPUs, unlimited, none |
 //! | `priority = 10` | among handlers of one event, higher runs first | 0 |
 //! | `concurrency = 8` | deliveries at once; the rest wait by event priority | unbounded |
+//! | `filter = path::to::predicate` | `fn(&T) -> bool` (`fn(&Envelope) -> bool` for untyped handlers): rejected events are filtered, not failed | none |
 //! | `crate = "path"` | where to find eventflow | `::eventflow` |
 //!
 //! Mistakes are compile errors: a malformed pattern, an unknown option (with a

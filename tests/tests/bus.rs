@@ -977,3 +977,95 @@ async fn delayed_events_arrive_not_before_their_time() {
     );
     assert!(matches!(err.await, Err(EventError::NoHandler(_))));
 }
+
+// ---- filters ------------------------------------------------------------------------------------------
+
+#[derive(Event, Clone, Debug, Serialize, Deserialize)]
+#[event(name = "order.created")]
+struct OrderCreated {
+    total_cents: u64,
+}
+
+fn big_orders(order: &OrderCreated) -> bool {
+    order.total_cents >= 10_000
+}
+
+fn not_from_tests(env: &Envelope) -> bool {
+    env.headers.get("source") != Some("test")
+}
+
+static BIG: LazyLock<Log> = LazyLock::new(Log::default);
+
+#[event_handler("order.created", name = "vip_desk", filter = big_orders)]
+async fn vip_desk(order: OrderCreated) {
+    BIG.push(order.total_cents.to_string());
+}
+
+#[event_handler("order.*", name = "real_orders_only", filter = not_from_tests)]
+async fn real_orders_only(_env: &Envelope) {}
+
+#[tokio::test]
+async fn filtered_events_are_not_delivered_and_count_as_filtered() {
+    let rec = Recorder::new();
+    let bus = EventBus::builder()
+        .only(["vip_desk", "real_orders_only"])
+        .recorder(&rec)
+        .build()
+        .await
+        .unwrap();
+    let small = bus
+        .dispatch(OrderCreated { total_cents: 500 })
+        .await
+        .unwrap();
+    assert!(small.is_success(), "filtered is not failed");
+    assert!(small.outcome("vip_desk").unwrap().is_filtered());
+    assert_eq!(small.failures().count(), 0);
+    let big = bus
+        .dispatch(OrderCreated {
+            total_cents: 25_000,
+        })
+        .await
+        .unwrap();
+    assert!(big.outcome("vip_desk").unwrap().succeeded());
+    assert_eq!(BIG.entries(), ["25000"]);
+    let from_test = bus
+        .dispatch_envelope(
+            Envelope::new(OrderCreated { total_cents: 1 }).with_header("source", "test"),
+        )
+        .await;
+    assert!(
+        from_test
+            .unwrap()
+            .outcome("real_orders_only")
+            .unwrap()
+            .is_filtered()
+    );
+    let filtered = rec.outcomes().iter().filter(|o| o.filtered).count();
+    assert_eq!(filtered, 3, "{:?}", rec.outcomes());
+    assert!(bus.dead_letters().await.unwrap().is_empty());
+
+    // The same for a handler added at run time.
+    let closure = EventBus::builder()
+        .without_registry()
+        .handler(
+            Handler::new("only_even", "num.*", |_env, _ctx| async { Ok(()) }).filter(|env| {
+                env.payload_json()
+                    .ok()
+                    .and_then(|v| v["n"].as_u64())
+                    .is_some_and(|n| n % 2 == 0)
+            }),
+        )
+        .build()
+        .await
+        .unwrap();
+    let odd = closure
+        .dispatch_raw("num.seen", serde_json::json!({"n": 3}))
+        .await
+        .unwrap();
+    assert!(odd.outcomes[0].is_filtered());
+    let even = closure
+        .dispatch_raw("num.seen", serde_json::json!({"n": 4}))
+        .await
+        .unwrap();
+    assert!(even.outcomes[0].succeeded());
+}
