@@ -20,6 +20,7 @@ use crate::gate::PriorityGate;
 use crate::handler::{BoxFuture, Handler, HandlerContext, HandlerFn, HandlerOptions};
 use crate::pattern::{Pattern, Router, validate_name};
 use crate::registry::{Registry, check_handlers};
+use crate::stats::{HandlerCounters, MetricsSnapshot};
 use crate::testing::Recorder;
 
 /// How one handler's delivery of one event ended.
@@ -375,6 +376,7 @@ impl EventBusBuilder {
             shutdown_timeout: self.shutdown_timeout,
             headers: self.headers,
             accepting: AtomicBool::new(true),
+            published: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             inflight: InFlight::default(),
             cancel: CancellationToken::new(),
@@ -396,6 +398,7 @@ struct Slot {
     gate: Option<Arc<PriorityGate>>,
     pool: Option<ThreadPool>,
     filter: Option<Arc<crate::handler::DynFilter>>,
+    counters: crate::stats::HandlerCounters,
 }
 
 impl Slot {
@@ -409,6 +412,7 @@ impl Slot {
             options: h.options,
             func: h.func,
             filter: h.filter,
+            counters: Default::default(),
         }
     }
 
@@ -509,6 +513,7 @@ struct Inner {
     shutdown_timeout: Duration,
     headers: Headers,
     accepting: AtomicBool,
+    published: AtomicU64,
     seq: AtomicU64,
     inflight: InFlight,
     cancel: CancellationToken,
@@ -716,6 +721,7 @@ impl EventBus {
             .into());
         }
         envelope.headers.inherit(&inner.headers);
+        inner.published.fetch_add(1, Ordering::Relaxed);
         if let Some(r) = &inner.recorder {
             r.record_published(&envelope);
         }
@@ -804,6 +810,22 @@ impl EventBus {
             .find(|s| &*s.name == handler)
             .and_then(|s| s.gate.as_ref())
             .map_or(0, |g| g.waiting())
+    }
+
+    /// A snapshot of what the bus did: events published, and per handler the events
+    /// delivered, succeeded, failed attempts, retries, dead letters and filtered events,
+    /// with success rates.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            published: self.inner.published.load(Ordering::Relaxed),
+            in_flight: self.in_flight() as u64,
+            handlers: self
+                .inner
+                .handlers
+                .iter()
+                .map(|s| s.counters.snapshot(&s.name))
+                .collect(),
+        }
     }
 
     /// Events being delivered right now.
@@ -969,9 +991,11 @@ async fn deliver_to(
     retries: Retries,
 ) -> HandlerOutcome {
     let slot = &inner.handlers[idx];
+    let counters = &slot.counters;
     if let Some(keep) = &slot.filter
         && !keep(envelope)
     {
+        HandlerCounters::bump(&counters.filtered);
         if let Some(r) = &inner.recorder {
             r.record_filtered(&slot.name, envelope);
         }
@@ -981,6 +1005,7 @@ async fn deliver_to(
             status: OutcomeStatus::Filtered,
         };
     }
+    HandlerCounters::bump(&counters.delivered);
     let mut first_failed_at: Option<SystemTime> = None;
     let mut attempt = envelope.attempt.max(1);
     loop {
@@ -1008,6 +1033,7 @@ async fn deliver_to(
         drop(permit);
         let err = match result {
             Ok(()) => {
+                HandlerCounters::bump(&counters.succeeded);
                 if let Some(r) = &inner.recorder {
                     r.record_outcome(&slot.name, Some(envelope), attempt, None);
                 }
@@ -1019,9 +1045,11 @@ async fn deliver_to(
             }
             Err(err) => err,
         };
+        HandlerCounters::bump(&counters.failed_attempts);
         let now = SystemTime::now();
         let first_failed_at = *first_failed_at.get_or_insert(now);
         if slot.options.retry.should_retry(&err, attempt) {
+            HandlerCounters::bump(&counters.retried);
             let delay = slot.options.retry.delay(attempt);
             if retries == Retries::ByBackend {
                 tracing::warn!(
@@ -1069,6 +1097,7 @@ async fn give_up(
         handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, error = %err,
         "eventflow: handler gave up; event sent to dead letters"
     );
+    HandlerCounters::bump(&slot.counters.dead_lettered);
     let letter = DeadLetter {
         id: uuid::Uuid::new_v4(),
         handler: slot.name.to_string(),

@@ -15,6 +15,7 @@ pub mod pattern;
 pub mod redis_backend;
 pub mod registry;
 pub mod retry;
+pub mod stats;
 pub mod testing;
 
 pub use backend::{Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries};
@@ -35,6 +36,7 @@ pub use pattern::{Pattern, Router, validate_name};
 pub use redis_backend::{RedisBackend, RedisConfig};
 pub use registry::{EventRecord, HandlerRecord, Registry, SourceLocation};
 pub use retry::RetryPolicy;
+pub use stats::{HandlerMetrics, MetricsSnapshot};
 
 /// Keeps a crate's registrations in the binary.
 ///

@@ -1,8 +1,8 @@
 //! The bus end to end, with handlers registered by the macros.
 #![allow(clippy::unwrap_used)] // test code: a poisoned lock or a failed call should fail the test
 
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use eventflow::prelude::*;
@@ -1068,4 +1068,74 @@ async fn filtered_events_are_not_delivered_and_count_as_filtered() {
         .await
         .unwrap();
     assert!(even.outcomes[0].succeeded());
+}
+
+// ---- metrics snapshot ----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_metrics_snapshot_counts_what_happened_per_handler() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let bus = EventBus::builder()
+        .without_registry()
+        .handler(
+            Handler::new("twice_flaky", "m.*", move |_env, _ctx| {
+                let c = c.clone();
+                async move {
+                    // Attempts 1 and 2 of the first event fail, the third succeeds; the
+                    // second event succeeds at once.
+                    if c.fetch_add(1, Ordering::SeqCst) < 2 {
+                        Err(HandlerError::msg("flaky"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+            .retry(RetryPolicy::attempts(3).backoff(0.0, 0.0)),
+        )
+        .handler(Handler::new("always_fails", "m.*", |_env, _ctx| async {
+            Err(HandlerError::permanent_msg("no"))
+        }))
+        .handler(
+            Handler::new("odd_only", "m.*", |_env, _ctx| async { Ok(()) })
+                .filter(|env| env.name == "m.odd"),
+        )
+        .build()
+        .await
+        .unwrap();
+    bus.dispatch_raw("m.even", serde_json::json!({}))
+        .await
+        .unwrap();
+    bus.dispatch_raw("m.odd", serde_json::json!({}))
+        .await
+        .unwrap();
+    let m = bus.metrics();
+    assert_eq!(m.published, 2);
+    assert_eq!(m.in_flight, 0);
+    let flaky = m.handler("twice_flaky").unwrap();
+    assert_eq!(
+        (
+            flaky.delivered,
+            flaky.succeeded,
+            flaky.failed_attempts,
+            flaky.retried,
+            flaky.dead_lettered
+        ),
+        (2, 2, 2, 2, 0)
+    );
+    assert_eq!(flaky.success_rate(), 1.0);
+    let fails = m.handler("always_fails").unwrap();
+    assert_eq!(
+        (fails.delivered, fails.succeeded, fails.dead_lettered),
+        (2, 0, 2)
+    );
+    assert_eq!(fails.success_rate(), 0.0);
+    let odd = m.handler("odd_only").unwrap();
+    assert_eq!((odd.delivered, odd.filtered, odd.succeeded), (1, 1, 1));
+    // 3 succeeded, 2 dead-lettered across handlers.
+    assert!(
+        (m.success_rate() - 0.6).abs() < 1e-9,
+        "{}",
+        m.success_rate()
+    );
 }
