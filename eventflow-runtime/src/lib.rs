@@ -10,6 +10,7 @@ pub mod event;
 pub mod executor;
 mod gate;
 pub mod handler;
+pub mod health;
 pub mod pattern;
 #[cfg(feature = "redis")]
 pub mod redis_backend;
@@ -30,7 +31,10 @@ pub use error::{
 };
 pub use event::{Envelope, Event, EventId, EventName, Headers, Payload};
 pub use executor::{Executor, ExecutorConfig, ThreadPool};
-pub use handler::{Handler, HandlerContext, HandlerOptions, IntoHandlerResult};
+pub use handler::{
+    BoxFuture, FilterFn, Handler, HandlerContext, HandlerOptions, IntoHandlerResult,
+};
+pub use health::{HealthCheckHandle, HealthChecker, HealthReport, HealthStatus};
 pub use pattern::{Pattern, Router, validate_name};
 #[cfg(feature = "redis")]
 pub use redis_backend::{RedisBackend, RedisConfig};

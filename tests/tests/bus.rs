@@ -1139,3 +1139,149 @@ async fn the_metrics_snapshot_counts_what_happened_per_handler() {
         m.success_rate()
     );
 }
+
+// ---- health -------------------------------------------------------------------------------------------
+
+/// A backend whose health check is scripted, to drive the checker's verdicts.
+struct ScriptedBackend {
+    inner: eventflow::MemoryBackend,
+    reachable: bool,
+    hang: bool,
+    dead_letters: u64,
+}
+
+impl eventflow::Backend for ScriptedBackend {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    fn start(
+        &self,
+        sink: Arc<dyn eventflow::DeliverySink>,
+    ) -> eventflow::BoxFuture<'_, Result<(), eventflow::ConnectionError>> {
+        self.inner.start(sink)
+    }
+    fn publish(&self, e: Envelope) -> eventflow::BoxFuture<'_, Result<(), PublishError>> {
+        self.inner.publish(e)
+    }
+    fn publish_delayed(
+        &self,
+        e: Envelope,
+        d: Duration,
+    ) -> eventflow::BoxFuture<'_, Result<(), PublishError>> {
+        self.inner.publish_delayed(e, d)
+    }
+    fn stop(&self) -> eventflow::BoxFuture<'_, ()> {
+        self.inner.stop()
+    }
+    fn dead_letters(&self) -> Arc<dyn eventflow::DeadLetterStore> {
+        self.inner.dead_letters()
+    }
+    fn health(&self) -> eventflow::BoxFuture<'_, eventflow::BackendHealth> {
+        let (reachable, hang, dead) = (self.reachable, self.hang, self.dead_letters);
+        Box::pin(async move {
+            if hang {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            eventflow::BackendHealth {
+                reachable,
+                dead_letters: Some(dead),
+                detail: (!reachable).then(|| "connection refused".to_owned()),
+                ..Default::default()
+            }
+        })
+    }
+}
+
+async fn scripted_bus(reachable: bool, hang: bool, dead_letters: u64) -> EventBus {
+    EventBus::builder()
+        .without_registry()
+        .backend(ScriptedBackend {
+            inner: eventflow::MemoryBackend::new(),
+            reachable,
+            hang,
+            dead_letters,
+        })
+        .handler(Handler::new("ok", "h.ok", |_env, _ctx| async { Ok(()) }))
+        .handler(Handler::new("broken", "h.bad", |_env, _ctx| async {
+            Err(HandlerError::permanent_msg("no"))
+        }))
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_health_checker_reports_healthy_degraded_and_unhealthy_with_reasons() {
+    use eventflow::{HealthChecker, HealthStatus};
+
+    let bus = scripted_bus(true, false, 0).await;
+    let checker = HealthChecker::new(&bus)
+        .failure_rate_threshold(0.5, 4)
+        .max_dead_letters(10);
+    for _ in 0..5 {
+        bus.dispatch_raw("h.ok", serde_json::json!({}))
+            .await
+            .unwrap();
+    }
+    assert_eq!(checker.check().await.status, HealthStatus::Healthy);
+    for _ in 0..4 {
+        bus.dispatch_raw("h.bad", serde_json::json!({}))
+            .await
+            .unwrap();
+    }
+    let report = checker.check().await;
+    assert_eq!(report.status, HealthStatus::Degraded);
+    assert!(
+        report.reasons[0].contains("`broken` failed 4 of 4"),
+        "{:?}",
+        report.reasons
+    );
+    // The rate is over the window since the previous check: nothing new, healthy again.
+    assert_eq!(checker.check().await.status, HealthStatus::Healthy);
+    assert_eq!(checker.latest().unwrap().status, HealthStatus::Healthy);
+
+    let full = scripted_bus(true, false, 11).await;
+    let report = HealthChecker::new(&full).max_dead_letters(10).check().await;
+    assert_eq!(report.status, HealthStatus::Degraded);
+    assert!(
+        report.reasons[0].contains("dead letters: 11"),
+        "{:?}",
+        report.reasons
+    );
+
+    let down = scripted_bus(false, false, 0).await;
+    let report = HealthChecker::new(&down).check().await;
+    assert_eq!(report.status, HealthStatus::Unhealthy);
+    assert!(
+        report.reasons[0].contains("connection refused"),
+        "{:?}",
+        report.reasons
+    );
+
+    let hung = scripted_bus(true, true, 0).await;
+    let checker = HealthChecker::new(&hung).timeout(Duration::from_millis(50));
+    let report = checker.check().await;
+    assert_eq!(report.status, HealthStatus::Unhealthy);
+    assert!(
+        report.reasons[0].contains("longer than"),
+        "{:?}",
+        report.reasons
+    );
+
+    // Periodic checks fill `latest`.
+    let periodic = HealthChecker::new(&down).check_interval(Duration::from_millis(10));
+    let handle = periodic.start();
+    wait_for(|| periodic.latest().is_some()).await;
+    assert_eq!(periodic.latest().unwrap().status, HealthStatus::Unhealthy);
+    handle.stop();
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition not reached");
+}
