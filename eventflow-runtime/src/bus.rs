@@ -10,6 +10,7 @@ use futures::FutureExt;
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::backend::{Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries};
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
@@ -632,7 +633,16 @@ impl EventBus {
     /// Publishes a prepared envelope (to set priority, headers, correlation).
     pub async fn publish_envelope(&self, envelope: Envelope) -> Result<(), EventError> {
         let (envelope, _) = self.accept(envelope)?;
-        Ok(self.inner.backend.publish(envelope).await?)
+        let span = tracing::debug_span!(
+            "eventflow.publish",
+            event = %envelope.name, id = %envelope.id, correlation = %envelope.correlation_id,
+        );
+        Ok(self
+            .inner
+            .backend
+            .publish(envelope)
+            .instrument(span)
+            .await?)
     }
 
     /// Publishes an event for delivery after `delay`. The memory backend keeps it in this
@@ -903,7 +913,11 @@ fn deliver_routed(
         inner: inner.clone(),
         key,
     };
-    deliver_registered(inner, envelope, targets, own_task, retries, seq, guard)
+    let span = tracing::debug_span!(
+        "eventflow.deliver",
+        event = %envelope.name, id = %envelope.id, correlation = %envelope.correlation_id,
+    );
+    deliver_registered(inner, envelope, targets, own_task, retries, seq, guard).instrument(span)
 }
 
 async fn deliver_registered(
@@ -1027,7 +1041,14 @@ async fn deliver_to(
             start_attempt(slot, ctx, &inner.runtime, own_task)
         };
         let result = match started {
-            Ok(fut) => flatten_panic(AssertUnwindSafe(fut).catch_unwind().await),
+            Ok(fut) => {
+                let span = tracing::debug_span!(
+                    "eventflow.attempt",
+                    handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt,
+                    correlation = %envelope.correlation_id,
+                );
+                flatten_panic(AssertUnwindSafe(fut.instrument(span)).catch_unwind().await)
+            }
             Err(e) => Err(e),
         };
         drop(permit);
