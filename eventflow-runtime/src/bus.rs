@@ -1056,7 +1056,7 @@ async fn deliver_to(
             Ok(()) => {
                 HandlerCounters::bump(&counters.succeeded);
                 if let Some(r) = &inner.recorder {
-                    r.record_outcome(&slot.name, Some(envelope), attempt, None);
+                    r.record_outcome(&slot.name, envelope, attempt, None);
                 }
                 return HandlerOutcome {
                     handler: slot.name.clone(),
@@ -1135,7 +1135,7 @@ async fn give_up(
             "eventflow: could not store a dead letter");
     }
     if let Some(r) = &inner.recorder {
-        r.record_outcome(&slot.name, Some(envelope), attempt, Some(err.to_string()));
+        r.record_outcome(&slot.name, envelope, attempt, Some(err.to_string()));
     }
     HandlerOutcome {
         handler: slot.name.clone(),

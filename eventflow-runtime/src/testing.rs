@@ -30,9 +30,9 @@ use crate::event::{Envelope, EventId};
 pub struct RecordedOutcome {
     /// The handler.
     pub handler: String,
-    /// The event's id (`None` when cancelled by shutdown).
-    pub event_id: Option<EventId>,
-    /// The event's name (empty when cancelled by shutdown).
+    /// The event's id.
+    pub event_id: EventId,
+    /// The event's name.
     pub event: String,
     /// Attempts made.
     pub attempts: u32,
@@ -81,14 +81,14 @@ impl Recorder {
     pub(crate) fn record_outcome(
         &self,
         handler: &str,
-        env: Option<&Envelope>,
+        env: &Envelope,
         attempts: u32,
         error: Option<String>,
     ) {
         self.lock().outcomes.push(RecordedOutcome {
             handler: handler.to_owned(),
-            event_id: env.map(|e| e.id),
-            event: env.map(|e| e.name.to_string()).unwrap_or_default(),
+            event_id: env.id,
+            event: env.name.to_string(),
             attempts,
             error,
             filtered: false,
@@ -99,7 +99,7 @@ impl Recorder {
     pub(crate) fn record_filtered(&self, handler: &str, env: &Envelope) {
         self.lock().outcomes.push(RecordedOutcome {
             handler: handler.to_owned(),
-            event_id: Some(env.id),
+            event_id: env.id,
             event: env.name.to_string(),
             attempts: 0,
             error: None,
