@@ -35,6 +35,20 @@ async fn wait_until<F: FnMut() -> bool>(what: &str, mut f: F) {
     }
 }
 
+/// A worker bus with one handler, recording outcomes, already consuming.
+async fn start_worker(cfg: RedisConfig, rec: &Recorder, handler: Handler) -> EventBus {
+    let bus = EventBus::builder()
+        .without_registry()
+        .redis_config(cfg)
+        .recorder(rec)
+        .handler(handler)
+        .build()
+        .await
+        .unwrap();
+    bus.start().await.unwrap();
+    bus
+}
+
 async fn pending(bus: &EventBus) -> Option<u64> {
     bus.health().await.pending
 }
@@ -56,21 +70,18 @@ async fn published_events_are_handled_once_and_acknowledged() {
     let seen = Log::default();
     let s = seen.clone();
     let rec = Recorder::new();
-    let worker = EventBus::builder()
-        .without_registry()
-        .redis_config(config(&t))
-        .recorder(&rec)
-        .handler(Handler::new("count", "job.*", move |env, _| {
+    let worker = start_worker(
+        config(&t),
+        &rec,
+        Handler::new("count", "job.*", move |env, _| {
             let s = s.clone();
             async move {
                 s.push(env.payload_json()?["n"].to_string());
                 Ok(())
             }
-        }))
-        .build()
-        .await
-        .unwrap();
-    worker.start().await.unwrap();
+        }),
+    )
+    .await;
     // A publisher-only process: same queue, never started.
     let publisher = EventBus::builder()
         .without_registry()
@@ -105,28 +116,23 @@ async fn failed_attempts_are_rescheduled_through_redis_and_acknowledged() {
     let attempts = Log::default();
     let a = attempts.clone();
     let rec = Recorder::new();
-    let worker = EventBus::builder()
-        .without_registry()
-        .redis_config(config(&t))
-        .recorder(&rec)
-        .handler(
-            Handler::new("flaky", "pay.charge", move |_env, ctx| {
-                let a = a.clone();
-                async move {
-                    a.push(ctx.attempt().to_string());
-                    if ctx.attempt() < 3 {
-                        Err(HandlerError::msg("gateway busy"))
-                    } else {
-                        Ok(())
-                    }
+    let worker = start_worker(
+        config(&t),
+        &rec,
+        Handler::new("flaky", "pay.charge", move |_env, ctx| {
+            let a = a.clone();
+            async move {
+                a.push(ctx.attempt().to_string());
+                if ctx.attempt() < 3 {
+                    Err(HandlerError::msg("gateway busy"))
+                } else {
+                    Ok(())
                 }
-            })
-            .retry(RetryPolicy::attempts(3).backoff(0.05, 1.0)),
-        )
-        .build()
-        .await
-        .unwrap();
-    worker.start().await.unwrap();
+            }
+        })
+        .retry(RetryPolicy::attempts(3).backoff(0.05, 1.0)),
+    )
+    .await;
     worker
         .publish_envelope(raw("pay.charge", serde_json::json!({})))
         .await
@@ -155,27 +161,22 @@ async fn failed_jobs_can_be_listed_retried_and_removed_from_another_bus() {
     let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let f = fixed.clone();
     let rec = Recorder::new();
-    let worker = EventBus::builder()
-        .without_registry()
-        .redis_config(config(&t))
-        .recorder(&rec)
-        .handler(
-            Handler::new("mailer", "mail.send", move |_env, _ctx| {
-                let f = f.clone();
-                async move {
-                    if f.load(Ordering::SeqCst) {
-                        Ok(())
-                    } else {
-                        Err(HandlerError::msg("smtp down"))
-                    }
+    let worker = start_worker(
+        config(&t),
+        &rec,
+        Handler::new("mailer", "mail.send", move |_env, _ctx| {
+            let f = f.clone();
+            async move {
+                if f.load(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err(HandlerError::msg("smtp down"))
                 }
-            })
-            .retry(RetryPolicy::attempts(2).backoff(0.01, 1.0)),
-        )
-        .build()
-        .await
-        .unwrap();
-    worker.start().await.unwrap();
+            }
+        })
+        .retry(RetryPolicy::attempts(2).backoff(0.01, 1.0)),
+    )
+    .await;
     worker
         .publish_envelope(raw("mail.send", serde_json::json!({"to": "a@b"})))
         .await
@@ -286,25 +287,18 @@ async fn invalid_entries_go_to_dead_letters_and_the_worker_keeps_going() {
     let typed_calls = Arc::new(AtomicU32::new(0));
     let c = typed_calls.clone();
     let rec = Recorder::new();
-    let worker = EventBus::builder()
-        .without_registry()
-        .redis_config(config(&t))
-        .recorder(&rec)
-        .handler(Handler::typed(
-            "orders",
-            "order.placed",
-            move |_o: Order, _ctx| {
-                let c = c.clone();
-                async move {
-                    c.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                }
-            },
-        ))
-        .build()
-        .await
-        .unwrap();
-    worker.start().await.unwrap();
+    let worker = start_worker(
+        config(&t),
+        &rec,
+        Handler::typed("orders", "order.placed", move |_o: Order, _ctx| {
+            let c = c.clone();
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        }),
+    )
+    .await;
     let mut conn = t.conn().await;
     let xadd = |fields: Vec<(&'static str, String)>| {
         let mut cmd = redis::cmd("XADD");
@@ -414,21 +408,18 @@ async fn entries_abandoned_by_a_dead_consumer_are_claimed_with_their_delivery_co
     let attempts = Log::default();
     let a = attempts.clone();
     let rec = Recorder::new();
-    let worker = EventBus::builder()
-        .without_registry()
-        .redis_config(cfg)
-        .recorder(&rec)
-        .handler(Handler::new("runner", "task.run", move |_env, ctx| {
+    let worker = start_worker(
+        cfg,
+        &rec,
+        Handler::new("runner", "task.run", move |_env, ctx| {
             let a = a.clone();
             async move {
                 a.push(ctx.attempt().to_string());
                 Ok(())
             }
-        }))
-        .build()
-        .await
-        .unwrap();
-    worker.start().await.unwrap();
+        }),
+    )
+    .await;
     let outcomes = rec.wait_for_outcomes(5, Duration::from_secs(20)).await;
     assert_eq!(outcomes.len(), 5);
     assert_eq!(
