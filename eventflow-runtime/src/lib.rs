@@ -18,6 +18,7 @@ pub mod registry;
 pub mod retry;
 pub mod stats;
 pub mod testing;
+pub mod timer;
 
 pub use backend::{Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries};
 pub use bus::{
@@ -41,6 +42,7 @@ pub use redis_backend::{RedisBackend, RedisConfig};
 pub use registry::{EventRecord, HandlerRecord, Registry, SourceLocation};
 pub use retry::RetryPolicy;
 pub use stats::{HandlerMetrics, MetricsSnapshot};
+pub use timer::{MissedTicks, TimerHandle};
 
 /// Keeps a crate's registrations in the binary.
 ///
