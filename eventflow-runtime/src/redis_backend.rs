@@ -740,11 +740,7 @@ async fn read_until_error(
                 Some(last) => cursor = last.id.clone(),
                 None => cursor = ">".into(),
             }
-            let counts = delivery_counts(shared, conn, &entries).await?;
-            for e in entries {
-                let n = counts.get(&e.id).copied().unwrap_or(1);
-                dispatch_entry(shared, e, n).await;
-            }
+            dispatch_redelivered(shared, conn, entries).await?;
         } else {
             for e in entries {
                 dispatch_entry(shared, e, 1).await;
@@ -782,16 +778,27 @@ async fn claim_abandoned(
                 "eventflow: claimed entries abandoned by another consumer"
             );
         }
-        let counts = delivery_counts(shared, conn, &entries).await?;
-        for e in entries {
-            let n = counts.get(&e.id).copied().unwrap_or(1);
-            dispatch_entry(shared, e, n).await;
-        }
+        dispatch_redelivered(shared, conn, entries).await?;
         if next == "0-0" {
             return Ok(());
         }
         start = next;
     }
+}
+
+/// Dispatches entries that were delivered before (own pending or claimed), each with its
+/// delivery count.
+async fn dispatch_redelivered(
+    shared: &Arc<Shared>,
+    conn: &mut MultiplexedConnection,
+    entries: Vec<Entry>,
+) -> Result<(), redis::RedisError> {
+    let counts = delivery_counts(shared, conn, &entries).await?;
+    for e in entries {
+        let n = counts.get(&e.id).copied().unwrap_or(1);
+        dispatch_entry(shared, e, n).await;
+    }
+    Ok(())
 }
 
 /// How many times each entry has been delivered (`XPENDING`, extended form).

@@ -85,25 +85,28 @@ impl Recorder {
         attempts: u32,
         error: Option<String>,
     ) {
+        self.push_outcome(handler, env, attempts, error, false);
+    }
+
+    pub(crate) fn record_filtered(&self, handler: &str, env: &Envelope) {
+        self.push_outcome(handler, env, 0, None, true);
+    }
+
+    fn push_outcome(
+        &self,
+        handler: &str,
+        env: &Envelope,
+        attempts: u32,
+        error: Option<String>,
+        filtered: bool,
+    ) {
         self.lock().outcomes.push(RecordedOutcome {
             handler: handler.to_owned(),
             event_id: env.id,
             event: env.name.to_string(),
             attempts,
             error,
-            filtered: false,
-        });
-        self.changed.notify_waiters();
-    }
-
-    pub(crate) fn record_filtered(&self, handler: &str, env: &Envelope) {
-        self.lock().outcomes.push(RecordedOutcome {
-            handler: handler.to_owned(),
-            event_id: env.id,
-            event: env.name.to_string(),
-            attempts: 0,
-            error: None,
-            filtered: true,
+            filtered,
         });
         self.changed.notify_waiters();
     }
