@@ -4,7 +4,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
 use serde::Serialize;
@@ -15,13 +15,14 @@ use tracing::Instrument;
 use crate::backend::{Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries};
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::error::{EventError, HandlerError, NoHandler, PublishError, ValidationError};
-use crate::event::{Envelope, Event, EventId, EventName, Headers, Payload};
+use crate::event::{Envelope, Event, EventId, EventName, Headers, Payload, TraceContext};
 use crate::executor::{Executor, ThreadPool, panic_message};
 use crate::gate::PriorityGate;
 use crate::handler::{BoxFuture, Handler, HandlerContext, HandlerFn, HandlerOptions};
 use crate::pattern::{Pattern, Router, validate_name};
 use crate::registry::{Registry, check_handlers};
 use crate::stats::{HandlerCounters, MetricsSnapshot};
+use crate::telemetry::{Hex, SlotMetrics, Tally, Telemetry, random_u64};
 use crate::testing::Recorder;
 
 /// How one handler's delivery of one event ended.
@@ -170,6 +171,8 @@ pub struct EventBusBuilder {
     backend: Option<Arc<dyn Backend>>,
     recorder: Option<Recorder>,
     headers: Headers,
+    metrics: bool,
+    tracing: bool,
     #[cfg(feature = "redis")]
     redis: Option<crate::redis_backend::RedisConfig>,
 }
@@ -185,6 +188,8 @@ impl Default for EventBusBuilder {
             backend: None,
             recorder: None,
             headers: Headers::new(),
+            metrics: true,
+            tracing: true,
             #[cfg(feature = "redis")]
             redis: None,
         }
@@ -290,6 +295,21 @@ impl EventBusBuilder {
         self
     }
 
+    /// Reports to the [`metrics`] facade (default on; see [`telemetry`](crate::telemetry)
+    /// for the names). [`EventBus::metrics`] counts either way.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// Creates `tracing` spans for publishes, deliveries and attempts, and gives each
+    /// published event a W3C trace context (default on). Off, events still carry the trace
+    /// context they were published with.
+    pub fn tracing(mut self, on: bool) -> Self {
+        self.tracing = on;
+        self
+    }
+
     /// Validates everything and starts the bus. Must run inside a tokio runtime.
     ///
     /// Fails with one [`ValidationError`] listing every problem: two handlers with one
@@ -356,7 +376,7 @@ impl EventBusBuilder {
                 continue;
             };
             router.insert(&pattern, i);
-            slots.push(Slot::new(h, pattern));
+            slots.push(Slot::new(h, pattern, self.metrics));
         }
         #[cfg(feature = "redis")]
         let backend: Arc<dyn Backend> = match (self.backend, self.redis) {
@@ -383,6 +403,7 @@ impl EventBusBuilder {
             cancel: CancellationToken::new(),
             recorder: self.recorder,
             runtime,
+            telemetry: Telemetry::new(self.metrics, self.tracing),
         });
         backend
             .start(Arc::new(BusSink(Arc::downgrade(&inner))))
@@ -399,13 +420,16 @@ struct Slot {
     gate: Option<Arc<PriorityGate>>,
     pool: Option<ThreadPool>,
     filter: Option<Arc<crate::handler::DynFilter>>,
-    counters: crate::stats::HandlerCounters,
+    counters: HandlerCounters,
+    metrics: Option<SlotMetrics>,
 }
 
 impl Slot {
-    fn new(h: Handler, pattern: Pattern) -> Self {
+    fn new(h: Handler, pattern: Pattern, metrics: bool) -> Self {
+        let name: Arc<str> = h.name.into();
         Slot {
-            name: h.name.into(),
+            metrics: metrics.then(|| SlotMetrics::new(name.clone())),
+            name,
             pattern,
             gate: h.options.concurrency.map(PriorityGate::new),
             pool: (h.options.executor == Executor::ThreadPool)
@@ -502,7 +526,28 @@ struct InFlightGuard {
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.inner.inflight.leave(self.key);
+        if self.inner.telemetry.metrics {
+            self.inner.telemetry.in_flight.decrement(1.0);
+        }
     }
+}
+
+/// Gives `envelope` a new span of its trace (a new trace when it has none): returns the
+/// trace id, the new span's id and the trace context it descends from.
+fn descend(envelope: &mut Envelope) -> (u128, u64, Option<TraceContext>) {
+    let span_id = random_u64();
+    let parent = envelope.trace;
+    let trace = match parent {
+        Some(p) => p.child(span_id),
+        None => TraceContext::root(span_id),
+    };
+    envelope.trace = Some(trace);
+    (trace.trace_id, span_id, parent)
+}
+
+/// The `parent_id` field of a span made by [`descend`].
+fn parent_id(parent: Option<TraceContext>) -> Option<tracing::field::DisplayValue<Hex<u64>>> {
+    parent.map(|p| tracing::field::display(Hex(p.parent_id)))
 }
 
 struct Inner {
@@ -520,6 +565,7 @@ struct Inner {
     cancel: CancellationToken,
     recorder: Option<Recorder>,
     runtime: tokio::runtime::Handle,
+    telemetry: Telemetry,
 }
 
 struct BusSink(Weak<Inner>);
@@ -632,11 +678,8 @@ impl EventBus {
 
     /// Publishes a prepared envelope (to set priority, headers, correlation).
     pub async fn publish_envelope(&self, envelope: Envelope) -> Result<(), EventError> {
-        let (envelope, _) = self.accept(envelope)?;
-        let span = tracing::debug_span!(
-            "eventflow.publish",
-            event = %envelope.name, id = %envelope.id, correlation = %envelope.correlation_id,
-        );
+        let (mut envelope, _) = self.accept(envelope)?;
+        let span = self.publish_span(&mut envelope);
         Ok(self
             .inner
             .backend
@@ -662,8 +705,14 @@ impl EventBus {
         envelope: Envelope,
         delay: Duration,
     ) -> Result<(), EventError> {
-        let (envelope, _) = self.accept(envelope)?;
-        Ok(self.inner.backend.publish_delayed(envelope, delay).await?)
+        let (mut envelope, _) = self.accept(envelope)?;
+        let span = self.publish_span(&mut envelope);
+        Ok(self
+            .inner
+            .backend
+            .publish_delayed(envelope, delay)
+            .instrument(span)
+            .await?)
     }
 
     /// Starts consuming events from the backend (a worker). Needed with network backends;
@@ -714,6 +763,20 @@ impl EventBus {
         ))
     }
 
+    /// The publish's span, whose id becomes the parent in the event's trace context.
+    fn publish_span(&self, envelope: &mut Envelope) -> tracing::Span {
+        if !self.inner.telemetry.tracing {
+            return tracing::Span::none();
+        }
+        let (trace_id, span_id, parent) = descend(envelope);
+        let span = tracing::debug_span!(
+            "eventflow.publish",
+            event = %envelope.name, id = %envelope.id, correlation = %envelope.correlation_id,
+            trace_id = %Hex(trace_id), span_id = %Hex(span_id), parent_id = parent_id(parent),
+        );
+        span
+    }
+
     /// Checks that the bus takes the event, and finds its handlers.
     fn accept(&self, mut envelope: Envelope) -> Result<(Envelope, Arc<[usize]>), EventError> {
         let inner = &self.inner;
@@ -730,8 +793,14 @@ impl EventBus {
             }
             .into());
         }
+        if envelope.trace.is_none()
+            && let Some(v) = envelope.headers.remove(TraceContext::HEADER)
+        {
+            envelope.trace = TraceContext::parse(&v);
+        }
         envelope.headers.inherit(&inner.headers);
         inner.published.fetch_add(1, Ordering::Relaxed);
+        inner.telemetry.published(&envelope.name);
         if let Some(r) = &inner.recorder {
             r.record_published(&envelope);
         }
@@ -902,7 +971,7 @@ enum OwnTask {
 /// Delivers to the handlers at `targets`.
 fn deliver_routed(
     inner: Arc<Inner>,
-    envelope: Envelope,
+    mut envelope: Envelope,
     targets: Arc<[usize]>,
     own_task: OwnTask,
     retries: Retries,
@@ -913,10 +982,20 @@ fn deliver_routed(
         inner: inner.clone(),
         key,
     };
-    let span = tracing::debug_span!(
-        "eventflow.deliver",
-        event = %envelope.name, id = %envelope.id, correlation = %envelope.correlation_id,
-    );
+    let span = if inner.telemetry.tracing {
+        let (trace_id, span_id, parent) = descend(&mut envelope);
+        let span = tracing::debug_span!(
+            "eventflow.deliver",
+            event = %envelope.name, id = %envelope.id, correlation = %envelope.correlation_id,
+            trace_id = %Hex(trace_id), span_id = %Hex(span_id), parent_id = parent_id(parent),
+        );
+        span
+    } else {
+        tracing::Span::none()
+    };
+    if inner.telemetry.metrics {
+        inner.telemetry.in_flight.increment(1.0);
+    }
     deliver_registered(inner, envelope, targets, own_task, retries, seq, guard).instrument(span)
 }
 
@@ -1005,11 +1084,11 @@ async fn deliver_to(
     retries: Retries,
 ) -> HandlerOutcome {
     let slot = &inner.handlers[idx];
-    let counters = &slot.counters;
+    let tally = Tally::new(&slot.counters, slot.metrics.as_ref(), &envelope.name);
     if let Some(keep) = &slot.filter
         && !keep(envelope)
     {
-        HandlerCounters::bump(&counters.filtered);
+        tally.filtered();
         if let Some(r) = &inner.recorder {
             r.record_filtered(&slot.name, envelope);
         }
@@ -1019,18 +1098,35 @@ async fn deliver_to(
             status: OutcomeStatus::Filtered,
         };
     }
-    HandlerCounters::bump(&counters.delivered);
+    tally.delivered();
     let mut first_failed_at: Option<SystemTime> = None;
     let mut attempt = envelope.attempt.max(1);
+    if tally.timed() && attempt == 1 {
+        tally.waited(
+            SystemTime::now()
+                .duration_since(envelope.timestamp)
+                .unwrap_or_default(),
+        );
+    }
     loop {
         // Rare paths are boxed so that the common one stays a small future.
         let permit = match &slot.gate {
             Some(g) => Some(Box::pin(g.acquire(envelope.priority, seq)).await),
             None => None,
         };
+        let mut span = tracing::Span::none();
         let started = {
             let mut this = envelope.clone();
             this.attempt = attempt;
+            if inner.telemetry.tracing {
+                let (trace_id, span_id, parent) = descend(&mut this);
+                span = tracing::debug_span!(
+                    "eventflow.attempt",
+                    handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt,
+                    correlation = %envelope.correlation_id,
+                    trace_id = %Hex(trace_id), span_id = %Hex(span_id), parent_id = parent_id(parent),
+                );
+            }
             let ctx = HandlerContext::new(
                 this,
                 slot.name.clone(),
@@ -1040,21 +1136,18 @@ async fn deliver_to(
             );
             start_attempt(slot, ctx, &inner.runtime, own_task)
         };
+        let t0 = tally.timed().then(Instant::now);
         let result = match started {
-            Ok(fut) => {
-                let span = tracing::debug_span!(
-                    "eventflow.attempt",
-                    handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt,
-                    correlation = %envelope.correlation_id,
-                );
-                flatten_panic(AssertUnwindSafe(fut.instrument(span)).catch_unwind().await)
-            }
+            Ok(fut) => flatten_panic(AssertUnwindSafe(fut.instrument(span)).catch_unwind().await),
             Err(e) => Err(e),
         };
+        if let Some(t0) = t0 {
+            tally.attempt_took(t0.elapsed());
+        }
         drop(permit);
         let err = match result {
             Ok(()) => {
-                HandlerCounters::bump(&counters.succeeded);
+                tally.succeeded();
                 if let Some(r) = &inner.recorder {
                     r.record_outcome(&slot.name, envelope, attempt, None);
                 }
@@ -1066,11 +1159,11 @@ async fn deliver_to(
             }
             Err(err) => err,
         };
-        HandlerCounters::bump(&counters.failed_attempts);
+        tally.failed_attempts();
         let now = SystemTime::now();
         let first_failed_at = *first_failed_at.get_or_insert(now);
         if slot.options.retry.should_retry(&err, attempt) {
-            HandlerCounters::bump(&counters.retried);
+            tally.retried();
             let delay = slot.options.retry.delay(attempt);
             if retries == Retries::ByBackend {
                 tracing::warn!(
@@ -1094,6 +1187,7 @@ async fn deliver_to(
         return Box::pin(give_up(
             inner,
             slot,
+            &tally,
             envelope,
             attempt,
             err,
@@ -1105,9 +1199,11 @@ async fn deliver_to(
 }
 
 /// Sends the event to dead letters for this handler and builds the outcome.
+#[allow(clippy::too_many_arguments)]
 async fn give_up(
     inner: &Inner,
     slot: &Slot,
+    tally: &Tally<'_>,
     envelope: &Envelope,
     attempt: u32,
     err: HandlerError,
@@ -1118,7 +1214,7 @@ async fn give_up(
         handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, error = %err,
         "eventflow: handler gave up; event sent to dead letters"
     );
-    HandlerCounters::bump(&slot.counters.dead_lettered);
+    tally.dead_lettered();
     let letter = DeadLetter {
         id: uuid::Uuid::new_v4(),
         handler: slot.name.to_string(),

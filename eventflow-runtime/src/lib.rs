@@ -17,6 +17,7 @@ pub mod redis_backend;
 pub mod registry;
 pub mod retry;
 pub mod stats;
+pub mod telemetry;
 pub mod testing;
 pub mod timer;
 
@@ -30,7 +31,7 @@ pub use error::{
     ConnectionError, EventError, HandlerError, HandlerErrorKind, NoHandler, PanicError,
     PayloadError, PublishError, Result, TimeoutError, ValidationError,
 };
-pub use event::{Envelope, Event, EventId, EventName, Headers, Payload};
+pub use event::{Envelope, Event, EventId, EventName, Headers, Payload, TraceContext};
 pub use executor::{Executor, ExecutorConfig, ThreadPool};
 pub use handler::{
     BoxFuture, FilterFn, Handler, HandlerContext, HandlerOptions, IntoHandlerResult,
