@@ -33,6 +33,51 @@ pub struct HandlerArgs {
     pub krate: Option<syn::Path>,
 }
 
+/// `#[scheduled(every = "30s" | cron = "...", ...)]`.
+#[derive(FromMeta, Default)]
+pub struct ScheduledArgs {
+    pub every: Option<SpannedValue<String>>,
+    pub cron: Option<SpannedValue<String>>,
+    pub name: Option<SpannedValue<String>>,
+    pub missed: Option<syn::Path>,
+    pub timeout: Option<SpannedValue<String>>,
+    #[darling(rename = "crate")]
+    pub krate: Option<syn::Path>,
+}
+
+/// `missed = Skip | CatchUp`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Missed {
+    Skip,
+    CatchUp,
+}
+
+pub fn missed(path: &syn::Path) -> darling::Result<Missed> {
+    let name = path
+        .segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default();
+    match name.as_str() {
+        "Skip" => Ok(Missed::Skip),
+        "CatchUp" => Ok(Missed::CatchUp),
+        other => {
+            let lower = other.to_lowercase().replace('_', "");
+            let hint = if lower == "catchup" || similar(&lower, "catchup") {
+                "; did you mean `CatchUp`?"
+            } else if similar(&lower, "skip") {
+                "; did you mean `Skip`?"
+            } else {
+                ""
+            };
+            Err(darling::Error::custom(format!(
+                "unknown missed-ticks policy `{other}`: expected `Skip` or `CatchUp`{hint}"
+            ))
+            .with_span(path))
+        }
+    }
+}
+
 /// `retry(max_attempts = 3, backoff_factor = 0.5, max_backoff = 10.0, jitter, retry_on = [..])`.
 #[derive(FromMeta, Default)]
 pub struct RetryArgs {

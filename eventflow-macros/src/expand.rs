@@ -2,6 +2,7 @@
 //! an `inventory::submit!` of a `'static` record inside `const _: () = { ... };`.
 
 use darling::ast::NestedMeta;
+use darling::util::SpannedValue;
 use darling::{FromDeriveInput, FromMeta};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -102,25 +103,60 @@ pub fn derive_event(input: DeriveInput) -> TokenStream {
     }
 }
 
-pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
+/// Runs `expand` on the function an attribute is on, and emits the function followed by
+/// the generated code (or the errors: the function stays, so the crate keeps type-checking).
+fn on_function(
+    attribute: &str,
+    args: TokenStream,
+    item: TokenStream,
+    expand: fn(TokenStream, &syn::ItemFn) -> darling::Result<TokenStream>,
+) -> TokenStream {
     let func: syn::ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
-            let err = syn::Error::new(
+            let e = syn::Error::new(
                 proc_macro2::Span::call_site(),
-                "`#[event_handler]` goes on a function (`async fn` or `fn`)",
-            );
-            let e = err.to_compile_error();
+                format!("`#[{attribute}]` goes on a function (`async fn` or `fn`)"),
+            )
+            .to_compile_error();
             return quote!(#e #item);
         }
     };
-    match handler(args, &func) {
+    match expand(args, &func) {
         Ok(ts) => quote!(#func #ts),
         Err(e) => {
             let errs = e.write_errors();
             quote!(#func #errs)
         }
     }
+}
+
+/// The registered name: the one given, or `module::path::fn_name`.
+fn registered_name(given: &Option<SpannedValue<String>>, fn_ident: &syn::Ident) -> TokenStream {
+    match given {
+        Some(n) => {
+            let n = &**n;
+            quote!(#n)
+        }
+        None => quote!(::core::concat!(
+            ::core::module_path!(),
+            "::",
+            ::core::stringify!(#fn_ident)
+        )),
+    }
+}
+
+/// The conversion of the function's return value, spanned on its return type.
+fn into_result(p: &TokenStream, func: &syn::ItemFn) -> TokenStream {
+    let ret_span = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => func.sig.ident.span(),
+    };
+    quote_spanned!(ret_span=> #p::IntoHandlerResult::into_handler_result)
+}
+
+pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    on_function("event_handler", args, item, handler)
 }
 
 fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream> {
@@ -223,17 +259,7 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
 
     let p = private(&opts.krate);
     let fn_ident = &func.sig.ident;
-    let name = match &opts.name {
-        Some(n) => {
-            let n = &**n;
-            quote!(#n)
-        }
-        None => quote!(::core::concat!(
-            ::core::module_path!(),
-            "::",
-            ::core::stringify!(#fn_ident)
-        )),
-    };
+    let name = registered_name(&opts.name, fn_ident);
 
     // Turn the context into the event argument.
     let (event_let, event_arg, event_type) = match &sig.event {
@@ -263,11 +289,7 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
             Param::Context { by_ref: false } => quote!(__ctx.clone()),
         })
         .collect();
-    let ret_span = match &func.sig.output {
-        syn::ReturnType::Type(_, ty) => ty.span(),
-        syn::ReturnType::Default => fn_ident.span(),
-    };
-    let convert = quote_spanned!(ret_span=> #p::IntoHandlerResult::into_handler_result);
+    let convert = into_result(&p, func);
     let invoke_ident = format_ident!("__eventflow_invoke_{}", fn_ident);
     let (invoke_fn, invoke) = if sig.is_async {
         (
@@ -407,6 +429,169 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
                         concurrency: #concurrency,
                         filter: #filter,
                     },
+                    invoke: #invoke,
+                    location: #p::SourceLocation {
+                        module: ::core::module_path!(), file: ::core::file!(), line: ::core::line!(),
+                    },
+                }
+            }
+        };
+    })
+}
+
+pub fn scheduled(args: TokenStream, item: TokenStream) -> TokenStream {
+    on_function("scheduled", args, item, scheduled_fn)
+}
+
+fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream> {
+    let mut errors = darling::Error::accumulator();
+    let metas = NestedMeta::parse_meta_list(args.clone()).map_err(darling::Error::from)?;
+    let opts = errors
+        .handle(attr::ScheduledArgs::from_list(&metas))
+        .unwrap_or_default();
+    let p = private(&opts.krate);
+    let schedule = match (&opts.every, &opts.cron) {
+        (Some(every), None) => match names::parse_duration(every) {
+            Ok(ns) if ns >= 1_000_000 => {
+                Some(quote!(#p::ScheduleSpec::Every(#p::Duration::from_nanos(#ns))))
+            }
+            Ok(_) => {
+                errors.push(
+                    darling::Error::custom("the interval must be at least 1ms")
+                        .with_span(&every.span()),
+                );
+                None
+            }
+            Err(reason) => {
+                errors.push(
+                    darling::Error::custom(format!(
+                        "cannot parse interval `{}`: {reason}",
+                        &**every
+                    ))
+                    .with_span(&every.span()),
+                );
+                None
+            }
+        },
+        (None, Some(cron)) => match <cron::Schedule as std::str::FromStr>::from_str(cron) {
+            Ok(_) => {
+                let c = &**cron;
+                Some(quote!(#p::ScheduleSpec::Cron(#c)))
+            }
+            Err(_) => {
+                let n = cron.split_whitespace().count();
+                let why = if (6..=7).contains(&n) {
+                    "a field is out of range or malformed".to_owned()
+                } else {
+                    format!("it has {n} field(s)")
+                };
+                errors.push(
+                    darling::Error::custom(format!(
+                        "invalid cron expression `{}`: {why}; write six or seven fields, \
+                             seconds first: \"0 */5 * * * *\" is every five minutes",
+                        &**cron
+                    ))
+                    .with_span(&cron.span()),
+                );
+                None
+            }
+        },
+        (Some(_), Some(cron)) => {
+            errors.push(
+                darling::Error::custom("give `every` or `cron`, not both").with_span(&cron.span()),
+            );
+            None
+        }
+        (None, None) => {
+            errors.push(
+                darling::Error::custom(
+                    "missing schedule: write `#[scheduled(every = \"30s\")]` or \
+                     `#[scheduled(cron = \"0 */5 * * * *\")]`",
+                )
+                .with_span(&args.span()),
+            );
+            None
+        }
+    };
+    if let Some(n) = &opts.name
+        && n.trim().is_empty()
+    {
+        errors.push(
+            darling::Error::custom("a scheduled function's name cannot be empty")
+                .with_span(&n.span()),
+        );
+    }
+    let missed = match &opts.missed {
+        Some(path) => errors
+            .handle(attr::missed(path))
+            .unwrap_or(attr::Missed::Skip),
+        None => attr::Missed::Skip,
+    };
+    let timeout = opts
+        .timeout
+        .as_ref()
+        .and_then(|t| errors.handle(attr::timeout(t)));
+    let sig = signature::analyze_scheduled(func, &mut errors);
+    errors.finish()?;
+    let (Some(sig), Some(schedule)) = (sig, schedule) else {
+        return Err(darling::Error::custom("invalid scheduled function"));
+    };
+
+    let fn_ident = &func.sig.ident;
+    let name = registered_name(&opts.name, fn_ident);
+    let arg = match sig.context {
+        None => quote!(),
+        Some(true) => quote!(&__ctx),
+        Some(false) => quote!(__ctx),
+    };
+    let convert = into_result(&p, func);
+    let invoke_ident = format_ident!("__eventflow_scheduled_{}", fn_ident);
+    let (invoke_fn, invoke) = if sig.is_async {
+        (
+            quote! {
+                fn #invoke_ident(__ctx: #p::ScheduleContext)
+                    -> #p::BoxFuture<'static, #p::Result<(), #p::HandlerError>>
+                {
+                    #p::Box::pin(async move { #convert(#fn_ident(#arg).await) })
+                }
+            },
+            quote!(#p::ScheduledInvoke::Async(#invoke_ident)),
+        )
+    } else {
+        (
+            quote! {
+                fn #invoke_ident(__ctx: #p::ScheduleContext) -> #p::Result<(), #p::HandlerError> {
+                    #convert(#fn_ident(#arg))
+                }
+            },
+            quote!(#p::ScheduledInvoke::Blocking(#invoke_ident)),
+        )
+    };
+    let missed = match missed {
+        attr::Missed::Skip => quote!(#p::MissedTicks::Skip),
+        attr::Missed::CatchUp => quote!(#p::MissedTicks::CatchUp),
+    };
+    let timeout = match timeout {
+        Some(ns) => quote!(::core::option::Option::Some(#p::Duration::from_nanos(#ns))),
+        None => quote!(::core::option::Option::None),
+    };
+    // An unused context parameter is fine: `__ctx` is moved or borrowed only when taken.
+    let allow_unused = sig
+        .context
+        .is_none()
+        .then(|| quote!(#[allow(unused_variables)]));
+    Ok(quote! {
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        const _: () = {
+            #allow_unused
+            #invoke_fn
+            #p::inventory::submit! {
+                #p::ScheduledRecord {
+                    name: #name,
+                    schedule: #schedule,
+                    missed: #missed,
+                    timeout: #timeout,
                     invoke: #invoke,
                     location: #p::SourceLocation {
                         module: ::core::module_path!(), file: ::core::file!(), line: ::core::line!(),

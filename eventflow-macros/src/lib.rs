@@ -26,6 +26,12 @@ pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::event_handler(args.into(), item.into()).into()
 }
 
+/// Registers a function that runs on a schedule. See the `eventflow` crate.
+#[proc_macro_attribute]
+pub fn scheduled(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::scheduled(args.into(), item.into()).into()
+}
+
 #[cfg(test)]
 mod snapshots {
     //! The generated code of a few annotations, kept in `tests/snapshots/` so that a change
@@ -89,6 +95,21 @@ mod snapshots {
                 ),
                 quote!(
                     fn write_report(event: &Envelope) {}
+                ),
+            ),
+        );
+    }
+
+    #[test]
+    fn scheduled_function() {
+        check(
+            "scheduled_function",
+            crate::expand::scheduled(
+                quote!(every = "30s", missed = CatchUp),
+                quote!(
+                    async fn sweep(ctx: &ScheduleContext) -> Result<(), HandlerError> {
+                        Ok(())
+                    }
                 ),
             ),
         );

@@ -133,7 +133,7 @@ pub fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) -> Option
             .with_span(&sig.ident),
         );
     }
-    check_return(&sig.output, errors);
+    check_return(&sig.output, "an event handler", errors);
     let bad = !found.is_empty();
     for e in found {
         acc.push(e);
@@ -148,7 +148,7 @@ pub fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) -> Option
     })
 }
 
-fn check_return(output: &ReturnType, errors: &mut Vec<darling::Error>) {
+pub fn check_return(output: &ReturnType, what: &str, errors: &mut Vec<darling::Error>) {
     let ty = match output {
         ReturnType::Default => return,
         ReturnType::Type(_, ty) => &**ty,
@@ -159,9 +159,9 @@ fn check_return(output: &ReturnType, errors: &mut Vec<darling::Error>) {
         return;
     }
     let wrong = || {
-        darling::Error::custom(
-            "an event handler returns `Result<(), E>` (with `E: Into<HandlerError>`) or `()`",
-        )
+        darling::Error::custom(format!(
+            "{what} returns `Result<(), E>` (with `E: Into<HandlerError>`) or `()`"
+        ))
         .with_span(&ty.span())
     };
     let Type::Path(p) = ty else {
@@ -181,10 +181,72 @@ fn check_return(output: &ReturnType, errors: &mut Vec<darling::Error>) {
         && !matches!(ok, Type::Tuple(t) if t.elems.is_empty())
     {
         errors.push(
-            darling::Error::custom(
-                "an event handler's `Result` carries no value: write `Result<(), E>`",
-            )
+            darling::Error::custom(format!(
+                "{what}'s `Result` carries no value: write `Result<(), E>`"
+            ))
             .with_span(ok),
         );
     }
+}
+
+/// A scheduled function's signature: no parameter, or the schedule context (by value or
+/// by reference).
+pub struct ScheduledSignature {
+    pub is_async: bool,
+    /// `None`: no parameter; `Some(by_ref)`: the context.
+    pub context: Option<bool>,
+}
+
+pub fn analyze_scheduled(
+    f: &syn::ItemFn,
+    acc: &mut darling::error::Accumulator,
+) -> Option<ScheduledSignature> {
+    let sig = &f.sig;
+    let mut errors: Vec<darling::Error> = Vec::new();
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.push(
+            darling::Error::custom(
+                "a scheduled function cannot be generic: the registry needs one concrete function",
+            )
+            .with_span(&sig.generics),
+        );
+    }
+    if let Some(c) = &sig.constness {
+        errors.push(darling::Error::custom("a scheduled function cannot be `const`").with_span(c));
+    }
+    let mut context = None;
+    for (i, arg) in sig.inputs.iter().enumerate() {
+        let FnArg::Typed(t) = arg else {
+            errors.push(
+                darling::Error::custom(
+                    "a scheduled function is a free function; it cannot take `self`",
+                )
+                .with_span(arg),
+            );
+            continue;
+        };
+        let (by_ref, inner) = match &*t.ty {
+            Type::Reference(r) if r.mutability.is_none() => (true, &*r.elem),
+            other => (false, other),
+        };
+        if i > 0 || last_ident(inner).as_deref() != Some("ScheduleContext") {
+            errors.push(
+                darling::Error::custom(
+                    "a scheduled function takes no parameter, or one `&ScheduleContext`",
+                )
+                .with_span(&t.ty),
+            );
+            continue;
+        }
+        context = Some(by_ref);
+    }
+    check_return(&sig.output, "a scheduled function", &mut errors);
+    let bad = !errors.is_empty();
+    for e in errors {
+        acc.push(e);
+    }
+    (!bad).then_some(ScheduledSignature {
+        is_async: sig.asyncness.is_some(),
+        context,
+    })
 }

@@ -100,6 +100,27 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<bool, ConnectionError>> {
         Box::pin(async { Ok(false) })
     }
+    /// Whether this backend delivers without [`consume`](Self::consume) (the memory
+    /// backend). Scheduled functions start at build on such a backend, and at
+    /// [`EventBus::start`](crate::EventBus::start) otherwise.
+    fn delivers_without_consume(&self) -> bool {
+        false
+    }
+    /// Claims the run of scheduled function `schedule` at `tick_ms` (milliseconds since the
+    /// Unix epoch) for this process. Among processes sharing the backend, at most one gets
+    /// `true` for a tick, and a tick earlier than one already claimed is refused. The
+    /// default grants every tick (one process).
+    fn claim_tick(
+        &self,
+        _schedule: &str,
+        _tick_ms: u64,
+    ) -> BoxFuture<'_, Result<bool, ConnectionError>> {
+        Box::pin(async { Ok(true) })
+    }
+    /// The last tick of `schedule` any process claimed, where the backend remembers it.
+    fn last_tick(&self, _schedule: &str) -> BoxFuture<'_, Result<Option<u64>, ConnectionError>> {
+        Box::pin(async { Ok(None) })
+    }
     /// Stops taking envelopes from the transport (in-flight deliveries go on).
     fn stop(&self) -> BoxFuture<'_, ()>;
     /// Finishes what follows the deliveries (acknowledgements), once they are done.
@@ -142,6 +163,10 @@ impl MemoryBackend {
 impl Backend for MemoryBackend {
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    fn delivers_without_consume(&self) -> bool {
+        true
     }
 
     fn start(&self, sink: Arc<dyn DeliverySink>) -> BoxFuture<'_, Result<(), ConnectionError>> {

@@ -21,6 +21,7 @@ use crate::gate::PriorityGate;
 use crate::handler::{BoxFuture, Handler, HandlerContext, HandlerFn, HandlerOptions};
 use crate::pattern::{Pattern, Router, validate_name};
 use crate::registry::{Registry, check_handlers};
+use crate::schedule::{ScheduleStats, Scheduled, Schedules};
 use crate::stats::{HandlerCounters, MetricsSnapshot};
 use crate::telemetry::{Hex, SlotMetrics, Tally, Telemetry, random_u64};
 use crate::testing::Recorder;
@@ -173,6 +174,8 @@ pub struct EventBusBuilder {
     headers: Headers,
     metrics: bool,
     tracing: bool,
+    schedules: bool,
+    extra_schedules: Vec<Scheduled>,
     #[cfg(feature = "redis")]
     redis: Option<crate::redis_backend::RedisConfig>,
 }
@@ -190,6 +193,8 @@ impl Default for EventBusBuilder {
             headers: Headers::new(),
             metrics: true,
             tracing: true,
+            schedules: true,
+            extra_schedules: Vec::new(),
             #[cfg(feature = "redis")]
             redis: None,
         }
@@ -310,6 +315,21 @@ impl EventBusBuilder {
         self
     }
 
+    /// Runs scheduled functions (default on): the registered ones (unless
+    /// [`without_registry`](Self::without_registry)) and those added with
+    /// [`scheduled`](Self::scheduled). Off, none runs: for processes that only publish, or
+    /// tests. See [`schedule`](crate::schedule).
+    pub fn schedules(mut self, on: bool) -> Self {
+        self.schedules = on;
+        self
+    }
+
+    /// Adds a scheduled function defined at run time.
+    pub fn scheduled(mut self, scheduled: Scheduled) -> Self {
+        self.extra_schedules.push(scheduled);
+        self
+    }
+
     /// Validates everything and starts the bus. Must run inside a tokio runtime.
     ///
     /// Fails with one [`ValidationError`] listing every problem: two handlers with one
@@ -358,6 +378,30 @@ impl EventBusBuilder {
                 ));
             }
         }
+        let mut schedules = Vec::new();
+        if self.schedules {
+            if self.use_registry {
+                for r in registry.scheduled() {
+                    match Scheduled::from_record(r) {
+                        Ok(s) => schedules.push(s),
+                        Err(reason) => problems.push(format!(
+                            "scheduled function `{}` ({}:{}): {reason}",
+                            r.name, r.location.file, r.location.line
+                        )),
+                    }
+                }
+            }
+            schedules.extend(self.extra_schedules);
+            schedules.sort_by(|a, b| a.name.cmp(&b.name));
+            for pair in schedules.windows(2) {
+                if pair[0].name == pair[1].name {
+                    problems.push(format!(
+                        "two scheduled functions are named `{}`: at {} and at {}",
+                        pair[0].name, pair[0].source, pair[1].source
+                    ));
+                }
+            }
+        }
         if !problems.is_empty() {
             return Err(ValidationError { problems }.into());
         }
@@ -404,11 +448,16 @@ impl EventBusBuilder {
             recorder: self.recorder,
             runtime,
             telemetry: Telemetry::new(self.metrics, self.tracing),
+            schedules: Schedules::new(schedules),
         });
         backend
             .start(Arc::new(BusSink(Arc::downgrade(&inner))))
             .await?;
-        Ok(EventBus { inner })
+        let bus = EventBus { inner };
+        if backend.delivers_without_consume() {
+            bus.inner.schedules.start(&bus);
+        }
+        Ok(bus)
     }
 }
 
@@ -550,7 +599,7 @@ fn parent_id(parent: Option<TraceContext>) -> Option<tracing::field::DisplayValu
     parent.map(|p| tracing::field::display(Hex(p.parent_id)))
 }
 
-struct Inner {
+pub(crate) struct Inner {
     handlers: Vec<Slot>,
     router: Router,
     backend: Arc<dyn Backend>,
@@ -566,6 +615,7 @@ struct Inner {
     recorder: Option<Recorder>,
     runtime: tokio::runtime::Handle,
     telemetry: Telemetry,
+    schedules: Schedules,
 }
 
 struct BusSink(Weak<Inner>);
@@ -659,6 +709,26 @@ impl EventBus {
         &self.inner.runtime
     }
 
+    pub(crate) fn downgrade(&self) -> Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(weak: &Weak<Inner>) -> Option<EventBus> {
+        weak.upgrade().map(|inner| EventBus { inner })
+    }
+
+    pub(crate) fn schedules(&self) -> &Schedules {
+        &self.inner.schedules
+    }
+
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
+    }
+
     /// Publishes an event; returns once the backend has accepted it, before handlers run.
     pub async fn publish<E: Event + Serialize + Send + Sync>(
         &self,
@@ -715,10 +785,18 @@ impl EventBus {
             .await?)
     }
 
-    /// Starts consuming events from the backend (a worker). Needed with network backends;
-    /// the memory backend delivers from the start, so this does nothing there.
+    /// Starts consuming events from the backend (a worker), and the scheduled functions.
+    /// Needed with network backends; the memory backend delivers (and runs scheduled
+    /// functions) from the start, so this does nothing there.
     pub async fn start(&self) -> Result<(), EventError> {
-        Ok(self.inner.backend.consume().await?)
+        self.inner.backend.consume().await?;
+        self.inner.schedules.start(self);
+        Ok(())
+    }
+
+    /// What each scheduled function of this bus did, by name.
+    pub fn schedule_stats(&self) -> Vec<ScheduleStats> {
+        self.inner.schedules.stats()
     }
 
     /// Delivers an event in this process and waits for every matching handler's outcome
@@ -926,6 +1004,9 @@ impl EventBus {
                 s.name, s.pattern, s.options.executor, s.options.retry.max_attempts
             ));
         }
+        for name in self.inner.schedules.names() {
+            out.push_str(&format!("  {name} (scheduled)\n"));
+        }
         out
     }
 
@@ -937,6 +1018,8 @@ impl EventBus {
     /// included. Calling it again returns at once.
     pub async fn shutdown(&self) -> Result<ShutdownReport, EventError> {
         let inner = &self.inner;
+        // Scheduled runs still going may publish, so they end before publishing does.
+        inner.schedules.stop(inner.shutdown_timeout).await;
         inner.accepting.store(false, Ordering::Release);
         inner.backend.stop().await;
         if tokio::time::timeout(inner.shutdown_timeout, inner.inflight.wait_idle())

@@ -16,6 +16,7 @@ pub mod pattern;
 pub mod redis_backend;
 pub mod registry;
 pub mod retry;
+pub mod schedule;
 pub mod stats;
 pub mod telemetry;
 pub mod testing;
@@ -42,6 +43,9 @@ pub use pattern::{Pattern, Router, validate_name};
 pub use redis_backend::{RedisBackend, RedisConfig};
 pub use registry::{EventRecord, HandlerRecord, Registry, SourceLocation};
 pub use retry::RetryPolicy;
+pub use schedule::{
+    Schedule, ScheduleContext, ScheduleSpec, ScheduleStats, Scheduled, ScheduledRecord,
+};
 pub use stats::{HandlerMetrics, MetricsSnapshot};
 pub use timer::{MissedTicks, TimerHandle};
 
@@ -75,6 +79,8 @@ pub mod __private {
     };
     pub use crate::registry::{EventRecord, HandlerRecord, SourceLocation};
     pub use crate::retry::RetryPolicy;
+    pub use crate::schedule::{ScheduleContext, ScheduleSpec, ScheduledInvoke, ScheduledRecord};
+    pub use crate::timer::MissedTicks;
     pub use ::inventory;
     pub use ::serde;
     pub use std::borrow::Cow;

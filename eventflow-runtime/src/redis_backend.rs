@@ -175,6 +175,17 @@ end
 return redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 "#;
 
+/// Grants a scheduled function's tick if it is later than the last one granted.
+const CLAIM_TICK: &str = r#"
+local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local tick = tonumber(ARGV[1])
+if tick > last then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"#;
+
 const TAKE: &str = r#"
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v then redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -373,6 +384,10 @@ fn redact(url: &str) -> String {
 }
 
 impl Shared {
+    fn schedule_key(&self, schedule: &str) -> String {
+        format!("{}:sched:{schedule}", self.cfg.queue)
+    }
+
     fn publisher(&self) -> ConnectionManager {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.publishers.len();
         self.publishers[i].clone()
@@ -513,6 +528,61 @@ impl Backend for RedisBackend {
                 .xadd(&[("envelope", &json), ("handler", &handler)])
                 .await?;
             Ok(true)
+        })
+    }
+
+    /// One atomic script on `{queue}:sched:{schedule}`, which holds the last tick granted.
+    fn claim_tick(
+        &self,
+        schedule: &str,
+        tick_ms: u64,
+    ) -> BoxFuture<'_, Result<bool, ConnectionError>> {
+        let key = self.shared.schedule_key(schedule);
+        let schedule = schedule.to_owned();
+        Box::pin(async move {
+            let mut c = self.shared.publisher();
+            let script = redis::Script::new(CLAIM_TICK);
+            let mut inv = script.key(&key);
+            inv.arg(tick_ms);
+            match tokio::time::timeout(
+                self.shared.cfg.publish_timeout,
+                inv.invoke_async::<i64>(&mut c),
+            )
+            .await
+            {
+                Ok(Ok(granted)) => Ok(granted == 1),
+                Ok(Err(e)) => Err(conn_err(
+                    format!("claiming a tick of `{schedule}` failed"),
+                    Some(e),
+                )),
+                Err(_) => Err(conn_err(
+                    format!("claiming a tick of `{schedule}` timed out"),
+                    None,
+                )),
+            }
+        })
+    }
+
+    fn last_tick(&self, schedule: &str) -> BoxFuture<'_, Result<Option<u64>, ConnectionError>> {
+        let key = self.shared.schedule_key(schedule);
+        let schedule = schedule.to_owned();
+        Box::pin(async move {
+            let mut c = self.shared.publisher();
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(&key);
+            let get = cmd.query_async::<Option<u64>>(&mut c);
+            match tokio::time::timeout(self.shared.cfg.publish_timeout, get).await {
+                Ok(r) => r.map_err(|e| {
+                    conn_err(
+                        format!("reading the last tick of `{schedule}` failed"),
+                        Some(e),
+                    )
+                }),
+                Err(_) => Err(conn_err(
+                    format!("reading the last tick of `{schedule}` timed out"),
+                    None,
+                )),
+            }
         })
     }
 

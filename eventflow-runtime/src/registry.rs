@@ -1,6 +1,7 @@
 //! The global registry the macros fill at link time through `inventory`.
 //!
-//! `#[derive(Event)]` submits an [`EventRecord`], `#[event_handler]` a [`HandlerRecord`].
+//! `#[derive(Event)]` submits an [`EventRecord`], `#[event_handler]` a [`HandlerRecord`],
+//! `#[scheduled]` a [`ScheduledRecord`].
 //! [`Registry::global`] collects them once. A crate whose items nothing references is left
 //! out by the linker, and its registrations with it: name such crates with
 //! [`link!`](crate::link) in the binary.
@@ -12,6 +13,7 @@ use std::sync::OnceLock;
 use crate::error::ValidationError;
 use crate::handler::{HandlerOptions, Invoke};
 use crate::pattern::{Pattern, validate_name};
+use crate::schedule::ScheduledRecord;
 
 /// Where a registration was written.
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +60,7 @@ inventory::collect!(HandlerRecord);
 pub struct Registry {
     events: Vec<&'static EventRecord>,
     handlers: Vec<&'static HandlerRecord>,
+    scheduled: Vec<&'static ScheduledRecord>,
 }
 
 impl Registry {
@@ -69,7 +72,13 @@ impl Registry {
             events.sort_by_key(|e| (e.name, e.type_name));
             let mut handlers: Vec<_> = inventory::iter::<HandlerRecord>.into_iter().collect();
             handlers.sort_by_key(|h| h.name);
-            Registry { events, handlers }
+            let mut scheduled: Vec<_> = inventory::iter::<ScheduledRecord>.into_iter().collect();
+            scheduled.sort_by_key(|s| s.name);
+            Registry {
+                events,
+                handlers,
+                scheduled,
+            }
         })
     }
 
@@ -81,6 +90,11 @@ impl Registry {
     /// The registered handlers, by name.
     pub fn handlers(&self) -> &[&'static HandlerRecord] {
         &self.handlers
+    }
+
+    /// The registered scheduled functions, by name.
+    pub fn scheduled(&self) -> &[&'static ScheduledRecord] {
+        &self.scheduled
     }
 
     /// The handler with this name.
@@ -150,9 +164,10 @@ impl Registry {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "eventflow registry: {} event type(s), {} handler(s)",
+            "eventflow registry: {} event type(s), {} handler(s), {} scheduled function(s)",
             self.events.len(),
-            self.handlers.len()
+            self.handlers.len(),
+            self.scheduled.len()
         );
         for e in &self.events {
             let _ = writeln!(out, "  event   {:<30} {}", e.name, e.type_name);
@@ -168,6 +183,13 @@ impl Registry {
                 h.options.retry.max_attempts,
                 h.location.file,
                 h.location.line
+            );
+        }
+        for s in &self.scheduled {
+            let _ = writeln!(
+                out,
+                "  scheduled {:<28} {:?} ({:?}) at {}:{}",
+                s.name, s.schedule, s.missed, s.location.file, s.location.line
             );
         }
         out

@@ -59,20 +59,48 @@
 //! timeout, a generic handler, a missing or second event parameter, an unsupported return
 //! type, a plain `fn` on `Tokio`.
 //!
+//! ## Scheduled functions
+//!
+//! [`#[scheduled(every = "30s")]`](macro@scheduled) or `#[scheduled(cron = "0 */5 * * * *")]`
+//! on an `async fn` or a plain `fn` that takes nothing, or `&ScheduleContext` (the tick and
+//! the bus), and returns `()` or `Result<(), E>`. The bus runs it on every tick; with Redis,
+//! once per tick among all the workers of a queue. Options: `name = "..."`,
+//! `missed = Skip | CatchUp` (what happens to ticks missed while busy or down), and
+//! `timeout = "10s"`. See [`schedule`](eventflow_runtime::schedule) for the rules.
+//!
+//! ```rust,standalone_crate
+//! use eventflow::prelude::*;
+//!
+//! #[scheduled(every = "30s", missed = CatchUp)]
+//! async fn sweep_expired_sessions(ctx: &ScheduleContext) -> Result<(), HandlerError> {
+//!     println!("sweeping for the tick at {:?}", ctx.tick());
+//!     Ok(())
+//! }
+//!
+//! #[scheduled(cron = "0 0 3 * * *", name = "nightly-report")]
+//! fn nightly_report() {}
+//! # fn main() {}
+//! ```
+//!
+//! Mistakes are compile errors: no schedule or both, an unparsable interval, an invalid
+//! cron expression, an unknown `missed` policy, a parameter other than the context, a
+//! generic function, an unsupported return type.
+//!
 //! ## Linking handler crates
 //!
 //! Registrations live in the crate that defines them. If nothing in your binary refers to a
 //! crate that only holds handlers, the linker leaves it out; name it once with
 //! [`link!`]: `eventflow::link!(billing_handlers);`.
 
-pub use eventflow_macros::{Event, event_handler};
+pub use eventflow_macros::{Event, event_handler, scheduled};
 pub use eventflow_runtime::*;
 
 /// Everything a program using eventflow usually needs.
 pub mod prelude {
     pub use crate::{
         DeadLetter, DeliveryReport, Envelope, Event, EventBus, EventError, Executor,
-        ExecutorConfig, Handler, HandlerContext, HandlerError, RetryPolicy, event_handler,
+        ExecutorConfig, Handler, HandlerContext, HandlerError, MissedTicks, RetryPolicy,
+        ScheduleContext, event_handler, scheduled,
     };
     pub use serde::{Deserialize, Serialize};
 }

@@ -1,6 +1,12 @@
 //! Shared helpers of eventflow's integration tests.
 
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
 
 /// A list that test handlers append to, shared across threads.
 #[derive(Clone, Default)]
@@ -102,4 +108,53 @@ pub async fn redis_or_skip(test: &str) -> Option<RedisTest> {
             None
         }
     }
+}
+
+/// A `tracing` subscriber that records every span's name and fields (`key=value `).
+#[derive(Clone, Default)]
+pub struct SpanCapture {
+    spans: Arc<Mutex<Vec<(String, String)>>>,
+    next: Arc<AtomicU64>,
+}
+
+impl SpanCapture {
+    /// The spans so far: (name, fields).
+    pub fn spans(&self) -> Vec<(String, String)> {
+        self.spans.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+struct Fields(String);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, "{}={:?} ", field.name(), value);
+    }
+}
+
+impl Subscriber for SpanCapture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let mut f = Fields(String::new());
+        attrs.record(&mut f);
+        self.spans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((attrs.metadata().name().to_owned(), f.0));
+        Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, _: &Event<'_>) {}
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+/// The value of `key` in a captured span's fields.
+pub fn span_field<'a>(fields: &'a str, key: &str) -> Option<&'a str> {
+    fields
+        .split(' ')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }

@@ -2,53 +2,15 @@
 //! the handler and the attempt.
 #![allow(clippy::unwrap_used)] // test code
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use eventflow::{Envelope, EventBus, Handler, HandlerError, Payload, RetryPolicy};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
-
-/// Records every span's name and fields.
-#[derive(Clone, Default)]
-struct Capture {
-    spans: Arc<Mutex<Vec<(String, String)>>>,
-    next: Arc<AtomicU64>,
-}
-
-struct Fields(String);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, "{}={:?} ", field.name(), value);
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
-        let mut f = Fields(String::new());
-        attrs.record(&mut f);
-        self.spans
-            .lock()
-            .unwrap()
-            .push((attrs.metadata().name().to_owned(), f.0));
-        Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed) + 1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, _: &Event<'_>) {}
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
+use eventflow_tests::{SpanCapture, span_field as field};
 
 #[test]
 fn publish_delivery_and_attempts_have_spans_with_their_ids() {
-    let capture = Capture::default();
+    let capture = SpanCapture::default();
     let _default = tracing::subscriber::set_default(capture.clone());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -86,7 +48,7 @@ fn publish_delivery_and_attempts_have_spans_with_their_ids() {
         .unwrap();
         bus.shutdown().await.unwrap();
 
-        let spans = capture.spans.lock().unwrap().clone();
+        let spans = capture.spans();
         let named = |n: &str| {
             spans
                 .iter()
@@ -120,16 +82,9 @@ fn publish_delivery_and_attempts_have_spans_with_their_ids() {
     });
 }
 
-/// The value of `key` in a captured span's fields.
-fn field<'a>(fields: &'a str, key: &str) -> Option<&'a str> {
-    fields
-        .split(' ')
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-}
-
 #[test]
 fn spans_form_one_trace_from_publish_to_follow_ups() {
-    let capture = Capture::default();
+    let capture = SpanCapture::default();
     let _default = tracing::subscriber::set_default(capture.clone());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -176,7 +131,7 @@ fn spans_form_one_trace_from_publish_to_follow_ups() {
         }
         bus.shutdown().await.unwrap();
     });
-    let spans = capture.spans.lock().unwrap().clone();
+    let spans = capture.spans();
     let find = |name: &str, n: usize| {
         spans
             .iter()
@@ -224,7 +179,7 @@ fn spans_form_one_trace_from_publish_to_follow_ups() {
 
 #[test]
 fn tracing_off_makes_no_spans_and_keeps_the_context_it_was_given() {
-    let capture = Capture::default();
+    let capture = SpanCapture::default();
     let _default = tracing::subscriber::set_default(capture.clone());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -254,7 +209,7 @@ fn tracing_off_makes_no_spans_and_keeps_the_context_it_was_given() {
         .await
         .unwrap();
     });
-    assert!(capture.spans.lock().unwrap().is_empty());
+    assert!(capture.spans().is_empty());
     let t = seen.lock().unwrap().unwrap();
     assert_eq!(
         t.to_traceparent(),

@@ -7,11 +7,43 @@
 //!
 //! `eventflow-test-worker URL QUEUE failed list|retry ID|remove ID`: the failed-jobs API;
 //! `list` prints one dead letter per line as JSON.
+//!
+//! `eventflow-test-worker URL QUEUE scheduled`: runs the registered scheduled function
+//! `worker.tick` (every 100ms), which records `RPUSH QUEUE:ticks "tick pid"`.
+//!
+//! `eventflow-test-worker URL QUEUE trace`: handles `trace.start` by publishing
+//! `trace.next`, and records each with `RPUSH QUEUE:trace "name tenant request-id"`; on
+//! shutdown prints every span it made as `SPAN name fields`.
 
 use std::time::Duration;
 
-use eventflow::{EventBus, Handler, HandlerError, RedisConfig};
+use std::sync::OnceLock;
+
+use eventflow::{EventBus, Handler, HandlerContext, HandlerError, RedisConfig, ScheduleContext};
+use eventflow_tests::SpanCapture;
 use tokio::io::AsyncReadExt;
+
+/// Where `worker.tick` records its runs: a connection and the list's key.
+static TICKS: OnceLock<(redis::aio::ConnectionManager, String)> = OnceLock::new();
+
+#[eventflow::scheduled(every = "100ms", name = "worker.tick")]
+async fn tick(ctx: &ScheduleContext) -> Result<(), HandlerError> {
+    let Some((conn, key)) = TICKS.get() else {
+        return Err(HandlerError::msg("not set up"));
+    };
+    let tick = ctx
+        .tick()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(HandlerError::new)?
+        .as_millis();
+    redis::cmd("RPUSH")
+        .arg(key)
+        .arg(format!("{tick} {}", std::process::id()))
+        .query_async::<i64>(&mut conn.clone())
+        .await
+        .map_err(HandlerError::new)?;
+    Ok(())
+}
 
 fn usage() -> ! {
     eprintln!(
@@ -44,6 +76,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             worker(cfg).await
         }
         "failed" => failed(cfg, &args[4..]).await,
+        "scheduled" => scheduled(cfg).await,
+        "trace" => trace(cfg).await,
         _ => usage(),
     }
 }
@@ -80,10 +114,84 @@ async fn worker(cfg: RedisConfig) -> Result<(), Box<dyn std::error::Error>> {
     let bus = bus.await?;
     bus.start().await?;
     println!("ready");
-    let mut sink = Vec::new();
-    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    wait_for_stdin_to_close().await;
     let report = bus.shutdown().await?;
     eprintln!("worker stopped; unfinished: {}", report.unfinished.len());
+    Ok(())
+}
+
+async fn wait_for_stdin_to_close() {
+    let mut sink = Vec::new();
+    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+}
+
+async fn scheduled(cfg: RedisConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let client = redis::Client::open(cfg.url.as_str())?;
+    let conn = redis::aio::ConnectionManager::new(client).await?;
+    let _ = TICKS.set((conn, format!("{}:ticks", cfg.queue)));
+    let bus = EventBus::builder()
+        .allow_unhandled(true)
+        .redis_config(cfg)
+        .build()
+        .await?;
+    bus.start().await?;
+    println!("ready");
+    wait_for_stdin_to_close().await;
+    bus.shutdown().await?;
+    Ok(())
+}
+
+async fn trace(cfg: RedisConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let capture = SpanCapture::default();
+    tracing::subscriber::set_global_default(capture.clone())?;
+    let client = redis::Client::open(cfg.url.as_str())?;
+    let conn = redis::aio::ConnectionManager::new(client).await?;
+    let key = format!("{}:trace", cfg.queue);
+    let record = move |ctx: &HandlerContext| {
+        let (mut conn, key) = (conn.clone(), key.clone());
+        let entry = format!(
+            "{} {} {}",
+            ctx.envelope().name,
+            ctx.headers().get("tenant").unwrap_or("-"),
+            ctx.headers().get("request-id").unwrap_or("-"),
+        );
+        async move {
+            redis::cmd("RPUSH")
+                .arg(key)
+                .arg(entry)
+                .query_async::<i64>(&mut conn)
+                .await
+                .map_err(HandlerError::new)
+        }
+    };
+    let r1 = record.clone();
+    let bus = EventBus::builder()
+        .without_registry()
+        .redis_config(cfg)
+        .handler(Handler::new("relay", "trace.start", move |_env, ctx| {
+            let recorded = r1(&ctx);
+            async move {
+                recorded.await?;
+                ctx.publish_raw("trace.next", serde_json::json!({})).await?;
+                Ok(())
+            }
+        }))
+        .handler(Handler::new("sink", "trace.next", move |_env, ctx| {
+            let recorded = record(&ctx);
+            async move {
+                recorded.await?;
+                Ok(())
+            }
+        }))
+        .build()
+        .await?;
+    bus.start().await?;
+    println!("ready");
+    wait_for_stdin_to_close().await;
+    bus.shutdown().await?;
+    for (name, fields) in capture.spans() {
+        println!("SPAN {name} {fields}");
+    }
     Ok(())
 }
 

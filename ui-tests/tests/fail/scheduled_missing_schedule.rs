@@ -1,0 +1,6 @@
+use eventflow::prelude::*;
+
+#[scheduled(name = "cleanup")]
+async fn cleanup() {}
+
+fn main() {}
