@@ -29,8 +29,31 @@ pub struct HandlerArgs {
     pub priority: Option<Expr>,
     pub concurrency: Option<Expr>,
     pub filter: Option<syn::Path>,
+    pub batch: Option<BatchArgs>,
     #[darling(rename = "crate")]
     pub krate: Option<syn::Path>,
+}
+
+/// `batch(max_size = 100, max_wait = "50ms")`.
+#[derive(FromMeta)]
+pub struct BatchArgs {
+    pub max_size: Expr,
+    pub max_wait: SpannedValue<String>,
+}
+
+impl BatchArgs {
+    /// (max_size, max_wait in nanoseconds).
+    pub fn validate(&self, errors: &mut darling::error::Accumulator) -> Option<(u64, u64)> {
+        let size = errors.handle(positive_int(&self.max_size, "max_size"));
+        let wait = errors.handle(names::parse_duration(&self.max_wait).map_err(|reason| {
+            darling::Error::custom(format!(
+                "cannot parse max_wait `{}`: {reason}",
+                &*self.max_wait
+            ))
+            .with_span(&self.max_wait.span())
+        }));
+        Some((size?, wait?))
+    }
 }
 
 /// `#[scheduled(every = "30s" | cron = "...", ...)]`.

@@ -131,6 +131,71 @@ fn on_function(
     }
 }
 
+/// A batched handler is an `async fn` taking `Vec<T>` (and optionally `&BatchContext`),
+/// with `batch(...)` and no executor; every other handler takes neither.
+fn check_batch(
+    opts: &HandlerArgs,
+    sig: &signature::Signature,
+    func: &syn::ItemFn,
+    errors: &mut darling::error::Accumulator,
+) {
+    let takes_vec = matches!(sig.event, EventParam::Batch(_) | EventParam::BatchEnvelopes);
+    let batch_ctx = sig
+        .params
+        .iter()
+        .any(|p| matches!(p, Param::Context { batch: true, .. }));
+    let plain_ctx = sig
+        .params
+        .iter()
+        .any(|p| matches!(p, Param::Context { batch: false, .. }));
+    let inputs = &func.sig.inputs;
+    let at_inputs = |msg: &str| {
+        if inputs.is_empty() {
+            darling::Error::custom(msg).with_span(&func.sig.ident)
+        } else {
+            darling::Error::custom(msg).with_span(inputs)
+        }
+    };
+    if opts.batch.is_some() {
+        if !takes_vec {
+            errors.push(at_inputs(
+                "with `batch(...)` the handler takes the batch: `Vec<T>` or `Vec<Envelope>`",
+            ));
+        }
+        if plain_ctx {
+            errors.push(at_inputs(
+                "a batched handler takes `&BatchContext`, not `&HandlerContext`",
+            ));
+        }
+        if !sig.is_async {
+            errors.push(
+                darling::Error::custom("a batched handler is an `async fn`")
+                    .with_span(&func.sig.fn_token),
+            );
+        }
+        if let Some(path) = &opts.executor {
+            errors.push(
+                darling::Error::custom(
+                    "a batched handler runs on a tokio task of its own; it takes no executor",
+                )
+                .with_span(path),
+            );
+        }
+    } else {
+        if takes_vec {
+            errors.push(at_inputs(
+                "a handler taking a `Vec` of events needs batch settings: \
+                 `batch(max_size = 100, max_wait = \"50ms\")`",
+            ));
+        }
+        if batch_ctx {
+            errors.push(at_inputs(
+                "`BatchContext` is for batched handlers; this one takes `&HandlerContext`",
+            ));
+        }
+    }
+}
+
 /// The registered name: the one given, or `module::path::fn_name`.
 fn registered_name(given: &Option<SpannedValue<String>>, fn_ident: &syn::Ident) -> TokenStream {
     match given {
@@ -252,6 +317,10 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
             .with_span(path),
         );
     }
+    let batch = opts.batch.as_ref().and_then(|b| b.validate(&mut errors));
+    if let Some(sig) = &sig {
+        check_batch(&opts, sig, func, &mut errors);
+    }
     errors.finish()?;
     let Some(sig) = sig else {
         return Err(darling::Error::custom("invalid handler signature"));
@@ -263,6 +332,16 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
 
     // Turn the context into the event argument.
     let (event_let, event_arg, event_type) = match &sig.event {
+        EventParam::Batch(ty) => (
+            quote_spanned!(ty.span()=> let __events = __ctx.decode::<#ty>()?;),
+            quote!(__events),
+            quote!(::core::concat!("Vec<", ::core::stringify!(#ty), ">")),
+        ),
+        EventParam::BatchEnvelopes => (
+            quote!(),
+            quote!(__ctx.envelopes().to_vec()),
+            quote!("Vec<Envelope>"),
+        ),
         EventParam::Envelope => (
             quote!(),
             quote!(__ctx.envelope().clone()),
@@ -285,13 +364,39 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
         .iter()
         .map(|prm| match prm {
             Param::Event => event_arg.clone(),
-            Param::Context { by_ref: true } => quote!(&__ctx),
-            Param::Context { by_ref: false } => quote!(__ctx.clone()),
+            Param::Context { by_ref: true, .. } => quote!(&__ctx),
+            Param::Context { by_ref: false, .. } => quote!(__ctx.clone()),
         })
         .collect();
     let convert = into_result(&p, func);
     let invoke_ident = format_ident!("__eventflow_invoke_{}", fn_ident);
-    let (invoke_fn, invoke) = if sig.is_async {
+    let batched = matches!(sig.event, EventParam::Batch(_) | EventParam::BatchEnvelopes);
+    let (invoke_fn, invoke) = if batched {
+        let check_ident = format_ident!("__eventflow_check_{}", fn_ident);
+        let check_body = match &sig.event {
+            EventParam::Batch(ty) => quote!(#p::check_payload::<#ty>(__env)),
+            _ => quote!({
+                let _ = __env;
+                ::core::result::Result::Ok(())
+            }),
+        };
+        (
+            quote! {
+                fn #invoke_ident(__ctx: #p::BatchContext)
+                    -> #p::BoxFuture<'static, #p::Result<(), #p::HandlerError>>
+                {
+                    #p::Box::pin(async move {
+                        #event_let
+                        #convert(#fn_ident(#(#args),*).await)
+                    })
+                }
+                fn #check_ident(__env: &#p::Envelope) -> #p::Result<(), #p::HandlerError> {
+                    #check_body
+                }
+            },
+            quote!(#p::Invoke::Batch(#p::BatchInvoke { run: #invoke_ident, check: #check_ident })),
+        )
+    } else if sig.is_async {
         (
             quote! {
                 fn #invoke_ident(__ctx: #p::HandlerContext)
@@ -375,23 +480,37 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
         None => quote!(::core::option::Option::None),
     };
     let concurrency = opt_usize(concurrency.map(|c| c as usize));
+    let batch = match batch {
+        Some((size, wait)) => {
+            let size = size as usize;
+            quote!(::core::option::Option::Some(#p::BatchConfig {
+                max_size: #size,
+                max_wait: #p::Duration::from_nanos(#wait),
+            }))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     // The filter takes what the handler takes: `&T` for a typed handler, `&Envelope` otherwise.
     let (filter_fn, filter) = match &opts.filter {
         None => (quote!(), quote!(::core::option::Option::None)),
         Some(path) => {
             let body = match &sig.event {
-                EventParam::Typed(ty) | EventParam::TypedRef(ty) => quote_spanned! {path.span()=>
-                    let __keep: fn(&#ty) -> bool = #path;
-                    match __env.payload.decode::<#ty>() {
-                        ::core::result::Result::Ok(__event) => __keep(&*__event),
-                        // The handler reports the payload error; the filter lets it through.
-                        ::core::result::Result::Err(_) => true,
+                EventParam::Typed(ty) | EventParam::TypedRef(ty) | EventParam::Batch(ty) => {
+                    quote_spanned! {path.span()=>
+                        let __keep: fn(&#ty) -> bool = #path;
+                        match __env.payload.decode::<#ty>() {
+                            ::core::result::Result::Ok(__event) => __keep(&*__event),
+                            // The handler reports the payload error; the filter lets it through.
+                            ::core::result::Result::Err(_) => true,
+                        }
                     }
-                },
-                EventParam::Envelope | EventParam::EnvelopeRef => quote_spanned! {path.span()=>
-                    let __keep: fn(&#p::Envelope) -> bool = #path;
-                    __keep(__env)
-                },
+                }
+                EventParam::Envelope | EventParam::EnvelopeRef | EventParam::BatchEnvelopes => {
+                    quote_spanned! {path.span()=>
+                        let __keep: fn(&#p::Envelope) -> bool = #path;
+                        __keep(__env)
+                    }
+                }
             };
             (
                 quote! {
@@ -428,6 +547,7 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
                         priority: #priority,
                         concurrency: #concurrency,
                         filter: #filter,
+                        batch: #batch,
                     },
                     invoke: #invoke,
                     location: #p::SourceLocation {

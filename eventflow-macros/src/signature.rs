@@ -14,12 +14,20 @@ pub enum EventParam {
     Typed(Type),
     /// `&T`
     TypedRef(Type),
+    /// `Vec<T>` (a batched handler)
+    Batch(Type),
+    /// `Vec<Envelope>` (a batched handler)
+    BatchEnvelopes,
 }
 
 /// One parameter, in order.
 pub enum Param {
     Event,
-    Context { by_ref: bool },
+    /// `HandlerContext`, or `BatchContext` when `batch` is set.
+    Context {
+        by_ref: bool,
+        batch: bool,
+    },
 }
 
 pub struct Signature {
@@ -31,6 +39,22 @@ pub struct Signature {
 fn last_ident(ty: &Type) -> Option<String> {
     match ty {
         Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    }
+}
+
+/// `T` of `Vec<T>`.
+fn vec_element(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Vec" {
+        return None;
+    }
+    match &last.arguments {
+        PathArguments::AngleBracketed(args) if args.args.len() == 1 => match args.args.first() {
+            Some(GenericArgument::Type(t)) => Some(t),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -97,20 +121,26 @@ pub fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) -> Option
             other => (false, other),
         };
         let name = last_ident(inner);
-        if name.as_deref() == Some("HandlerContext") {
+        if let Some(ctx @ ("HandlerContext" | "BatchContext")) = name.as_deref() {
             if saw_ctx {
-                errors
-                    .push(darling::Error::custom("`HandlerContext` is taken twice").with_span(ty));
+                errors.push(darling::Error::custom("the context is taken twice").with_span(ty));
             }
             saw_ctx = true;
-            params.push(Param::Context { by_ref });
+            params.push(Param::Context {
+                by_ref,
+                batch: ctx == "BatchContext",
+            });
             continue;
         }
-        let this = match (name.as_deref(), by_ref) {
-            (Some("Envelope"), false) => EventParam::Envelope,
-            (Some("Envelope"), true) => EventParam::EnvelopeRef,
-            (_, false) => EventParam::Typed(inner.clone()),
-            (_, true) => EventParam::TypedRef(inner.clone()),
+        let this = match (name.as_deref(), by_ref, vec_element(inner)) {
+            (Some("Vec"), false, Some(el)) if last_ident(el).as_deref() == Some("Envelope") => {
+                EventParam::BatchEnvelopes
+            }
+            (Some("Vec"), false, Some(el)) => EventParam::Batch(el.clone()),
+            (Some("Envelope"), false, _) => EventParam::Envelope,
+            (Some("Envelope"), true, _) => EventParam::EnvelopeRef,
+            (_, false, _) => EventParam::Typed(inner.clone()),
+            (_, true, _) => EventParam::TypedRef(inner.clone()),
         };
         if event.is_some() {
             errors.push(

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::backend::{Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries};
+use crate::batch::{Added, BatchContext, BatchError, Batcher, Waiting};
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::error::{EventError, HandlerError, NoHandler, PublishError, ValidationError};
 use crate::event::{Envelope, Event, EventId, EventName, Headers, Payload, TraceContext};
@@ -377,6 +378,7 @@ impl EventBusBuilder {
                     h.name, h.source
                 ));
             }
+            problems.extend(batch_problems(h));
         }
         let mut schedules = Vec::new();
         if self.schedules {
@@ -461,6 +463,38 @@ impl EventBusBuilder {
     }
 }
 
+/// What is wrong with a handler's batching settings.
+fn batch_problems(h: &Handler) -> Vec<String> {
+    let mut problems = Vec::new();
+    let batched = matches!(h.func, HandlerFn::Batch { .. });
+    match (&h.options.batch, batched) {
+        (Some(cfg), true) => {
+            if cfg.max_size == 0 {
+                problems.push(format!(
+                    "handler `{}` ({}): a batch's max_size must be at least 1",
+                    h.name, h.source
+                ));
+            }
+            if !matches!(h.options.executor, Executor::Inline | Executor::Tokio) {
+                problems.push(format!(
+                    "handler `{}` ({}): a batched handler runs on a tokio task; it takes no executor",
+                    h.name, h.source
+                ));
+            }
+        }
+        (None, true) => problems.push(format!(
+            "handler `{}` ({}) takes batches but has no batch settings",
+            h.name, h.source
+        )),
+        (Some(_), false) => problems.push(format!(
+            "handler `{}` ({}) has batch settings but takes one event at a time",
+            h.name, h.source
+        )),
+        (None, false) => {}
+    }
+    problems
+}
+
 struct Slot {
     name: Arc<str>,
     pattern: Pattern,
@@ -471,6 +505,7 @@ struct Slot {
     filter: Option<Arc<crate::handler::DynFilter>>,
     counters: HandlerCounters,
     metrics: Option<SlotMetrics>,
+    batcher: Option<Batcher>,
 }
 
 impl Slot {
@@ -481,6 +516,7 @@ impl Slot {
             name,
             pattern,
             gate: h.options.concurrency.map(PriorityGate::new),
+            batcher: h.options.batch.map(Batcher::new),
             pool: (h.options.executor == Executor::ThreadPool)
                 .then(|| ThreadPool::new(h.options.executor_config.clone())),
             options: h.options,
@@ -491,8 +527,13 @@ impl Slot {
     }
 
     /// Inline async handlers run on the delivering task; everything else on its own task.
+    /// A batched handler's delivery only waits for its batch, so it runs inline too.
     fn runs_inline(&self) -> bool {
-        self.options.executor == Executor::Inline && matches!(self.func, HandlerFn::Async(_))
+        match self.func {
+            HandlerFn::Async(_) => self.options.executor == Executor::Inline,
+            HandlerFn::Batch { .. } => true,
+            HandlerFn::Blocking(_) => false,
+        }
     }
 }
 
@@ -1181,6 +1222,16 @@ async fn deliver_to(
             status: OutcomeStatus::Filtered,
         };
     }
+    if let HandlerFn::Batch { check, .. } = &slot.func {
+        return Box::pin(deliver_batched(
+            inner,
+            idx,
+            envelope,
+            &tally,
+            check.as_deref(),
+        ))
+        .await;
+    }
     tally.delivered();
     let mut first_failed_at: Option<SystemTime> = None;
     let mut attempt = envelope.attempt.max(1);
@@ -1281,6 +1332,158 @@ async fn deliver_to(
     }
 }
 
+/// Puts the event in its handler's next batch and waits for the batch's outcome.
+async fn deliver_batched(
+    inner: &Arc<Inner>,
+    idx: usize,
+    envelope: &Envelope,
+    tally: &Tally<'_>,
+    check: Option<&crate::batch::DynCheck>,
+) -> HandlerOutcome {
+    let slot = &inner.handlers[idx];
+    tally.delivered();
+    let now = SystemTime::now();
+    if let Some(check) = check
+        && let Err(err) = check(envelope)
+    {
+        // A payload that cannot be decoded would fail every batch it joined.
+        tally.failed_attempts();
+        return give_up(inner, slot, tally, envelope, 1, err, now, now).await;
+    }
+    let Some(batcher) = &slot.batcher else {
+        let err = HandlerError::permanent_msg("a batched handler without batch settings");
+        return give_up(inner, slot, tally, envelope, 1, err, now, now).await;
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    match batcher.add((envelope.clone(), tx)) {
+        Added::Full(items) => {
+            tokio::spawn(run_batch(inner.clone(), idx, items));
+        }
+        Added::First(generation) => {
+            let (inner, wait) = (inner.clone(), batcher.config.max_wait);
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let items = inner.handlers[idx]
+                    .batcher
+                    .as_ref()
+                    .and_then(|b| b.take(generation));
+                if let Some(items) = items {
+                    run_batch(inner, idx, items).await;
+                }
+            });
+        }
+        Added::Queued => {}
+    }
+    match rx.await {
+        Ok((attempts, None)) => {
+            tally.succeeded();
+            if let Some(r) = &inner.recorder {
+                r.record_outcome(&slot.name, envelope, attempts, None);
+            }
+            HandlerOutcome {
+                handler: slot.name.clone(),
+                attempts,
+                status: OutcomeStatus::Succeeded,
+            }
+        }
+        Ok((attempts, Some((err, first_failed_at)))) => {
+            give_up(
+                inner,
+                slot,
+                tally,
+                envelope,
+                attempts,
+                err,
+                first_failed_at,
+                SystemTime::now(),
+            )
+            .await
+        }
+        Err(_) => HandlerOutcome {
+            handler: slot.name.clone(),
+            attempts: 0,
+            status: OutcomeStatus::Cancelled,
+        },
+    }
+}
+
+/// Runs one batch with retries, then tells each of its events how it ended.
+async fn run_batch(inner: Arc<Inner>, idx: usize, items: Vec<Waiting>) {
+    let slot = &inner.handlers[idx];
+    let HandlerFn::Batch { run, .. } = &slot.func else {
+        return;
+    };
+    let (envelopes, senders): (Vec<Envelope>, Vec<_>) = items.into_iter().unzip();
+    let size = envelopes.len();
+    let Some(first_name) = envelopes.first().map(|e| e.name.clone()) else {
+        return;
+    };
+    let envelopes: Arc<[Envelope]> = envelopes.into();
+    if let Some(m) = &slot.metrics {
+        m.batch_size(size);
+    }
+    // Attempts and retries count once per batch, under its first event's name.
+    let tally = Tally::new(&slot.counters, slot.metrics.as_ref(), &first_name);
+    let mut attempt = 1;
+    let mut first_failed_at = None;
+    let failure = loop {
+        let span = if inner.telemetry.tracing {
+            tracing::debug_span!("eventflow.batch", handler = %slot.name, size, attempt)
+        } else {
+            tracing::Span::none()
+        };
+        let ctx = BatchContext::new(
+            envelopes.clone(),
+            attempt,
+            slot.name.clone(),
+            EventBus {
+                inner: inner.clone(),
+            },
+        );
+        let t0 = tally.timed().then(Instant::now);
+        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| run(ctx))) {
+            Ok(fut) => {
+                let caught = AssertUnwindSafe(fut).catch_unwind().instrument(span);
+                match bounded(slot.options.timeout, caught).await {
+                    Ok(r) => flatten_panic(r),
+                    Err(timed_out) => Err(timed_out),
+                }
+            }
+            Err(p) => Err(HandlerError::panicked(panic_message(&*p))),
+        };
+        if let Some(t0) = t0 {
+            tally.attempt_took(t0.elapsed());
+        }
+        let err = match result {
+            Ok(()) => break None,
+            Err(err) => err,
+        };
+        tally.failed_attempts();
+        let failed_at = *first_failed_at.get_or_insert_with(SystemTime::now);
+        if slot.options.retry.should_retry(&err, attempt) {
+            tally.retried();
+            let delay = slot.options.retry.delay(attempt);
+            tracing::warn!(handler = %slot.name, size, attempt, ?delay, error = %err,
+                "eventflow: batch failed; retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+            continue;
+        }
+        break Some((err, failed_at));
+    };
+    for tx in senders {
+        let outcome = failure.as_ref().map(|(err, at)| {
+            let each = BatchError {
+                size,
+                message: err.to_string(),
+            };
+            (HandlerError::with_kind(err.kind(), each), *at)
+        });
+        // A delivery that went away (cancelled at shutdown) needs no answer.
+        let _ = tx.send((attempt, outcome));
+    }
+}
+
 /// Sends the event to dead letters for this handler and builds the outcome.
 #[allow(clippy::too_many_arguments)]
 async fn give_up(
@@ -1355,6 +1558,9 @@ fn start_attempt<'a>(
         other => other,
     };
     match (&slot.func, executor, slot.options.timeout) {
+        (HandlerFn::Batch { .. }, _, _) => Err(HandlerError::permanent_msg(
+            "a batched handler runs through its batcher",
+        )),
         (HandlerFn::Async(f), Executor::Inline, None) => {
             // Calling `f` may itself panic (a closure's synchronous part).
             flatten_panic(std::panic::catch_unwind(AssertUnwindSafe(|| Ok(f(ctx)))))
@@ -1405,6 +1611,9 @@ async fn run_attempt_elsewhere(
                 _ => flatten_panic(bounded(timeout, AssertUnwindSafe(fut).catch_unwind()).await?),
             }
         }
+        HandlerFn::Batch { .. } => Err(HandlerError::permanent_msg(
+            "a batched handler runs through its batcher",
+        )),
         HandlerFn::Blocking(f) => {
             // The thread cannot be stopped: on timeout the attempt is abandoned and counted
             // as failed while the function runs to its end on its thread.

@@ -9,8 +9,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::batch::{BatchConfig, BatchContext, BatchInvoke, DynBatch, DynCheck};
 use crate::bus::EventBus;
-use crate::error::{EventError, HandlerError, HandlerErrorKind, PayloadError};
+use crate::error::{EventError, HandlerError};
 use crate::event::{Envelope, Event, Headers};
 use crate::executor::{Executor, ExecutorConfig};
 use crate::retry::RetryPolicy;
@@ -30,6 +31,8 @@ pub enum Invoke {
     Async(AsyncInvoke),
     /// A plain `fn`: it never runs on the async workers.
     Blocking(BlockingInvoke),
+    /// An `async fn` taking a `Vec` of events (with `batch(...)`).
+    Batch(BatchInvoke),
 }
 
 /// A handler's options: what `#[event_handler(...)]` accepts.
@@ -50,6 +53,8 @@ pub struct HandlerOptions {
     /// Events this returns `false` for are not delivered to the handler; they count as
     /// filtered, not failed.
     pub filter: Option<FilterFn>,
+    /// Gathers events into batches; see [`batch`](crate::batch).
+    pub batch: Option<BatchConfig>,
 }
 
 /// A handler's filter, as `#[event_handler(filter = ...)]` registers it.
@@ -65,6 +70,7 @@ impl HandlerOptions {
         priority: 0,
         concurrency: None,
         filter: None,
+        batch: None,
     };
 }
 
@@ -177,18 +183,7 @@ impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
 pub fn decode_event<T: DeserializeOwned + Clone + 'static>(
     ctx: &HandlerContext,
 ) -> Result<std::borrow::Cow<'_, T>, HandlerError> {
-    let env = ctx.envelope();
-    env.payload.decode::<T>().map_err(|e| {
-        HandlerError::with_kind(
-            HandlerErrorKind::Payload,
-            PayloadError {
-                event: env.name.to_string(),
-                id: env.id,
-                expected: std::any::type_name::<T>(),
-                reason: e.to_string(),
-            },
-        )
-    })
+    crate::batch::decode_one(ctx.envelope())
 }
 
 type DynAsync =
@@ -200,6 +195,10 @@ pub(crate) type DynFilter = dyn Fn(&Envelope) -> bool + Send + Sync;
 pub(crate) enum HandlerFn {
     Async(Arc<DynAsync>),
     Blocking(Arc<DynBlocking>),
+    Batch {
+        run: Arc<DynBatch>,
+        check: Option<Arc<DynCheck>>,
+    },
 }
 
 impl From<Invoke> for HandlerFn {
@@ -207,6 +206,10 @@ impl From<Invoke> for HandlerFn {
         match i {
             Invoke::Async(f) => HandlerFn::Async(Arc::new(f)),
             Invoke::Blocking(f) => HandlerFn::Blocking(Arc::new(f)),
+            Invoke::Batch(b) => HandlerFn::Batch {
+                run: Arc::new(b.run),
+                check: Some(Arc::new(b.check)),
+            },
         }
     }
 }
@@ -235,6 +238,7 @@ pub struct Handler {
 
 impl Handler {
     /// An async handler receiving the envelope.
+    #[track_caller]
     pub fn new<F, Fut>(name: impl Into<String>, pattern: impl Into<String>, f: F) -> Self
     where
         F: Fn(Envelope, HandlerContext) -> Fut + Send + Sync + 'static,
@@ -249,6 +253,7 @@ impl Handler {
 
     /// An async handler receiving the payload as a `T` (a clone of the published value in
     /// one process; deserialized otherwise).
+    #[track_caller]
     pub fn typed<T, F, Fut>(name: impl Into<String>, pattern: impl Into<String>, f: F) -> Self
     where
         T: DeserializeOwned + Clone + Send + 'static,
@@ -266,6 +271,7 @@ impl Handler {
     }
 
     /// A plain (blocking) handler receiving the envelope; it runs off the async workers.
+    #[track_caller]
     pub fn blocking<F>(name: impl Into<String>, pattern: impl Into<String>, f: F) -> Self
     where
         F: Fn(Envelope, &HandlerContext) -> Result<(), HandlerError> + Send + Sync + 'static,
@@ -275,6 +281,73 @@ impl Handler {
         Self::from_fn(name, pattern, HandlerFn::Blocking(func))
     }
 
+    /// A batched handler receiving each batch's context (its envelopes, and
+    /// [`decode`](BatchContext::decode) for typed payloads). See [`batch`](crate::batch).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use eventflow_runtime::{BatchConfig, Handler, HandlerError};
+    /// let h = Handler::batch(
+    ///     "store-metrics",
+    ///     "metric.*",
+    ///     BatchConfig { max_size: 100, max_wait: Duration::from_millis(50) },
+    ///     |batch| async move {
+    ///         println!("storing {} metrics", batch.envelopes().len());
+    ///         Ok::<(), HandlerError>(())
+    ///     },
+    /// );
+    /// assert_eq!(h.name(), "store-metrics");
+    /// ```
+    #[track_caller]
+    pub fn batch<F, Fut>(
+        name: impl Into<String>,
+        pattern: impl Into<String>,
+        config: BatchConfig,
+        f: F,
+    ) -> Self
+    where
+        F: Fn(BatchContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        let run: Arc<DynBatch> = Arc::new(move |ctx| Box::pin(f(ctx)) as BoxFuture<'static, _>);
+        let mut h = Self::from_fn(name, pattern, HandlerFn::Batch { run, check: None });
+        h.options.batch = Some(config);
+        h
+    }
+
+    /// A batched handler receiving the payloads as `T`s; an event whose payload is not a
+    /// `T` goes to dead letters without joining a batch.
+    #[track_caller]
+    pub fn batch_of<T, F, Fut>(
+        name: impl Into<String>,
+        pattern: impl Into<String>,
+        config: BatchConfig,
+        f: F,
+    ) -> Self
+    where
+        T: DeserializeOwned + Clone + Send + 'static,
+        F: Fn(Vec<T>, BatchContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let run: Arc<DynBatch> = Arc::new(move |ctx: BatchContext| match ctx.decode::<T>() {
+            Ok(events) => Box::pin(f(events, ctx)) as BoxFuture<'static, _>,
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        });
+        let check: Arc<DynCheck> = Arc::new(crate::batch::check_payload::<T>);
+        let mut h = Self::from_fn(
+            name,
+            pattern,
+            HandlerFn::Batch {
+                run,
+                check: Some(check),
+            },
+        );
+        h.options.batch = Some(config);
+        h
+    }
+
+    #[track_caller]
     fn from_fn(name: impl Into<String>, pattern: impl Into<String>, func: HandlerFn) -> Self {
         let caller = std::panic::Location::caller();
         Handler {

@@ -3,6 +3,7 @@
 //! the macros.
 
 pub mod backend;
+pub mod batch;
 pub mod bus;
 pub mod dead_letter;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod testing;
 pub mod timer;
 
 pub use backend::{Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries};
+pub use batch::{BatchConfig, BatchContext, BatchError};
 pub use bus::{
     DeliveryReport, EventBus, EventBusBuilder, HandlerOutcome, OutcomeStatus, Redelivery,
     ShutdownReport, UnfinishedDelivery,
@@ -70,6 +72,7 @@ macro_rules! link {
 /// Items the macros' generated code uses. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::batch::{BatchConfig, BatchContext, BatchInvoke, check_payload};
     pub use crate::error::HandlerError;
     pub use crate::event::{Envelope, Event};
     pub use crate::executor::{Executor, ExecutorConfig};

@@ -177,7 +177,6 @@ impl HandlerHandles {
 }
 
 /// A handler's handles, per event name, registered on first sight.
-#[allow(dead_code)]
 pub(crate) struct SlotMetrics {
     handler: Arc<str>,
     by_event: RwLock<Map<Arc<HandlerHandles>>>,
@@ -199,7 +198,6 @@ impl SlotMetrics {
         })
     }
 
-    #[allow(dead_code)]
     pub(crate) fn batch_size(&self, n: usize) {
         self.batch_size.record(n as f64);
     }
@@ -263,7 +261,6 @@ impl<'a> Tally<'a> {
 }
 
 /// Counts a run of a scheduled function.
-#[allow(dead_code)]
 pub(crate) fn scheduled_run(enabled: bool, schedule: &str, ok: bool) {
     if enabled {
         metrics::counter!(

@@ -52,12 +52,14 @@
 //! | `priority = 10` | among handlers of one event, higher runs first | 0 |
 //! | `concurrency = 8` | deliveries at once; the rest wait by event priority | unbounded |
 //! | `filter = path::to::predicate` | `fn(&T) -> bool` (`fn(&Envelope) -> bool` for untyped handlers): rejected events are filtered, not failed | none |
+//! | `batch(max_size = 100, max_wait = "50ms")` | on an `async fn` taking `Vec<T>` (or `Vec<Envelope>`) and optionally `&BatchContext`: runs once per batch, see [`batch`](eventflow_runtime::batch) | one event at a time |
 //! | `crate = "path"` | where to find eventflow | `::eventflow` |
 //!
 //! Mistakes are compile errors: a malformed pattern, an unknown option (with a
 //! suggestion), a duplicate option, `max_attempts = 0`, a negative backoff, an unparsable
 //! timeout, a generic handler, a missing or second event parameter, an unsupported return
-//! type, a plain `fn` on `Tokio`.
+//! type, a plain `fn` on `Tokio`, a `Vec` parameter without `batch(...)` or `batch(...)`
+//! without one.
 //!
 //! ## Scheduled functions
 //!
@@ -98,7 +100,7 @@ pub use eventflow_runtime::*;
 /// Everything a program using eventflow usually needs.
 pub mod prelude {
     pub use crate::{
-        DeadLetter, DeliveryReport, Envelope, Event, EventBus, EventError, Executor,
+        BatchContext, DeadLetter, DeliveryReport, Envelope, Event, EventBus, EventError, Executor,
         ExecutorConfig, Handler, HandlerContext, HandlerError, MissedTicks, RetryPolicy,
         ScheduleContext, event_handler, scheduled,
     };

@@ -158,3 +158,14 @@ pub fn span_field<'a>(fields: &'a str, key: &str) -> Option<&'a str> {
         .split(' ')
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
+
+/// Polls `done` every 10ms until it holds; panics naming `what` after 10 seconds.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

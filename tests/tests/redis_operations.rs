@@ -308,3 +308,95 @@ fn trace_context_and_headers_cross_worker_processes() {
         span_field(&follow_up, "span_id")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_on_redis_are_acknowledged_once_settled_and_dead_lettered_event_by_event() {
+    let Some(t) = redis_or_skip("batching").await else {
+        return;
+    };
+    let sizes = Arc::new(Mutex::new(Vec::<usize>::new()));
+    let s = sizes.clone();
+    let config = eventflow::BatchConfig {
+        max_size: 8,
+        max_wait: Duration::from_millis(100),
+    };
+    let worker = EventBus::builder()
+        .without_registry()
+        .redis_config(redis_cfg(&t))
+        .handler(
+            eventflow::Handler::batch_of("sum", "num.*", config, move |ns: Vec<u64>, _ctx| {
+                s.lock().unwrap().push(ns.len());
+                let poisoned = ns.contains(&999);
+                async move {
+                    if poisoned {
+                        return Err(HandlerError::msg("cannot store 999"));
+                    }
+                    Ok(())
+                }
+            })
+            .retry(eventflow::RetryPolicy::attempts(2).backoff(0.0, 0.0)),
+        )
+        .build()
+        .await
+        .unwrap();
+    worker.start().await.unwrap();
+    let publisher = EventBus::builder()
+        .without_registry()
+        .allow_unhandled(true)
+        .redis_config(redis_cfg(&t))
+        .build()
+        .await
+        .unwrap();
+    for n in 0..20u64 {
+        publisher
+            .publish_raw("num.value", serde_json::json!(n))
+            .await
+            .unwrap();
+    }
+    for _ in 0..1000 {
+        if sizes.lock().unwrap().iter().sum::<usize>() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let handled = sizes.lock().unwrap().clone();
+    assert_eq!(handled.iter().sum::<usize>(), 20, "{handled:?}");
+    assert!(handled.iter().all(|&n| n <= 8), "{handled:?}");
+    assert!(
+        handled.iter().any(|&n| n > 1),
+        "events were not batched: {handled:?}"
+    );
+
+    publisher
+        .publish_raw("num.value", serde_json::json!(999))
+        .await
+        .unwrap();
+    let mut dead = Vec::new();
+    for _ in 0..1000 {
+        dead = worker.dead_letters().await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 2);
+    assert!(
+        dead[0].error.contains("cannot store 999"),
+        "{}",
+        dead[0].error
+    );
+    for _ in 0..1000 {
+        if worker.health().await.pending == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        worker.health().await.pending,
+        Some(0),
+        "entries left unacknowledged"
+    );
+    publisher.shutdown().await.unwrap();
+    worker.shutdown().await.unwrap();
+}

@@ -8,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use eventflow::prelude::*;
 use eventflow::{MissedTicks, Schedule, ScheduleStats, Scheduled};
+use eventflow_tests::wait_until;
 
 static COUNT_TICKS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 static BLOCKING_RUNS: AtomicU32 = AtomicU32::new(0);
@@ -50,16 +51,6 @@ fn stats(bus: &EventBus, name: &str) -> ScheduleStats {
         .into_iter()
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no schedule {name}"))
-}
-
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// The only test here whose bus takes the registry: the others use run-time functions.

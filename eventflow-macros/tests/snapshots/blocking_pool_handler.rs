@@ -22,7 +22,7 @@ const _: () = {
         ::core::option::Option::None, thread_name_prefix :
         ::core::option::Option::Some(::eventflow::__private::Cow::Borrowed("report-")),
         }, priority : 0i32, concurrency : ::core::option::Option::None, filter :
-        ::core::option::Option::None, }, invoke :
+        ::core::option::Option::None, batch : ::core::option::Option::None, }, invoke :
         ::eventflow::__private::Invoke::Blocking(__eventflow_invoke_write_report),
         location : ::eventflow::__private::SourceLocation { module :
         ::core::module_path!(), file : ::core::file!(), line : ::core::line!(), }, }

@@ -39,7 +39,7 @@ const _: () = {
         ::core::option::Option::None, max_tasks_per_child : ::core::option::Option::None,
         thread_name_prefix : ::core::option::Option::None, }, priority : 0i32,
         concurrency : ::core::option::Option::None, filter :
-        ::core::option::Option::None, }, invoke :
+        ::core::option::Option::None, batch : ::core::option::Option::None, }, invoke :
         ::eventflow::__private::Invoke::Async(__eventflow_invoke_send_welcome), location
         : ::eventflow::__private::SourceLocation { module : ::core::module_path!(), file
         : ::core::file!(), line : ::core::line!(), }, }
