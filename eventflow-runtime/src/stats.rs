@@ -96,3 +96,36 @@ impl MetricsSnapshot {
         self.handlers.iter().find(|h| h.handler == name)
     }
 }
+
+/// A report for people (earnorm's `get_report()`): totals, then one line per handler.
+impl std::fmt::Display for MetricsSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "published {}, in flight {}, success rate {:.1}%",
+            self.published,
+            self.in_flight,
+            self.success_rate() * 100.0
+        )?;
+        writeln!(
+            f,
+            "{:<28} {:>9} {:>9} {:>7} {:>7} {:>6} {:>8} {:>8}",
+            "handler", "delivered", "succeeded", "failed", "retried", "dead", "filtered", "success"
+        )?;
+        for h in &self.handlers {
+            writeln!(
+                f,
+                "{:<28} {:>9} {:>9} {:>7} {:>7} {:>6} {:>8} {:>7.1}%",
+                h.handler,
+                h.delivered,
+                h.succeeded,
+                h.failed_attempts,
+                h.retried,
+                h.dead_lettered,
+                h.filtered,
+                h.success_rate() * 100.0
+            )?;
+        }
+        Ok(())
+    }
+}
