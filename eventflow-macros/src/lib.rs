@@ -10,6 +10,7 @@ use proc_macro::TokenStream;
 
 mod attr;
 mod expand;
+mod model;
 mod names;
 mod signature;
 
@@ -30,6 +31,75 @@ pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn scheduled(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::scheduled(args.into(), item.into()).into()
+}
+
+/// Implements `Model` for a struct and registers it. See the `eventflow` crate.
+#[proc_macro_derive(Model, attributes(model))]
+pub fn derive_model(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    model::derive_model(input).into()
+}
+
+/// Registers the hook methods of a model's impl block. See the `eventflow` crate.
+#[proc_macro_attribute]
+pub fn hooks(args: TokenStream, item: TokenStream) -> TokenStream {
+    model::hooks(args.into(), item.into()).into()
+}
+
+/// A `before_create` hook: alone on a method of a `#[hooks]` impl, or `#[before_create(Model)]` on a free
+/// function. See the `eventflow` crate.
+#[proc_macro_attribute]
+pub fn before_create(args: TokenStream, item: TokenStream) -> TokenStream {
+    model::hook_fn("before_create", args.into(), item.into()).into()
+}
+
+/// A `after_create` hook: alone on a method of a `#[hooks]` impl, or `#[after_create(Model)]` on a free
+/// function. See the `eventflow` crate.
+#[proc_macro_attribute]
+pub fn after_create(args: TokenStream, item: TokenStream) -> TokenStream {
+    model::hook_fn("after_create", args.into(), item.into()).into()
+}
+
+/// A `before_update` hook: alone on a method of a `#[hooks]` impl, or `#[before_update(Model)]` on a free
+/// function. See the `eventflow` crate.
+#[proc_macro_attribute]
+pub fn before_update(args: TokenStream, item: TokenStream) -> TokenStream {
+    model::hook_fn("before_update", args.into(), item.into()).into()
+}
+
+/// A `after_update` hook: alone on a method of a `#[hooks]` impl, or `#[after_update(Model)]` on a free
+/// function. See the `eventflow` crate.
+#[proc_macro_attribute]
+pub fn after_update(args: TokenStream, item: TokenStream) -> TokenStream {
+    model::hook_fn("after_update", args.into(), item.into()).into()
+}
+
+/// A `before_write` hook: alone on a method of a `#[hooks]` impl, or `#[before_write(Model)]` on a free
+/// function. See the `eventflow` crate.
+#[proc_macro_attribute]
+pub fn before_write(args: TokenStream, item: TokenStream) -> TokenStream {
+    model::hook_fn("before_write", args.into(), item.into()).into()
+}
+
+/// A `after_write` hook: alone on a method of a `#[hooks]` impl, or `#[after_write(Model)]` on a free
+/// function. See the `eventflow` crate.
+#[proc_macro_attribute]
+pub fn after_write(args: TokenStream, item: TokenStream) -> TokenStream {
+    model::hook_fn("after_write", args.into(), item.into()).into()
+}
+
+/// A `before_delete` hook: alone on a method of a `#[hooks]` impl, or `#[before_delete(Model)]` on a free
+/// function. See the `eventflow` crate.
+#[proc_macro_attribute]
+pub fn before_delete(args: TokenStream, item: TokenStream) -> TokenStream {
+    model::hook_fn("before_delete", args.into(), item.into()).into()
+}
+
+/// A `after_delete` hook: alone on a method of a `#[hooks]` impl, or `#[after_delete(Model)]` on a free
+/// function. See the `eventflow` crate.
+#[proc_macro_attribute]
+pub fn after_delete(args: TokenStream, item: TokenStream) -> TokenStream {
+    model::hook_fn("after_delete", args.into(), item.into()).into()
 }
 
 #[cfg(test)]

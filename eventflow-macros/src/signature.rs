@@ -179,6 +179,16 @@ pub fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) -> Option
 }
 
 pub fn check_return(output: &ReturnType, what: &str, errors: &mut Vec<darling::Error>) {
+    check_return_of(output, what, "HandlerError", errors)
+}
+
+/// `()` or `Result<(), E>` with `E: Into<error>`.
+pub fn check_return_of(
+    output: &ReturnType,
+    what: &str,
+    error: &str,
+    errors: &mut Vec<darling::Error>,
+) {
     let ty = match output {
         ReturnType::Default => return,
         ReturnType::Type(_, ty) => &**ty,
@@ -190,7 +200,7 @@ pub fn check_return(output: &ReturnType, what: &str, errors: &mut Vec<darling::E
     }
     let wrong = || {
         darling::Error::custom(format!(
-            "{what} returns `Result<(), E>` (with `E: Into<HandlerError>`) or `()`"
+            "{what} returns `Result<(), E>` (with `E: Into<{error}>`) or `()`"
         ))
         .with_span(&ty.span())
     };

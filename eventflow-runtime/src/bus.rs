@@ -346,6 +346,7 @@ impl EventBusBuilder {
         if self.use_registry {
             // Handler problems are checked below, on the handlers this bus actually uses.
             problems.extend(registry.event_problems());
+            problems.extend(crate::model::model_problems());
             match &self.only {
                 None => {
                     handlers.extend(registry.handlers().iter().map(|r| Handler::from_record(r)))

@@ -12,6 +12,7 @@ pub mod executor;
 mod gate;
 pub mod handler;
 pub mod health;
+pub mod model;
 pub mod pattern;
 #[cfg(feature = "redis")]
 pub mod redis_backend;
@@ -19,6 +20,7 @@ pub mod registry;
 pub mod retry;
 pub mod schedule;
 pub mod stats;
+pub mod store;
 pub mod telemetry;
 pub mod testing;
 pub mod timer;
@@ -40,6 +42,7 @@ pub use handler::{
     BoxFuture, FilterFn, Handler, HandlerContext, HandlerOptions, IntoHandlerResult,
 };
 pub use health::{HealthCheckHandle, HealthChecker, HealthReport, HealthStatus};
+pub use model::{HookContext, HookError, HookKind, Model, ModelEvent, ModelEventKind, Operation};
 pub use pattern::{Pattern, Router, validate_name};
 #[cfg(feature = "redis")]
 pub use redis_backend::{RedisBackend, RedisConfig};
@@ -49,6 +52,7 @@ pub use schedule::{
     Schedule, ScheduleContext, ScheduleSpec, ScheduleStats, Scheduled, ScheduledRecord,
 };
 pub use stats::{HandlerMetrics, MetricsSnapshot};
+pub use store::{Store, StoreBuilder, StoreError, StoreStats, Tx};
 pub use timer::{MissedTicks, TimerHandle};
 
 /// Keeps a crate's registrations in the binary.
@@ -80,12 +84,17 @@ pub mod __private {
         AsyncInvoke, BlockingInvoke, BoxFuture, FilterFn, HandlerContext, HandlerOptions,
         IntoHandlerResult, Invoke, decode_event,
     };
+    pub use crate::model::{
+        HookContext, HookError, HookInvoke, HookKind, HookRecord, IntoHookResult, Model,
+        ModelRecord,
+    };
     pub use crate::registry::{EventRecord, HandlerRecord, SourceLocation};
     pub use crate::retry::RetryPolicy;
     pub use crate::schedule::{ScheduleContext, ScheduleSpec, ScheduledInvoke, ScheduledRecord};
     pub use crate::timer::MissedTicks;
     pub use ::inventory;
     pub use ::serde;
+    pub use std::any::{Any, TypeId};
     pub use std::borrow::Cow;
     pub use std::boxed::Box;
     pub use std::result::Result;

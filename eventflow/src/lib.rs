@@ -94,7 +94,10 @@
 //! crate that only holds handlers, the linker leaves it out; name it once with
 //! [`link!`]: `eventflow::link!(billing_handlers);`.
 
-pub use eventflow_macros::{Event, event_handler, scheduled};
+pub use eventflow_macros::{
+    Event, Model, after_create, after_delete, after_update, after_write, before_create,
+    before_delete, before_update, before_write, event_handler, hooks, scheduled,
+};
 pub use eventflow_runtime::*;
 
 /// Everything a program using eventflow usually needs.
@@ -103,6 +106,11 @@ pub mod prelude {
         BatchContext, DeadLetter, DeliveryReport, Envelope, Event, EventBus, EventError, Executor,
         ExecutorConfig, Handler, HandlerContext, HandlerError, MissedTicks, RetryPolicy,
         ScheduleContext, event_handler, scheduled,
+    };
+    pub use crate::{
+        HookContext, HookError, Model, ModelEvent, Store, StoreError, after_create, after_delete,
+        after_update, after_write, before_create, before_delete, before_update, before_write,
+        hooks,
     };
     pub use serde::{Deserialize, Serialize};
 }
