@@ -220,7 +220,7 @@ fn check_rest<'a>(
 
 fn mutability_error(kind: &str, span: &dyn quote::ToTokens) -> darling::Error {
     darling::Error::custom(format!(
-        "a `{kind}` hook cannot change the model: take `&self` (only before_create, \
+        "`{kind}` hooks cannot change the model: take `&self` (only before_create, \
          before_update and before_write take `&mut self`)"
     ))
     .with_span(&span.to_token_stream())

@@ -11,6 +11,10 @@
 //! `eventflow-test-worker URL QUEUE scheduled`: runs the registered scheduled function
 //! `worker.tick` (every 100ms), which records `RPUSH QUEUE:ticks "tick pid"`.
 //!
+//! `eventflow-test-worker DB_URL PREFIX model-crash`: creates a `Member` in a SQLite
+//! (`sqlite:PATH`) or PostgreSQL store whose relay is off, prints `committed`, and aborts:
+//! the model event is left in the outbox.
+//!
 //! `eventflow-test-worker URL QUEUE trace`: handles `trace.start` by publishing
 //! `trace.next`, and records each with `RPUSH QUEUE:trace "name tenant request-id"`; on
 //! shutdown prints every span it made as `SPAN name fields`.
@@ -59,6 +63,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         usage();
     }
     let (url, queue, mode) = (&args[1], &args[2], args[3].as_str());
+    if mode == "model-crash" {
+        return model_crash(url, queue).await;
+    }
     let mut cfg = RedisConfig::new(url.as_str());
     cfg.queue = queue.clone();
     cfg.block = Duration::from_millis(100);
@@ -118,6 +125,25 @@ async fn worker(cfg: RedisConfig) -> Result<(), Box<dyn std::error::Error>> {
     let report = bus.shutdown().await?;
     eprintln!("worker stopped; unfinished: {}", report.unfinished.len());
     Ok(())
+}
+
+async fn model_crash(db: &str, prefix: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let bus = EventBus::builder()
+        .without_registry()
+        .allow_unhandled(true)
+        .build()
+        .await?;
+    let builder = eventflow::Store::builder(&bus).prefix(prefix).relay(false);
+    let store = match db.strip_prefix("sqlite:") {
+        Some(path) => builder.sqlite(path).await?,
+        None => builder.postgres(db).await?,
+    };
+    let m = store
+        .create(eventflow_tests::members::Member::new("crash", "c@x.org"))
+        .await?;
+    println!("committed {}", m.id.unwrap_or(-1));
+    // Dies between the commit and the publish.
+    std::process::abort();
 }
 
 async fn wait_for_stdin_to_close() {
