@@ -464,11 +464,7 @@ impl Store {
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             Db::Sql { pool, flavor } => {
                 self.ensure_table(M::NAME).await?;
-                let sql = format!(
-                    "SELECT {} FROM {} WHERE id = $1",
-                    doc_column(*flavor),
-                    table_name(&self.inner.prefix, M::NAME)
-                );
+                let sql = select_doc_sql(*flavor, &self.inner.prefix, M::NAME);
                 let row: Option<(String,)> =
                     sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?;
                 match row {
@@ -746,6 +742,15 @@ fn doc_column(flavor: Flavor) -> &'static str {
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn select_doc_sql(flavor: Flavor, prefix: &str, model: &str) -> String {
+    format!(
+        "SELECT {} FROM {} WHERE id = $1",
+        doc_column(flavor),
+        table_name(prefix, model)
+    )
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn doc_param(flavor: Flavor) -> &'static str {
     match flavor {
         Flavor::Sqlite => "$1",
@@ -1015,11 +1020,7 @@ impl Tx {
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             TxDb::Sql(tx) => {
                 let flavor = self.store.flavor().ok_or(StoreError::Ended)?;
-                let sql = format!(
-                    "SELECT {} FROM {} WHERE id = $1",
-                    doc_column(flavor),
-                    table_name(&self.store.inner.prefix, model)
-                );
+                let sql = select_doc_sql(flavor, &self.store.inner.prefix, model);
                 let row: Option<(String,)> = sqlx::query_as(&sql)
                     .bind(id)
                     .fetch_optional(&mut **tx)

@@ -88,6 +88,45 @@
 //! cron expression, an unknown `missed` policy, a parameter other than the context, a
 //! generic function, an unsupported return type.
 //!
+//! ## Models and hooks
+//!
+//! [`#[derive(Model)]`](derive@Model) (with `#[model(name = "user")]` and an
+//! `Option<i64>` field marked `#[model(id)]`) makes a type storable in a [`Store`] (memory,
+//! SQLite, PostgreSQL); [`#[hooks]`](macro@hooks) on its impl block registers methods marked
+//! `#[before_create]`, `#[after_write]`, ... as lifecycle hooks, and
+//! `#[before_create(User)]` on a free function adds one from elsewhere. Model events
+//! (`user.created`, ...) carry a [`ModelEvent`] and are published after each commit, through
+//! an outbox on SQL stores. See [`model`](eventflow_runtime::model) and
+//! [`store`](eventflow_runtime::store).
+//!
+//! ```rust,standalone_crate
+//! use eventflow::prelude::*;
+//!
+//! #[derive(Model, Clone, Debug, Serialize, Deserialize)]
+//! #[model(name = "user")]
+//! struct User {
+//!     #[model(id)]
+//!     id: Option<i64>,
+//!     email: String,
+//! }
+//!
+//! #[hooks]
+//! impl User {
+//!     #[before_create]
+//!     fn normalize(&mut self) {
+//!         self.email = self.email.to_lowercase();
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let bus = EventBus::builder().allow_unhandled(true).build().await?;
+//! let store = Store::memory(&bus);
+//! let user = store.create(User { id: None, email: "Ada@Example.com".into() }).await?;
+//! assert_eq!(user.email, "ada@example.com");
+//! # Ok(()) }
+//! ```
+//!
 //! ## Linking handler crates
 //!
 //! Registrations live in the crate that defines them. If nothing in your binary refers to a
