@@ -368,21 +368,32 @@ pub struct HookRecord {
 inventory::collect!(ModelRecord);
 inventory::collect!(HookRecord);
 
-/// The registered hooks of one model and kind, in running order.
-pub(crate) fn hooks_for(model: TypeId, kind: HookKind) -> Vec<&'static HookRecord> {
-    let mut hooks: Vec<&'static HookRecord> = inventory::iter::<HookRecord>
-        .into_iter()
-        .filter(|h| h.kind == kind && (h.model)() == model)
-        .collect();
-    hooks.sort_by(|a, b| match (a.position, b.position) {
-        (Some(pa), Some(pb)) => {
-            (a.location.file, a.location.line, pa).cmp(&(b.location.file, b.location.line, pb))
+type Chains = std::collections::HashMap<(TypeId, HookKind), Vec<&'static HookRecord>>;
+
+/// The registered hooks of one model and kind, in running order. The chains are built once,
+/// from the registry, on first use.
+pub(crate) fn hooks_for(model: TypeId, kind: HookKind) -> &'static [&'static HookRecord] {
+    static CHAINS: std::sync::OnceLock<Chains> = std::sync::OnceLock::new();
+    let chains = CHAINS.get_or_init(|| {
+        let mut chains = Chains::new();
+        for h in inventory::iter::<HookRecord> {
+            chains.entry(((h.model)(), h.kind)).or_default().push(h);
         }
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.name.cmp(b.name),
+        for hooks in chains.values_mut() {
+            hooks.sort_by(|a, b| match (a.position, b.position) {
+                (Some(pa), Some(pb)) => (a.location.file, a.location.line, pa).cmp(&(
+                    b.location.file,
+                    b.location.line,
+                    pb,
+                )),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => a.name.cmp(b.name),
+            });
+        }
+        chains
     });
-    hooks
+    chains.get(&(model, kind)).map_or(&[], Vec::as_slice)
 }
 
 /// Problems of the registered models: invalid or duplicate names, `&mut` after-hooks.

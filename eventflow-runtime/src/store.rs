@@ -303,6 +303,8 @@ impl StoreBuilder {
     }
 
     fn open(self, db: Db) -> Store {
+        // Builds every model's hook chains from the registry now, not on the first write.
+        let _ = hooks_for(TypeId::of::<()>(), crate::model::HookKind::BeforeWrite);
         Store {
             inner: Arc::new(Inner {
                 bus: self.bus,
