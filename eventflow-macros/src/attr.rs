@@ -16,6 +16,71 @@ pub struct EventInput {
     pub name: Option<SpannedValue<String>>,
     #[darling(rename = "crate")]
     pub krate: Option<syn::Path>,
+    /// Pipeline-event settings: any of them makes the type a pipeline event.
+    #[darling(flatten)]
+    pub step: StepArgs,
+}
+
+/// The settings of a pipeline event: `#[event(...)]` on a `Process` type or a function.
+#[derive(FromMeta, Default)]
+pub struct StepArgs {
+    pub pipeline: darling::util::Flag,
+    pub executor: Option<syn::Path>,
+    pub executor_config: Option<ExecutorConfigArgs>,
+    pub retry: Option<RetryArgs>,
+    pub evaluation: Option<syn::Path>,
+    pub stop_on_error: darling::util::Flag,
+    pub stop_on_success: darling::util::Flag,
+    pub stop_on_exception: darling::util::Flag,
+    pub timeout: Option<SpannedValue<String>>,
+}
+
+impl StepArgs {
+    /// Whether any pipeline setting is given.
+    pub fn any(&self) -> bool {
+        self.pipeline.is_present()
+            || self.executor.is_some()
+            || self.executor_config.is_some()
+            || self.retry.is_some()
+            || self.evaluation.is_some()
+            || self.stop_on_error.is_present()
+            || self.stop_on_success.is_present()
+            || self.stop_on_exception.is_present()
+            || self.timeout.is_some()
+    }
+}
+
+const EVALUATIONS: &[&str] = &[
+    "SuccessOnAllEventsSuccess",
+    "FailureForPartialError",
+    "SuccessForPartialSuccess",
+    "FailureForAllEventsFailure",
+];
+
+/// An evaluation state's name, checked.
+pub fn evaluation(path: &syn::Path) -> darling::Result<String> {
+    let name = path
+        .segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default();
+    if EVALUATIONS.contains(&name.as_str()) {
+        return Ok(name);
+    }
+    let lower = name.to_lowercase().replace('_', "");
+    let hint = EVALUATIONS
+        .iter()
+        .find(|e| {
+            let e = e.to_lowercase();
+            e == lower || similar(&e, &lower)
+        })
+        .map(|e| format!("; did you mean `{e}`?"))
+        .unwrap_or_default();
+    Err(darling::Error::custom(format!(
+        "unknown evaluation state `{name}`: expected one of `{}`{hint}",
+        EVALUATIONS.join("`, `")
+    ))
+    .with_span(path))
 }
 
 /// `#[event_handler(pattern, ...)]`, after the leading pattern literal.

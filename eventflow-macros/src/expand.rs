@@ -83,10 +83,24 @@ pub fn derive_event(input: DeriveInput) -> TokenStream {
     } else {
         quote!()
     };
+    let step = if opts.step.any() {
+        if opts.generics.params.is_empty() {
+            crate::pipeline::derive_step(&p, ident, &name, &opts.step, &mut errors)
+        } else {
+            errors.push(
+                darling::Error::custom("a pipeline event cannot be generic")
+                    .with_span(&opts.generics),
+            );
+            quote!()
+        }
+    } else {
+        quote!()
+    };
     let impl_block = quote! {
         impl #impl_g #p::Event for #ident #ty_g #where_clause {
             const NAME: &'static str = #name;
         }
+        #step
     };
     match errors.finish() {
         // Still implement the trait, so uses of the type do not add a cascade of errors.
@@ -422,61 +436,12 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
         )
     };
 
-    let (retry_tokens, retry_on_fn) = match &retry {
-        None => (quote!(#p::RetryPolicy::NEVER), quote!()),
-        Some(r) => {
-            let max_attempts = r.max_attempts;
-            let factor = r.backoff_factor;
-            let cap = r.max_backoff;
-            let jitter = r.jitter;
-            let (retry_on, retry_on_fn) = if r.retry_on.is_empty() {
-                (quote!(::core::option::Option::None), quote!())
-            } else {
-                let checks = r
-                    .retry_on
-                    .iter()
-                    .map(|t| quote_spanned!(t.span()=> __err.is::<#t>()));
-                (
-                    quote!(::core::option::Option::Some(__eventflow_retry_on as fn(&#p::HandlerError) -> bool)),
-                    quote! {
-                        fn __eventflow_retry_on(__err: &#p::HandlerError) -> bool {
-                            false #(|| #checks)*
-                        }
-                    },
-                )
-            };
-            (
-                quote! {
-                    #p::RetryPolicy {
-                        max_attempts: #max_attempts,
-                        backoff_factor: #factor,
-                        max_backoff: #cap,
-                        jitter: #jitter,
-                        retry_on: #retry_on,
-                    }
-                },
-                retry_on_fn,
-            )
-        }
-    };
-    let timeout = match timeout {
-        Some(ns) => quote!(::core::option::Option::Some(#p::Duration::from_nanos(#ns))),
-        None => quote!(::core::option::Option::None),
-    };
-    let executor = match executor {
-        ExecutorKind::Inline => quote!(#p::Executor::Inline),
-        ExecutorKind::Tokio => quote!(#p::Executor::Tokio),
-        ExecutorKind::ThreadPool => quote!(#p::Executor::ThreadPool),
-    };
-    let cfg = exec_cfg.unwrap_or_default();
+    let (retry_tokens, retry_on_fn) = retry_tokens(&p, &retry);
+    let timeout = timeout_tokens(&p, timeout);
+    let executor = executor_tokens(&p, executor);
+    let (max_workers, max_tasks, prefix) = executor_config_tokens(&p, exec_cfg);
     let opt_usize = |v: Option<usize>| match v {
         Some(n) => quote!(::core::option::Option::Some(#n)),
-        None => quote!(::core::option::Option::None),
-    };
-    let max_workers = opt_usize(cfg.max_workers);
-    let max_tasks = opt_usize(cfg.max_tasks_per_child);
-    let prefix = match &cfg.thread_name_prefix {
-        Some(s) => quote!(::core::option::Option::Some(#p::Cow::Borrowed(#s))),
         None => quote!(::core::option::Option::None),
     };
     let concurrency = opt_usize(concurrency.map(|c| c as usize));
@@ -720,4 +685,84 @@ fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenS
             }
         };
     })
+}
+
+/// A retry policy's tokens, and the `retry_on` check function they name (if any).
+pub(crate) fn retry_tokens(
+    p: &TokenStream,
+    retry: &Option<attr::Retry>,
+) -> (TokenStream, TokenStream) {
+    match retry {
+        None => (quote!(#p::RetryPolicy::NEVER), quote!()),
+        Some(r) => {
+            let max_attempts = r.max_attempts;
+            let factor = r.backoff_factor;
+            let cap = r.max_backoff;
+            let jitter = r.jitter;
+            let (retry_on, retry_on_fn) = if r.retry_on.is_empty() {
+                (quote!(::core::option::Option::None), quote!())
+            } else {
+                let checks = r
+                    .retry_on
+                    .iter()
+                    .map(|t| quote_spanned!(t.span()=> __err.is::<#t>()));
+                (
+                    quote!(::core::option::Option::Some(__eventflow_retry_on as fn(&#p::HandlerError) -> bool)),
+                    quote! {
+                        fn __eventflow_retry_on(__err: &#p::HandlerError) -> bool {
+                            false #(|| #checks)*
+                        }
+                    },
+                )
+            };
+            (
+                quote! {
+                    #p::RetryPolicy {
+                        max_attempts: #max_attempts,
+                        backoff_factor: #factor,
+                        max_backoff: #cap,
+                        jitter: #jitter,
+                        retry_on: #retry_on,
+                    }
+                },
+                retry_on_fn,
+            )
+        }
+    }
+}
+
+pub(crate) fn timeout_tokens(p: &TokenStream, timeout: Option<u64>) -> TokenStream {
+    match timeout {
+        Some(ns) => quote!(::core::option::Option::Some(#p::Duration::from_nanos(#ns))),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+pub(crate) fn executor_tokens(p: &TokenStream, executor: ExecutorKind) -> TokenStream {
+    match executor {
+        ExecutorKind::Inline => quote!(#p::Executor::Inline),
+        ExecutorKind::Tokio => quote!(#p::Executor::Tokio),
+        ExecutorKind::ThreadPool => quote!(#p::Executor::ThreadPool),
+    }
+}
+
+/// (max_workers, max_tasks_per_child, thread_name_prefix) of an `ExecutorConfig`.
+pub(crate) fn executor_config_tokens(
+    p: &TokenStream,
+    cfg: Option<attr::ExecutorSettings>,
+) -> (TokenStream, TokenStream, TokenStream) {
+    let cfg = cfg.unwrap_or_default();
+    let opt_usize = |v: Option<usize>| match v {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let prefix = match &cfg.thread_name_prefix {
+        Some(s) => quote!(::core::option::Option::Some(#p::Cow::Borrowed(#s))),
+        None => quote!(::core::option::Option::None),
+    };
+    (
+        opt_usize(cfg.max_workers),
+        opt_usize(cfg.max_tasks_per_child),
+        prefix,
+    )
 }

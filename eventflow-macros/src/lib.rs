@@ -12,6 +12,7 @@ mod attr;
 mod expand;
 mod model;
 mod names;
+mod pipeline;
 mod signature;
 
 /// Implements `Event` for a struct or enum and registers it. See the `eventflow` crate.
@@ -25,6 +26,12 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::event_handler(args.into(), item.into()).into()
+}
+
+/// A function-based pipeline event. See the `eventflow` crate.
+#[proc_macro_attribute]
+pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
+    pipeline::event_fn(args.into(), item.into()).into()
 }
 
 /// Registers a function that runs on a schedule. See the `eventflow` crate.

@@ -14,6 +14,7 @@ pub mod handler;
 pub mod health;
 pub mod model;
 pub mod pattern;
+pub mod pipeline;
 #[cfg(feature = "redis")]
 pub mod redis_backend;
 pub mod registry;
@@ -87,6 +88,10 @@ pub mod __private {
     pub use crate::model::{
         HookContext, HookError, HookInvoke, HookKind, HookRecord, IntoHookResult, Model,
         ModelRecord,
+    };
+    pub use crate::pipeline::{
+        Bypass, Done, EvaluationState, ExecutionContext, Outcome, PipelineEvent, Process, StepDef,
+        StepOptions, StepRecord,
     };
     pub use crate::registry::{EventRecord, HandlerRecord, SourceLocation};
     pub use crate::retry::RetryPolicy;

@@ -135,12 +135,16 @@
 
 pub use eventflow_macros::{
     Event, Model, after_create, after_delete, after_update, after_write, before_create,
-    before_delete, before_update, before_write, event_handler, hooks, scheduled,
+    before_delete, before_update, before_write, event, event_handler, hooks, scheduled,
 };
 pub use eventflow_runtime::*;
 
 /// Everything a program using eventflow usually needs.
 pub mod prelude {
+    pub use crate::event;
+    pub use crate::pipeline::{
+        Bypass, EvaluationState, ExecutionContext, Outcome, OutcomeExt, Pipeline, Process,
+    };
     pub use crate::{
         BatchContext, DeadLetter, DeliveryReport, Envelope, Event, EventBus, EventError, Executor,
         ExecutorConfig, Handler, HandlerContext, HandlerError, MissedTicks, RetryPolicy,

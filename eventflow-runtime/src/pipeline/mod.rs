@@ -1,0 +1,1029 @@
+//! Pipelines of events (volnux's pipelines): steps run in order, each step's output the
+//! next one's input, with retries, evaluation states for steps of several tasks, stop
+//! conditions, `goto`, bypass, branches by descriptor, and a trace of everything that
+//! happened.
+//!
+//! ```
+//! use eventflow_runtime::pipeline::{ExecutionContext, Outcome, OutcomeExt, Pipeline, StepDef, StepOptions};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let double = StepDef::from_fn("double", StepOptions::DEFAULT, |ctx: ExecutionContext, n: u32| async move {
+//!     (ctx, Outcome::success(n * 2))
+//! });
+//! let pipeline = Pipeline::builder("numbers").then(double.clone()).then(double).build()?;
+//! let run = pipeline.run(5u32).await;
+//! assert_eq!(run.output::<u32>(), Some(20));
+//! # Ok(()) }
+//! ```
+//!
+//! ## Flow
+//!
+//! - A step that succeeds passes its output to the next step (`|->` in Pointy; `->` passes
+//!   the step's own input on instead).
+//! - A step that fails (a failure outcome, or an error once its retries are spent) takes
+//!   its branch `0` if it has one, with its own input; otherwise the run ends as failed.
+//! - `ctx.goto(n, ..)` moves to the step's branch `n` with the given result.
+//! - With `stop_on_success`, `stop_on_error` or `stop_on_exception`, the run stops after
+//!   the step and says why.
+//! - A run takes at most `max_steps` steps (default 100; Pointy's `@recursive-depth:N`),
+//!   which bounds loops made with `goto`.
+
+mod pointy;
+mod step;
+
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use crate::error::HandlerError;
+use crate::executor::{Executor, panic_message};
+
+pub use pointy::PointyError;
+use step::{Attempt, GotoRequest};
+pub use step::{
+    Bypass, Done, EvaluationState, ExecutionContext, Outcome, OutcomeExt, PipelineEvent, Process,
+    StepDef, StepError, StepOptions, StepRecord, registered,
+};
+
+type Datum = Arc<dyn Any + Send + Sync>;
+type Shared = Arc<RwLock<HashMap<String, Datum>>>;
+
+/// A problem found while building a pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// No step has this name.
+    #[error("unknown step `{name}`{at}")]
+    UnknownStep {
+        /// The name.
+        name: String,
+        /// Where, in Pointy text (` at line L, column C`).
+        at: String,
+    },
+    /// A step's input is not what the step before passes on.
+    #[error("step `{to}` takes `{expected}`, but `{from}` passes `{found}`")]
+    TypeMismatch {
+        /// The step before.
+        from: String,
+        /// The step after.
+        to: String,
+        /// What `to` takes.
+        expected: &'static str,
+        /// What `from` passes.
+        found: &'static str,
+    },
+    /// Pointy text that does not parse.
+    #[error(transparent)]
+    Pointy(#[from] PointyError),
+    /// Something else: an empty pipeline, a group of mixed types, ...
+    #[error("{0}")]
+    Invalid(String),
+}
+
+enum NodeKind {
+    Single(StepDef),
+    Parallel(Vec<StepDef>),
+    ForEach(StepDef),
+}
+
+struct Node {
+    label: String,
+    kind: NodeKind,
+    /// Whether the node takes the output of the node before (else that node's input).
+    pipe: bool,
+    next: Option<usize>,
+    branches: BTreeMap<u32, usize>,
+    evaluation: EvaluationState,
+    input: (TypeId, &'static str),
+    output: (TypeId, &'static str),
+}
+
+impl Node {
+    fn options(&self) -> &StepOptions {
+        match &self.kind {
+            NodeKind::Single(s) | NodeKind::ForEach(s) => &s.options,
+            NodeKind::Parallel(v) => {
+                static DEFAULT: StepOptions = StepOptions::DEFAULT;
+                v.first().map_or(&DEFAULT, |s| &s.options)
+            }
+        }
+    }
+}
+
+/// Something that happened in a run: volnux's signals. Observers get each as it happens;
+/// the run's trace is the list of them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Signal {
+    /// The run began.
+    PipelineStarted {
+        /// The pipeline's name.
+        pipeline: String,
+    },
+    /// A step's attempt began.
+    StepStarted {
+        /// The step (a group's label for a parallel group).
+        step: String,
+        /// The attempt, from 1.
+        attempt: u32,
+    },
+    /// An attempt raised and will be retried.
+    StepRetried {
+        /// The step.
+        step: String,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Its error.
+        error: String,
+        /// The wait before the next attempt.
+        delay: Duration,
+    },
+    /// The step was skipped by `can_bypass`.
+    StepBypassed {
+        /// The step.
+        step: String,
+        /// Why.
+        reason: String,
+    },
+    /// `goto` switched the run to another step.
+    Goto {
+        /// The step that called it.
+        from: String,
+        /// The descriptor.
+        descriptor: u32,
+        /// The step switched to.
+        to: String,
+        /// Why.
+        reason: String,
+    },
+    /// A step ended.
+    StepFinished {
+        /// The step.
+        step: String,
+        /// Its status.
+        status: StepStatus,
+        /// Tasks run (1 for a plain step).
+        tasks: usize,
+        /// How long it took, retries included.
+        took: Duration,
+    },
+    /// The run ended.
+    PipelineFinished {
+        /// The pipeline's name.
+        pipeline: String,
+        /// How.
+        status: RunStatus,
+    },
+}
+
+/// How a step ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepStatus {
+    /// Succeeded.
+    Succeeded,
+    /// Failed with a message.
+    Failed(String),
+    /// Raised (its retries spent).
+    Raised(String),
+    /// Skipped by `can_bypass`.
+    Bypassed,
+    /// Left with `goto`.
+    Switched(u32),
+}
+
+/// Why a run stopped early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// `stop_on_success`.
+    Success,
+    /// `stop_on_error`.
+    Error,
+    /// `stop_on_exception`.
+    Exception,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    /// The last step succeeded.
+    Completed,
+    /// A step failed and had no failure branch.
+    Failed {
+        /// The step.
+        step: String,
+        /// Its message or error.
+        message: String,
+    },
+    /// A stop condition ended the run after a step.
+    Stopped {
+        /// The step.
+        step: String,
+        /// Which condition.
+        reason: StopReason,
+    },
+}
+
+/// Receives a run's signals as they happen.
+pub trait Observer: Send + Sync {
+    /// One signal.
+    fn on_signal(&self, signal: &Signal);
+}
+
+impl<F: Fn(&Signal) + Send + Sync> Observer for F {
+    fn on_signal(&self, signal: &Signal) {
+        self(signal)
+    }
+}
+
+/// A finished run: its status, its last value, and its trace.
+pub struct PipelineRun {
+    status: RunStatus,
+    output: Option<Datum>,
+    trace: Vec<(Duration, Signal)>,
+}
+
+impl PipelineRun {
+    /// How the run ended.
+    pub fn status(&self) -> &RunStatus {
+        &self.status
+    }
+
+    /// Whether it completed.
+    pub fn is_success(&self) -> bool {
+        self.status == RunStatus::Completed
+    }
+
+    /// The last step's output, if it is a `T`.
+    pub fn output<T: Any + Clone>(&self) -> Option<T> {
+        self.output
+            .as_ref()
+            .and_then(|o| o.downcast_ref::<T>())
+            .cloned()
+    }
+
+    /// Every signal of the run, with its time since the run began.
+    pub fn trace(&self) -> &[(Duration, Signal)] {
+        &self.trace
+    }
+
+    /// The trace, one line per signal.
+    pub fn trace_text(&self) -> String {
+        let mut out = String::new();
+        for (at, s) in &self.trace {
+            let _ = writeln!(out, "{:>9.3}ms  {}", at.as_secs_f64() * 1000.0, describe(s));
+        }
+        out
+    }
+}
+
+fn describe(s: &Signal) -> String {
+    match s {
+        Signal::PipelineStarted { pipeline } => format!("pipeline `{pipeline}` started"),
+        Signal::StepStarted { step, attempt } => format!("{step}: attempt {attempt}"),
+        Signal::StepRetried {
+            step,
+            attempt,
+            error,
+            delay,
+        } => format!("{step}: attempt {attempt} raised `{error}`; retrying in {delay:?}"),
+        Signal::StepBypassed { step, reason } => format!("{step}: bypassed ({reason})"),
+        Signal::Goto {
+            from,
+            descriptor,
+            to,
+            reason,
+        } => format!("{from}: goto {descriptor} -> {to} ({reason})"),
+        Signal::StepFinished {
+            step,
+            status,
+            tasks,
+            took,
+        } => format!("{step}: {status:?} ({tasks} task(s), {took:?})"),
+        Signal::PipelineFinished { pipeline, status } => {
+            format!("pipeline `{pipeline}` finished: {status:?}")
+        }
+    }
+}
+
+/// A validated pipeline; cheap to clone and run many times.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    nodes: Vec<Node>,
+    max_steps: usize,
+    observers: Vec<Arc<dyn Observer>>,
+}
+
+/// Builds a [`Pipeline`] step by step; [`build`](Self::build) validates it.
+#[must_use]
+pub struct PipelineBuilder {
+    name: String,
+    nodes: Vec<Node>,
+    /// The main line's last node.
+    last: Option<usize>,
+    max_steps: usize,
+    observers: Vec<Arc<dyn Observer>>,
+    errors: Vec<PipelineError>,
+}
+
+fn node(label: String, kind: NodeKind, pipe: bool) -> Result<Node, PipelineError> {
+    let (input, output, evaluation) = match &kind {
+        NodeKind::Single(s) => (s.input, s.output, s.options.evaluation),
+        NodeKind::ForEach(s) => (
+            (TypeId::of::<ForEachInput>(), s.input.1),
+            (TypeId::of::<TaskOutputs>(), s.output.1),
+            s.options.evaluation,
+        ),
+        NodeKind::Parallel(steps) => {
+            let Some(first) = steps.first() else {
+                return Err(PipelineError::Invalid("an empty parallel group".into()));
+            };
+            for s in steps {
+                if s.input.0 != first.input.0 {
+                    return Err(PipelineError::Invalid(format!(
+                        "the steps of a parallel group take one input: `{}` takes `{}`, `{}` takes `{}`",
+                        first.name, first.input.1, s.name, s.input.1
+                    )));
+                }
+            }
+            (
+                first.input,
+                (
+                    TypeId::of::<TaskOutputs>(),
+                    "the outputs of a parallel group",
+                ),
+                first.options.evaluation,
+            )
+        }
+    };
+    Ok(Node {
+        label,
+        kind,
+        pipe,
+        next: None,
+        branches: BTreeMap::new(),
+        evaluation,
+        input,
+        output,
+    })
+}
+
+/// The outputs of a step of several tasks, in task order (failed tasks left out):
+/// take them with [`TaskOutputs::take`].
+#[derive(Clone)]
+pub struct TaskOutputs(Vec<Datum>);
+
+impl TaskOutputs {
+    /// The outputs that are `T`s.
+    pub fn take<T: Any + Clone>(&self) -> Vec<T> {
+        self.0
+            .iter()
+            .filter_map(|d| d.downcast_ref::<T>().cloned())
+            .collect()
+    }
+
+    /// How many tasks succeeded.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none did.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The input of a `for_each` step: one task per item.
+#[derive(Clone)]
+pub struct ForEachInput(pub Vec<Datum>);
+
+impl ForEachInput {
+    /// One task per item of `items`.
+    pub fn new<T: Any + Send + Sync>(items: Vec<T>) -> Self {
+        ForEachInput(items.into_iter().map(|i| Arc::new(i) as Datum).collect())
+    }
+}
+
+impl Pipeline {
+    /// A builder.
+    pub fn builder(name: impl Into<String>) -> PipelineBuilder {
+        PipelineBuilder {
+            name: name.into(),
+            nodes: Vec::new(),
+            last: None,
+            max_steps: 100,
+            observers: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Parses Pointy text; names are registered steps. See [`pointy`](self#pointy).
+    pub fn from_pointy(text: &str) -> Result<Pipeline, PipelineError> {
+        Self::from_pointy_with(text, Vec::new())
+    }
+
+    /// Parses Pointy text; names are `steps`, then registered steps.
+    pub fn from_pointy_with(text: &str, steps: Vec<StepDef>) -> Result<Pipeline, PipelineError> {
+        pointy::build(text, steps)
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Runs the pipeline on `input`.
+    pub async fn run<T: Any + Send + Sync>(&self, input: T) -> PipelineRun {
+        run(self.inner.clone(), Arc::new(input)).await
+    }
+
+    /// The pipeline as a Graphviz `digraph`.
+    pub fn to_dot(&self) -> String {
+        let mut out = format!(
+            "digraph \"{}\" {{\n  rankdir=LR;\n",
+            self.inner.name.replace('"', "'")
+        );
+        for (i, n) in self.inner.nodes.iter().enumerate() {
+            let shape = match n.kind {
+                NodeKind::Single(_) => "box",
+                NodeKind::Parallel(_) => "box3d",
+                NodeKind::ForEach(_) => "folder",
+            };
+            let _ = writeln!(
+                out,
+                "  n{i} [label=\"{}\", shape={shape}];",
+                n.label.replace('"', "'")
+            );
+        }
+        for (i, n) in self.inner.nodes.iter().enumerate() {
+            if let Some(next) = n.next {
+                let style = if self.inner.nodes[next].pipe {
+                    "solid"
+                } else {
+                    "dashed"
+                };
+                let _ = writeln!(out, "  n{i} -> n{next} [style={style}];");
+            }
+            for (d, t) in &n.branches {
+                let label = match d {
+                    0 => "0 (failure)".to_owned(),
+                    1 => "1 (success)".to_owned(),
+                    d => format!("{d}"),
+                };
+                let _ = writeln!(out, "  n{i} -> n{t} [label=\"{label}\"];");
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// A bus handler that runs this pipeline on each event's payload decoded as `T`; a run
+    /// that does not complete fails the delivery (and is retried per the handler's policy).
+    pub fn handler<T>(&self, name: impl Into<String>, pattern: impl Into<String>) -> crate::Handler
+    where
+        T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let pipeline = self.clone();
+        crate::Handler::typed(name, pattern, move |input: T, _ctx| {
+            let pipeline = pipeline.clone();
+            async move {
+                let run = pipeline.run(input).await;
+                match run.status() {
+                    RunStatus::Failed { step, message } => Err(HandlerError::msg(format!(
+                        "pipeline `{}` failed at `{step}`: {message}",
+                        pipeline.name()
+                    ))),
+                    _ => Ok(()),
+                }
+            }
+        })
+    }
+}
+
+impl PipelineBuilder {
+    fn push(&mut self, n: Result<Node, PipelineError>) -> Option<usize> {
+        match n {
+            Ok(n) => {
+                self.nodes.push(n);
+                Some(self.nodes.len() - 1)
+            }
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
+        }
+    }
+
+    fn append(mut self, kind: NodeKind, label: String, pipe: bool) -> Self {
+        let prev = self.last;
+        if let Some(i) = self.push(node(label, kind, pipe)) {
+            if let Some(p) = prev {
+                self.nodes[p].next = Some(i);
+            }
+            self.last = Some(i);
+        }
+        self
+    }
+
+    /// Adds a step, taking the output of the step before.
+    pub fn then(self, step: StepDef) -> Self {
+        let label = step.name.to_string();
+        self.append(NodeKind::Single(step), label, true)
+    }
+
+    /// Adds the registered event `E`.
+    pub fn step<E: PipelineEvent>(self) -> Self {
+        self.then(E::step())
+    }
+
+    /// Adds a registered step by name.
+    pub fn step_named(mut self, name: &str) -> Self {
+        match registered(name) {
+            Some(r) => self.then((r.make)()),
+            None => {
+                self.errors.push(PipelineError::UnknownStep {
+                    name: name.into(),
+                    at: String::new(),
+                });
+                self
+            }
+        }
+    }
+
+    /// Adds a group of steps run at once on the same input; the group succeeds per the
+    /// first step's evaluation state, and passes on its tasks' [`TaskOutputs`].
+    pub fn parallel(self, steps: Vec<StepDef>) -> Self {
+        let label = steps
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect::<Vec<_>>()
+            .join(" || ");
+        self.append(NodeKind::Parallel(steps), label, true)
+    }
+
+    /// Adds a step run once per item of a [`ForEachInput`]; passes on [`TaskOutputs`].
+    pub fn for_each(self, step: StepDef) -> Self {
+        let label = format!("for_each({})", step.name);
+        self.append(NodeKind::ForEach(step), label, true)
+    }
+
+    /// The branch taken when the previous step fails: it gets that step's input.
+    pub fn on_failure(self, step: StepDef) -> Self {
+        self.branch(0, step)
+    }
+
+    /// The branch `descriptor` of the previous step (0 failure, 1 success, others for
+    /// `goto`); it ends the run unless it leads on itself.
+    pub fn branch(mut self, descriptor: u32, step: StepDef) -> Self {
+        let Some(from) = self.last else {
+            self.errors.push(PipelineError::Invalid(
+                "a branch needs a step before it".into(),
+            ));
+            return self;
+        };
+        let label = step.name.to_string();
+        if let Some(i) = self.push(node(label, NodeKind::Single(step), descriptor != 0)) {
+            self.nodes[from].branches.insert(descriptor, i);
+        }
+        self
+    }
+
+    /// Changes the last step's settings: stop conditions, retries, evaluation.
+    pub fn configure(mut self, f: impl Fn(&mut StepOptions)) -> Self {
+        if let Some(i) = self.last {
+            let n = &mut self.nodes[i];
+            match &mut n.kind {
+                NodeKind::Single(s) | NodeKind::ForEach(s) => {
+                    let mut o = s.options.clone();
+                    f(&mut o);
+                    *s = s.clone().with_options(o);
+                    n.evaluation = s.options.evaluation;
+                }
+                NodeKind::Parallel(v) => {
+                    for s in v.iter_mut() {
+                        let mut o = s.options.clone();
+                        f(&mut o);
+                        *s = s.clone().with_options(o);
+                    }
+                    n.evaluation = v.first().map_or(n.evaluation, |s| s.options.evaluation);
+                }
+            }
+        }
+        self
+    }
+
+    /// Bounds the steps of one run (default 100).
+    pub fn max_steps(mut self, n: usize) -> Self {
+        self.max_steps = n.max(1);
+        self
+    }
+
+    /// Receives every signal of every run.
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
+    }
+
+    /// Validates: unknown names, type mismatches between steps, unreachable steps.
+    pub fn build(self) -> Result<Pipeline, PipelineError> {
+        if let Some(e) = self.errors.into_iter().next() {
+            return Err(e);
+        }
+        finish(self.name, self.nodes, self.max_steps, self.observers)
+    }
+}
+
+fn finish(
+    name: String,
+    nodes: Vec<Node>,
+    max_steps: usize,
+    observers: Vec<Arc<dyn Observer>>,
+) -> Result<Pipeline, PipelineError> {
+    if nodes.is_empty() {
+        return Err(PipelineError::Invalid(format!(
+            "pipeline `{name}` has no step"
+        )));
+    }
+    // Types along every edge: piped edges take the output, others the input.
+    for from in &nodes {
+        let mut edges: Vec<(usize, bool)> =
+            from.next.map(|n| (n, nodes[n].pipe)).into_iter().collect();
+        for (d, t) in &from.branches {
+            // Failure branches get the failed step's input; goto branches are checked when
+            // they are taken (their result's type is the step's to choose).
+            if *d == 0 {
+                edges.push((*t, false));
+            } else if *d == 1 {
+                edges.push((*t, true));
+            }
+        }
+        for (to, piped) in edges {
+            let to_node = &nodes[to];
+            let passed = if piped { from.output } else { from.input };
+            if to_node.input.0 != passed.0 {
+                return Err(PipelineError::TypeMismatch {
+                    from: from.label.clone(),
+                    to: to_node.label.clone(),
+                    expected: to_node.input.1,
+                    found: passed.1,
+                });
+            }
+        }
+    }
+    // Every node is reached from the first.
+    let mut seen = vec![false; nodes.len()];
+    let mut stack = vec![0usize];
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut seen[i], true) {
+            continue;
+        }
+        stack.extend(nodes[i].next);
+        stack.extend(nodes[i].branches.values().copied());
+    }
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return Err(PipelineError::Invalid(format!(
+            "step `{}` cannot be reached",
+            nodes[i].label
+        )));
+    }
+    Ok(Pipeline {
+        inner: Arc::new(Inner {
+            name,
+            nodes,
+            max_steps,
+            observers,
+        }),
+    })
+}
+
+struct Recorder {
+    start: Instant,
+    trace: Mutex<Vec<(Duration, Signal)>>,
+    observers: Vec<Arc<dyn Observer>>,
+}
+
+impl Recorder {
+    fn emit(&self, s: Signal) {
+        for o in &self.observers {
+            o.on_signal(&s);
+        }
+        self.trace
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((self.start.elapsed(), s));
+    }
+}
+
+/// What a node did.
+struct NodeOutcome {
+    status: StepStatus,
+    output: Option<Datum>,
+    goto: Option<GotoRequest>,
+    tasks: usize,
+}
+
+async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
+    let rec = Recorder {
+        start: Instant::now(),
+        trace: Mutex::new(Vec::new()),
+        observers: inner.observers.clone(),
+    };
+    rec.emit(Signal::PipelineStarted {
+        pipeline: inner.name.clone(),
+    });
+    let shared: Shared = Arc::default();
+    let mut at = 0usize;
+    let mut data = input;
+    let mut steps = 0usize;
+    let mut last_output: Option<Datum> = None;
+    let status = loop {
+        steps += 1;
+        let node = &inner.nodes[at];
+        if steps > inner.max_steps {
+            break RunStatus::Failed {
+                step: node.label.clone(),
+                message: format!(
+                    "the run reached its limit of {} steps (a loop?)",
+                    inner.max_steps
+                ),
+            };
+        }
+        let started = Instant::now();
+        let out = run_node(node, data.clone(), &shared, &rec).await;
+        rec.emit(Signal::StepFinished {
+            step: node.label.clone(),
+            status: out.status.clone(),
+            tasks: out.tasks,
+            took: started.elapsed(),
+        });
+        if let Some(g) = out.goto {
+            match node.branches.get(&g.descriptor) {
+                Some(&to) => {
+                    rec.emit(Signal::Goto {
+                        from: node.label.clone(),
+                        descriptor: g.descriptor,
+                        to: inner.nodes[to].label.clone(),
+                        reason: g.reason,
+                    });
+                    let _ = g.success;
+                    at = to;
+                    data = g.result;
+                    continue;
+                }
+                None => {
+                    break RunStatus::Failed {
+                        step: node.label.clone(),
+                        message: format!("goto {} names no branch of this step", g.descriptor),
+                    };
+                }
+            }
+        }
+        let opts = node.options();
+        let (success, raised, message) = match &out.status {
+            StepStatus::Succeeded | StepStatus::Bypassed => (true, false, String::new()),
+            StepStatus::Failed(m) => (false, false, m.clone()),
+            StepStatus::Raised(m) => (false, true, m.clone()),
+            StepStatus::Switched(_) => (true, false, String::new()),
+        };
+        if success {
+            last_output = out.output.clone();
+        }
+        let stop = if success && opts.stop_on_success {
+            Some(StopReason::Success)
+        } else if raised && opts.stop_on_exception {
+            Some(StopReason::Exception)
+        } else if !success && !raised && opts.stop_on_error {
+            Some(StopReason::Error)
+        } else {
+            None
+        };
+        if let Some(reason) = stop {
+            break RunStatus::Stopped {
+                step: node.label.clone(),
+                reason,
+            };
+        }
+        let next = if success {
+            node.branches.get(&1).copied().or(node.next)
+        } else {
+            node.branches.get(&0).copied()
+        };
+        match next {
+            Some(to) => {
+                let piped = success && inner.nodes[to].pipe;
+                if piped && let Some(o) = out.output {
+                    data = o;
+                }
+                at = to;
+            }
+            None if success => break RunStatus::Completed,
+            None => {
+                break RunStatus::Failed {
+                    step: node.label.clone(),
+                    message,
+                };
+            }
+        }
+    };
+    rec.emit(Signal::PipelineFinished {
+        pipeline: inner.name.clone(),
+        status: status.clone(),
+    });
+    PipelineRun {
+        status,
+        output: last_output,
+        trace: rec.trace.into_inner().unwrap_or_else(|p| p.into_inner()),
+    }
+}
+
+async fn run_node(node: &Node, data: Datum, shared: &Shared, rec: &Recorder) -> NodeOutcome {
+    match &node.kind {
+        NodeKind::Single(step) => {
+            if let Some(bypass) = &step.bypass {
+                let ctx = ExecutionContext::new(shared.clone(), step.name.clone(), 0);
+                if let Bypass::Skip { data, reason } = bypass(&ctx) {
+                    rec.emit(Signal::StepBypassed {
+                        step: step.name.to_string(),
+                        reason,
+                    });
+                    return NodeOutcome {
+                        status: StepStatus::Bypassed,
+                        output: Some(Arc::from(data)),
+                        goto: None,
+                        tasks: 0,
+                    };
+                }
+            }
+            let (status, output, goto) = run_task(step, data, shared, rec).await;
+            NodeOutcome {
+                status,
+                output,
+                goto,
+                tasks: 1,
+            }
+        }
+        NodeKind::Parallel(steps) => {
+            let tasks: Vec<_> = steps
+                .iter()
+                .map(|s| run_task(s, data.clone(), shared, rec))
+                .collect();
+            many(tasks, node.evaluation).await
+        }
+        NodeKind::ForEach(step) => {
+            let items = match data.downcast_ref::<ForEachInput>() {
+                Some(i) => i.0.clone(),
+                None => {
+                    return NodeOutcome {
+                        status: StepStatus::Raised(format!(
+                            "for_each({}) takes a ForEachInput",
+                            step.name
+                        )),
+                        output: None,
+                        goto: None,
+                        tasks: 0,
+                    };
+                }
+            };
+            let tasks: Vec<_> = items
+                .into_iter()
+                .map(|item| run_task(step, item, shared, rec))
+                .collect();
+            many(tasks, node.evaluation).await
+        }
+    }
+}
+
+/// Runs the tasks of a step at once and decides per `evaluation`.
+async fn many<F>(tasks: Vec<F>, evaluation: EvaluationState) -> NodeOutcome
+where
+    F: std::future::Future<Output = (StepStatus, Option<Datum>, Option<GotoRequest>)>,
+{
+    let total = tasks.len();
+    let mut running: FuturesUnordered<_> = tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| async move { (i, t.await) })
+        .collect();
+    let mut results: Vec<Option<(StepStatus, Option<Datum>)>> = (0..total).map(|_| None).collect();
+    let mut first_failure = None;
+    while let Some((i, (status, output, _goto))) = running.next().await {
+        let ok = status == StepStatus::Succeeded;
+        if !ok && first_failure.is_none() {
+            first_failure = Some(format!("{status:?}"));
+        }
+        results[i] = Some((status, output));
+        if !ok && evaluation == EvaluationState::FailureForPartialError {
+            // The rest are cancelled when `running` is dropped.
+            break;
+        }
+    }
+    drop(running);
+    let done: Vec<_> = results.into_iter().flatten().collect();
+    let ok = done
+        .iter()
+        .filter(|(s, _)| *s == StepStatus::Succeeded)
+        .count();
+    let outputs = TaskOutputs(done.into_iter().filter_map(|(_, o)| o).collect());
+    let success =
+        if evaluation == EvaluationState::FailureForPartialError && first_failure.is_some() {
+            false
+        } else {
+            evaluation.decide(ok, total)
+        };
+    NodeOutcome {
+        status: if success {
+            StepStatus::Succeeded
+        } else {
+            StepStatus::Failed(format!(
+                "{ok} of {total} task(s) succeeded ({evaluation:?}){}",
+                first_failure
+                    .map(|f| format!("; first failure: {f}"))
+                    .unwrap_or_default()
+            ))
+        },
+        output: Some(Arc::new(outputs)),
+        goto: None,
+        tasks: total,
+    }
+}
+
+/// One task of a step: attempts with retries on exceptions.
+async fn run_task(
+    step: &StepDef,
+    data: Datum,
+    shared: &Shared,
+    rec: &Recorder,
+) -> (StepStatus, Option<Datum>, Option<GotoRequest>) {
+    let mut attempt = 1;
+    loop {
+        rec.emit(Signal::StepStarted {
+            step: step.name.to_string(),
+            attempt,
+        });
+        let ctx = ExecutionContext::new(shared.clone(), step.name.clone(), attempt);
+        match attempt_once(step, data.clone(), ctx).await {
+            Attempt::Success(v) => return (StepStatus::Succeeded, Some(v), None),
+            Attempt::Failure(m) => return (StepStatus::Failed(m), None, None),
+            Attempt::Goto(g) => return (StepStatus::Switched(g.descriptor), None, Some(g)),
+            Attempt::Exception(e) => {
+                if step.options.retry.should_retry(&e, attempt) {
+                    let delay = step.options.retry.delay(attempt);
+                    rec.emit(Signal::StepRetried {
+                        step: step.name.to_string(),
+                        attempt,
+                        error: e.to_string(),
+                        delay,
+                    });
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                    continue;
+                }
+                return (StepStatus::Raised(e.to_string()), None, None);
+            }
+        }
+    }
+}
+
+/// One attempt on the step's executor, with its timeout; a panic is an exception.
+async fn attempt_once(step: &StepDef, data: Datum, ctx: ExecutionContext) -> Attempt {
+    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| (step.run)(data, ctx))) {
+        Ok(f) => f,
+        Err(p) => return Attempt::Exception(HandlerError::panicked(panic_message(&*p))),
+    };
+    let caught = async move {
+        match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(a) => a,
+            Err(p) => Attempt::Exception(HandlerError::panicked(panic_message(&*p))),
+        }
+    };
+    let timeout = step.options.timeout;
+    let bounded = async move {
+        match timeout {
+            None => caught.await,
+            Some(t) => tokio::time::timeout(t, caught)
+                .await
+                .unwrap_or_else(|_| Attempt::Exception(HandlerError::timed_out(t))),
+        }
+    };
+    match (step.options.executor, &step.pool) {
+        (Executor::Tokio, _) => match tokio::spawn(bounded).await {
+            Ok(a) => a,
+            Err(e) => Attempt::Exception(HandlerError::msg(format!("the step's task ended: {e}"))),
+        },
+        (Executor::ThreadPool, Some(pool)) => {
+            let rt = tokio::runtime::Handle::current();
+            match pool.run(move || rt.block_on(bounded)).await {
+                Ok(a) => a,
+                Err(p) => Attempt::Exception(HandlerError::panicked(p.0)),
+            }
+        }
+        _ => bounded.await,
+    }
+}

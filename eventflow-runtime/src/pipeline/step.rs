@@ -1,0 +1,448 @@
+//! Steps of pipelines: what a step returns, the context it runs in, and its settings.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::error::HandlerError;
+use crate::executor::{Executor, ExecutorConfig, ThreadPool};
+use crate::handler::BoxFuture;
+use crate::registry::SourceLocation;
+use crate::retry::RetryPolicy;
+
+/// The error a step raised: volnux's exception. Any `std::error::Error` converts, so `?`
+/// works in `process`; [`RetryPolicy::retry_on`] looks at its type.
+pub type StepError = HandlerError;
+
+/// How a step ended, short of an error: volnux's `(True, result)` / `(False, message)`.
+#[derive(Debug)]
+pub enum Done<T> {
+    /// Succeeded with a value, passed to the next step.
+    Success(T),
+    /// Failed with a message (not an exception: not retried).
+    Failure(String),
+    /// Left by [`ExecutionContext::goto`].
+    Goto,
+}
+
+/// What `process` returns: `Outcome::success(v)`, `Outcome::failure("why")`, or `Err(e)`
+/// (an exception). `Outcome::success` and `Outcome::failure` come from [`OutcomeExt`].
+pub type Outcome<T> = Result<Done<T>, StepError>;
+
+/// `Outcome::success(..)` and `Outcome::failure(..)`.
+pub trait OutcomeExt<T> {
+    /// A success carrying `value`.
+    fn success(value: T) -> Self;
+    /// A failure with a message.
+    fn failure(message: impl std::fmt::Display) -> Self;
+}
+
+impl<T> OutcomeExt<T> for Outcome<T> {
+    fn success(value: T) -> Self {
+        Ok(Done::Success(value))
+    }
+    fn failure(message: impl std::fmt::Display) -> Self {
+        Ok(Done::Failure(message.to_string()))
+    }
+}
+
+/// Whether to skip a step ([`Process::can_bypass`]): volnux's `can_bypass_current_event`.
+pub enum Bypass {
+    /// Run the step.
+    No,
+    /// Skip it; `data` goes to the next step as this step's output, `reason` to the trace.
+    Skip {
+        /// The step's output in its place (its output type).
+        data: Box<dyn Any + Send + Sync>,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Bypass {
+    /// Skips the step, passing `data` on.
+    pub fn skip<T: Any + Send + Sync>(data: T, reason: impl Into<String>) -> Self {
+        Bypass::Skip {
+            data: Box::new(data),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A class-based pipeline event: `#[derive(Event)]` with `#[event(...)]` and this trait.
+///
+/// ```
+/// use eventflow_runtime::pipeline::{ExecutionContext, Outcome, OutcomeExt, Process};
+/// #[derive(Default)]
+/// struct Double;
+/// impl Process for Double {
+///     type Input = u32;
+///     type Output = u32;
+///     async fn process(&self, _ctx: &mut ExecutionContext, n: u32) -> Outcome<u32> {
+///         Outcome::success(n * 2)
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is a pipeline event but does not implement `Process`",
+    label = "needs `impl Process for {Self}`",
+    note = "write `impl Process for {Self} {{ type Input = ..; type Output = ..; async fn process(&self, ctx: &mut ExecutionContext, input: Self::Input) -> Outcome<Self::Output> {{ .. }} }}`"
+)]
+pub trait Process: Send + Sync + 'static {
+    /// What the step takes.
+    type Input: Clone + Send + Sync + 'static;
+    /// What it passes on.
+    type Output: Send + Sync + 'static;
+    /// Runs the step.
+    fn process(
+        &self,
+        ctx: &mut ExecutionContext,
+        input: Self::Input,
+    ) -> impl Future<Output = Outcome<Self::Output>> + Send;
+    /// Consulted before the step runs.
+    fn can_bypass(&self, _ctx: &ExecutionContext) -> Bypass {
+        Bypass::No
+    }
+}
+
+/// How a step with several tasks (a parallel group, or `for_each`) decides its success:
+/// volnux's `EventExecutionEvaluationState`.
+///
+/// | state | succeeds when | with zero tasks | on the first failed task |
+/// | --- | --- | --- | --- |
+/// | `SuccessOnAllEventsSuccess` (default) | every task succeeded | success | the others run on |
+/// | `FailureForPartialError` | no task failed | success | fails at once; the others are cancelled |
+/// | `SuccessForPartialSuccess` | at least one task succeeded | failure | the others run on |
+/// | `FailureForAllEventsFailure` | not every task failed | success | the others run on |
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum EvaluationState {
+    /// Success only if all tasks succeed.
+    #[default]
+    SuccessOnAllEventsSuccess,
+    /// Failure as soon as any task fails.
+    FailureForPartialError,
+    /// Success if at least one task succeeds.
+    SuccessForPartialSuccess,
+    /// Failure only if all tasks fail.
+    FailureForAllEventsFailure,
+}
+
+impl EvaluationState {
+    /// The verdict on `ok` successes out of `total` tasks.
+    pub fn decide(self, ok: usize, total: usize) -> bool {
+        let failed = total - ok.min(total);
+        match self {
+            EvaluationState::SuccessOnAllEventsSuccess
+            | EvaluationState::FailureForPartialError => failed == 0,
+            EvaluationState::SuccessForPartialSuccess => ok > 0,
+            EvaluationState::FailureForAllEventsFailure => total == 0 || failed < total,
+        }
+    }
+}
+
+/// A step's settings: `#[event(...)]`, or set per pipeline step.
+#[derive(Clone, Debug)]
+pub struct StepOptions {
+    /// Where the step runs.
+    pub executor: Executor,
+    /// Its pool's settings.
+    pub executor_config: ExecutorConfig,
+    /// Retries of exceptions.
+    pub retry: RetryPolicy,
+    /// How a step of several tasks decides.
+    pub evaluation: EvaluationState,
+    /// Stop the pipeline after this step if it raised.
+    pub stop_on_exception: bool,
+    /// Stop the pipeline after this step if it succeeded.
+    pub stop_on_success: bool,
+    /// Stop the pipeline after this step if it failed.
+    pub stop_on_error: bool,
+    /// Bound on one attempt.
+    pub timeout: Option<Duration>,
+}
+
+impl StepOptions {
+    /// The defaults: `Inline`, no retry, all-success, no stop condition.
+    pub const DEFAULT: StepOptions = StepOptions {
+        executor: Executor::Inline,
+        executor_config: ExecutorConfig::new(),
+        retry: RetryPolicy::NEVER,
+        evaluation: EvaluationState::SuccessOnAllEventsSuccess,
+        stop_on_exception: false,
+        stop_on_success: false,
+        stop_on_error: false,
+        timeout: None,
+    };
+}
+
+impl Default for StepOptions {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// A pending `goto`.
+pub(crate) struct GotoRequest {
+    pub(crate) descriptor: u32,
+    pub(crate) success: bool,
+    pub(crate) result: Arc<dyn Any + Send + Sync>,
+    pub(crate) reason: String,
+}
+
+/// What steps share during one run, and what one step asks of the run.
+pub struct ExecutionContext {
+    shared: Arc<RwLock<HashMap<String, Arc<dyn Any + Send + Sync>>>>,
+    pub(crate) goto: Option<GotoRequest>,
+    step: Arc<str>,
+    attempt: u32,
+}
+
+impl ExecutionContext {
+    pub(crate) fn new(
+        shared: Arc<RwLock<HashMap<String, Arc<dyn Any + Send + Sync>>>>,
+        step: Arc<str>,
+        attempt: u32,
+    ) -> Self {
+        ExecutionContext {
+            shared,
+            goto: None,
+            step,
+            attempt,
+        }
+    }
+
+    /// Stores a value for later steps (and their `can_bypass`).
+    pub fn set<T: Any + Send + Sync>(&self, key: impl Into<String>, value: T) {
+        self.shared
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.into(), Arc::new(value));
+    }
+
+    /// A value an earlier step stored, if it is a `T`.
+    pub fn get<T: Any + Send + Sync + Clone>(&self, key: &str) -> Option<T> {
+        self.shared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .and_then(|v| v.downcast_ref::<T>().cloned())
+    }
+
+    /// The step being run.
+    pub fn step(&self) -> &str {
+        &self.step
+    }
+
+    /// The attempt, starting at 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Ends the step and moves execution to its branch `descriptor` (0 is the failure
+    /// branch, 1 the success branch, other numbers are goto targets), passing `result`
+    /// on. Return what it returns: `return ctx.goto(3, true, order, "premium customer");`.
+    /// The reason defaults to `manual` when empty.
+    pub fn goto<T, O>(
+        &mut self,
+        descriptor: u32,
+        success: bool,
+        result: T,
+        reason: impl Into<String>,
+    ) -> Outcome<O>
+    where
+        T: Any + Send + Sync,
+    {
+        let reason = reason.into();
+        self.goto = Some(GotoRequest {
+            descriptor,
+            success,
+            result: Arc::new(result),
+            reason: if reason.is_empty() {
+                "manual".into()
+            } else {
+                reason
+            },
+        });
+        Ok(Done::Goto)
+    }
+}
+
+/// One attempt's result, type-erased.
+pub(crate) enum Attempt {
+    Success(Arc<dyn Any + Send + Sync>),
+    Failure(String),
+    Exception(StepError),
+    Goto(GotoRequest),
+}
+
+type RunFn = dyn Fn(Arc<dyn Any + Send + Sync>, ExecutionContext) -> BoxFuture<'static, Attempt>
+    + Send
+    + Sync;
+type BypassFn = dyn Fn(&ExecutionContext) -> Bypass + Send + Sync;
+
+/// A step as a pipeline runs it: built from a [`Process`] type or a function.
+#[derive(Clone)]
+pub struct StepDef {
+    pub(crate) name: Arc<str>,
+    pub(crate) input: (TypeId, &'static str),
+    pub(crate) output: (TypeId, &'static str),
+    pub(crate) run: Arc<RunFn>,
+    pub(crate) bypass: Option<Arc<BypassFn>>,
+    pub(crate) options: StepOptions,
+    pub(crate) pool: Option<ThreadPool>,
+}
+
+fn erase<O: Send + Sync + 'static>(outcome: Outcome<O>, ctx: &mut ExecutionContext) -> Attempt {
+    match outcome {
+        Ok(Done::Success(v)) => Attempt::Success(Arc::new(v)),
+        Ok(Done::Failure(m)) => Attempt::Failure(m),
+        Ok(Done::Goto) => match ctx.goto.take() {
+            Some(g) => Attempt::Goto(g),
+            None => Attempt::Exception(HandlerError::msg(
+                "the step returned Done::Goto without calling ctx.goto",
+            )),
+        },
+        Err(e) => Attempt::Exception(e),
+    }
+}
+
+fn input_of<I: Clone + 'static>(
+    data: &Arc<dyn Any + Send + Sync>,
+    step: &str,
+) -> Result<I, Attempt> {
+    data.downcast_ref::<I>().cloned().ok_or_else(|| {
+        Attempt::Exception(HandlerError::permanent_msg(format!(
+            "step `{step}` expects a `{}`",
+            std::any::type_name::<I>()
+        )))
+    })
+}
+
+impl StepDef {
+    /// A step from a [`Process`] value.
+    pub fn from_process<P: Process>(
+        name: impl Into<Arc<str>>,
+        process: P,
+        options: StepOptions,
+    ) -> Self {
+        let name: Arc<str> = name.into();
+        let process = Arc::new(process);
+        let p2 = process.clone();
+        let step = name.clone();
+        let run: Arc<RunFn> = Arc::new(move |data, mut ctx| {
+            let process = process.clone();
+            let step = step.clone();
+            Box::pin(async move {
+                let input = match input_of::<P::Input>(&data, &step) {
+                    Ok(i) => i,
+                    Err(a) => return a,
+                };
+                let outcome = process.process(&mut ctx, input).await;
+                erase(outcome, &mut ctx)
+            })
+        });
+        StepDef::new::<P::Input, P::Output>(name, run, options)
+            .with_bypass(Arc::new(move |ctx| p2.can_bypass(ctx)))
+    }
+
+    /// A step from an async function of the input (and the context).
+    pub fn from_fn<I, O, F, Fut>(name: impl Into<Arc<str>>, options: StepOptions, f: F) -> Self
+    where
+        I: Clone + Send + Sync + 'static,
+        O: Send + Sync + 'static,
+        F: Fn(ExecutionContext, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = (ExecutionContext, Outcome<O>)> + Send + 'static,
+    {
+        let name: Arc<str> = name.into();
+        let step = name.clone();
+        let f = Arc::new(f);
+        let run: Arc<RunFn> = Arc::new(move |data, ctx| {
+            let f = f.clone();
+            let step = step.clone();
+            Box::pin(async move {
+                let input = match input_of::<I>(&data, &step) {
+                    Ok(i) => i,
+                    Err(a) => return a,
+                };
+                let (mut ctx, outcome) = f(ctx, input).await;
+                erase(outcome, &mut ctx)
+            })
+        });
+        StepDef::new::<I, O>(name, run, options)
+    }
+
+    fn new<I: 'static, O: 'static>(name: Arc<str>, run: Arc<RunFn>, options: StepOptions) -> Self {
+        StepDef {
+            pool: (options.executor == Executor::ThreadPool)
+                .then(|| ThreadPool::new(options.executor_config.clone())),
+            name,
+            input: (TypeId::of::<I>(), std::any::type_name::<I>()),
+            output: (TypeId::of::<O>(), std::any::type_name::<O>()),
+            run,
+            bypass: None,
+            options,
+        }
+    }
+
+    fn with_bypass(mut self, f: Arc<BypassFn>) -> Self {
+        self.bypass = Some(f);
+        self
+    }
+
+    /// The step's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The step's settings.
+    pub fn options(&self) -> &StepOptions {
+        &self.options
+    }
+
+    /// Changes the step's settings (for this pipeline only).
+    pub fn with_options(mut self, options: StepOptions) -> Self {
+        self.pool = (options.executor == Executor::ThreadPool)
+            .then(|| ThreadPool::new(options.executor_config.clone()));
+        self.options = options;
+        self
+    }
+}
+
+/// A registered pipeline event, `#[derive(Event)]` with pipeline options or `#[event]` on
+/// a function.
+pub struct StepRecord {
+    /// Its name, usable in pipelines and Pointy text.
+    pub name: &'static str,
+    /// The Rust type or function.
+    pub type_name: &'static str,
+    /// Builds the step.
+    pub make: fn() -> StepDef,
+    /// Where it was defined.
+    pub location: SourceLocation,
+}
+
+inventory::collect!(StepRecord);
+
+/// The registered step with this name.
+pub fn registered(name: &str) -> Option<&'static StepRecord> {
+    inventory::iter::<StepRecord>
+        .into_iter()
+        .find(|r| r.name == name)
+}
+
+/// A type that names a registered step: implemented by `#[derive(Event)]` with pipeline
+/// options, so that `.step::<ProcessPayment>()` works.
+pub trait PipelineEvent: Process + Default {
+    /// The registered name.
+    const STEP_NAME: &'static str;
+    /// The step's settings from its attribute.
+    fn options() -> StepOptions;
+    /// The step.
+    fn step() -> StepDef {
+        StepDef::from_process(Self::STEP_NAME, Self::default(), Self::options())
+    }
+}

@@ -1,0 +1,629 @@
+//! Pipelines: class- and function-based events, results flow, retry, evaluation states,
+//! stop conditions, goto, bypass, branches, Pointy text, signals and executors.
+#![allow(clippy::unwrap_used)] // test code
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventflow::pipeline::{
+    Bypass, EvaluationState, ExecutionContext, ForEachInput, Outcome, OutcomeExt, Pipeline,
+    PipelineError, Process, RunStatus, Signal, StepDef, StepOptions, StepStatus, StopReason,
+    TaskOutputs,
+};
+use eventflow::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Order {
+    id: u32,
+    total: u32,
+    premium: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Receipt {
+    order: u32,
+    charged: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("gateway timeout")]
+struct GatewayError;
+
+#[derive(Debug, thiserror::Error)]
+#[error("card declined")]
+struct Declined;
+
+#[event(name = "validate_order")]
+async fn validate_order(order: Order) -> Outcome<Order> {
+    if order.total == 0 {
+        return Outcome::failure("empty order");
+    }
+    Outcome::success(order)
+}
+
+static GATEWAY_CALLS: AtomicU32 = AtomicU32::new(0);
+
+#[derive(Event, Default)]
+#[event(
+    name = "charge_card",
+    retry(max_attempts = 3, backoff_factor = 0.01, max_backoff = 1.0, retry_on = [GatewayError]),
+    stop_on_exception
+)]
+struct ChargeCard;
+
+impl Process for ChargeCard {
+    type Input = Order;
+    type Output = Receipt;
+    async fn process(&self, ctx: &mut ExecutionContext, order: Order) -> Outcome<Receipt> {
+        let call = GATEWAY_CALLS.fetch_add(1, Ordering::SeqCst);
+        if order.id == 66 {
+            return Err(Declined.into());
+        }
+        if order.id == 7 && call % 3 < 2 {
+            return Err(GatewayError.into());
+        }
+        ctx.set("charged", order.total);
+        Outcome::success(Receipt {
+            order: order.id,
+            charged: order.total,
+        })
+    }
+}
+
+fn step<I, O>(name: &str, f: impl Fn(I) -> Outcome<O> + Send + Sync + 'static) -> StepDef
+where
+    I: Clone + Send + Sync + 'static,
+    O: Send + Sync + 'static,
+{
+    let f = Arc::new(f);
+    StepDef::from_fn(
+        name,
+        StepOptions::DEFAULT,
+        move |ctx: ExecutionContext, i: I| {
+            let f = f.clone();
+            async move { (ctx, f(i)) }
+        },
+    )
+}
+
+fn order(id: u32) -> Order {
+    Order {
+        id,
+        total: 40,
+        premium: false,
+    }
+}
+
+#[tokio::test]
+async fn registered_events_run_by_type_and_by_name_with_results_flowing() {
+    let pipeline = Pipeline::builder("checkout")
+        .step_named("validate_order")
+        .step::<ChargeCard>()
+        .then(step("receipt_text", |r: Receipt| {
+            Outcome::success(format!("order {} charged {}", r.order, r.charged))
+        }))
+        .build()
+        .unwrap();
+    let run = pipeline.run(order(1)).await;
+    assert!(run.is_success(), "{}", run.trace_text());
+    assert_eq!(run.output::<String>().unwrap(), "order 1 charged 40");
+
+    let empty = pipeline
+        .run(Order {
+            total: 0,
+            ..order(2)
+        })
+        .await;
+    assert_eq!(
+        *empty.status(),
+        RunStatus::Failed {
+            step: "validate_order".into(),
+            message: "empty order".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn steps_whose_types_do_not_line_up_are_refused_when_built() {
+    let err = Pipeline::builder("bad")
+        .step::<ChargeCard>()
+        .step_named("validate_order")
+        .build()
+        .err()
+        .unwrap();
+    let PipelineError::TypeMismatch { from, to, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(
+        (from.as_str(), to.as_str()),
+        ("charge_card", "validate_order")
+    );
+    assert!(err.to_string().contains("Order"), "{err}");
+    let err = Pipeline::builder("bad")
+        .step_named("no_such_step")
+        .build()
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("unknown step `no_such_step`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn retry_follows_the_policy_and_only_for_the_listed_errors() {
+    GATEWAY_CALLS.store(0, Ordering::SeqCst);
+    let pipeline = Pipeline::builder("pay")
+        .step::<ChargeCard>()
+        .build()
+        .unwrap();
+    let run = pipeline.run(order(7)).await;
+    assert!(run.is_success(), "{}", run.trace_text());
+    let delays: Vec<Duration> = run
+        .trace()
+        .iter()
+        .filter_map(|(_, s)| match s {
+            Signal::StepRetried { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    // backoff_factor * 2^(n-1): 10ms, then 20ms.
+    assert_eq!(
+        delays,
+        [Duration::from_millis(10), Duration::from_millis(20)]
+    );
+
+    // `Declined` is not in retry_on: one attempt, and stop_on_exception stops the run.
+    let run = pipeline.run(order(66)).await;
+    let attempts = run
+        .trace()
+        .iter()
+        .filter(|(_, s)| matches!(s, Signal::StepStarted { .. }))
+        .count();
+    assert_eq!(attempts, 1);
+    assert_eq!(
+        *run.status(),
+        RunStatus::Stopped {
+            step: "charge_card".into(),
+            reason: StopReason::Exception
+        }
+    );
+}
+
+/// Three tasks: the first succeeds, the second fails, the third succeeds after a while.
+fn mixed_group(evaluation: EvaluationState, finished: Arc<AtomicU32>) -> Pipeline {
+    let slow = StepDef::from_fn("slow_ok", StepOptions::DEFAULT, move |ctx, n: u32| {
+        let finished = finished.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            finished.fetch_add(1, Ordering::SeqCst);
+            (ctx, Outcome::success(n + 2))
+        }
+    });
+    Pipeline::builder("mixed")
+        .parallel(vec![
+            step("ok", |n: u32| Outcome::success(n)),
+            step("fails", |_n: u32| Outcome::<u32>::failure("no")),
+            slow,
+        ])
+        .configure(move |o| o.evaluation = evaluation)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn evaluation_states_decide_the_same_mixed_group() {
+    for (state, expected, slow_finishes) in [
+        (EvaluationState::SuccessOnAllEventsSuccess, false, true),
+        (EvaluationState::FailureForPartialError, false, false),
+        (EvaluationState::SuccessForPartialSuccess, true, true),
+        (EvaluationState::FailureForAllEventsFailure, true, true),
+    ] {
+        let finished = Arc::new(AtomicU32::new(0));
+        let run = mixed_group(state, finished.clone()).run(1u32).await;
+        assert_eq!(
+            run.is_success(),
+            expected,
+            "{state:?}: {}",
+            run.trace_text()
+        );
+        // FailureForPartialError fails at the first failure and cancels the slow task.
+        assert_eq!(
+            finished.load(Ordering::SeqCst) == 1,
+            slow_finishes,
+            "{state:?}"
+        );
+        if expected {
+            let mut outs = run.output::<TaskOutputs>().unwrap().take::<u32>();
+            outs.sort_unstable();
+            assert_eq!(outs, [1, 3]);
+        }
+    }
+    // All failed: even FailureForAllEventsFailure fails.
+    let all_fail = Pipeline::builder("all-fail")
+        .parallel(vec![
+            step("a", |_n: u32| Outcome::<u32>::failure("a")),
+            step("b", |_n: u32| Outcome::<u32>::failure("b")),
+        ])
+        .configure(|o| o.evaluation = EvaluationState::FailureForAllEventsFailure)
+        .build()
+        .unwrap();
+    assert!(!all_fail.run(1u32).await.is_success());
+}
+
+#[tokio::test]
+async fn for_each_runs_one_task_per_item_and_zero_tasks_are_defined() {
+    let doubled = Pipeline::builder("each")
+        .for_each(step("double", |n: u32| Outcome::success(n * 2)))
+        .build()
+        .unwrap();
+    let run = doubled.run(ForEachInput::new(vec![1u32, 2, 3])).await;
+    let mut out = run.output::<TaskOutputs>().unwrap().take::<u32>();
+    out.sort_unstable();
+    assert_eq!(out, [2, 4, 6]);
+    for (state, expected) in [
+        (EvaluationState::SuccessOnAllEventsSuccess, true),
+        (EvaluationState::FailureForPartialError, true),
+        (EvaluationState::SuccessForPartialSuccess, false),
+        (EvaluationState::FailureForAllEventsFailure, true),
+    ] {
+        let p = Pipeline::builder("none")
+            .for_each(step("double", |n: u32| Outcome::success(n * 2)))
+            .configure(move |o| o.evaluation = state)
+            .build()
+            .unwrap();
+        let run = p.run(ForEachInput::new(Vec::<u32>::new())).await;
+        assert_eq!(run.is_success(), expected, "{state:?} with zero tasks");
+    }
+}
+
+#[tokio::test]
+async fn stop_conditions_end_the_run_and_say_why() {
+    let never = Arc::new(AtomicU32::new(0));
+    let n2 = never.clone();
+    let after = move || {
+        let n2 = n2.clone();
+        step("after", move |x: u32| {
+            n2.fetch_add(1, Ordering::SeqCst);
+            Outcome::success(x)
+        })
+    };
+    type Case = (StepDef, fn(&mut StepOptions), StopReason);
+    let cases: Vec<Case> = vec![
+        (
+            step("ok", |x: u32| Outcome::success(x)),
+            |o| o.stop_on_success = true,
+            StopReason::Success,
+        ),
+        (
+            step("fails", |_x: u32| Outcome::<u32>::failure("bad")),
+            |o| o.stop_on_error = true,
+            StopReason::Error,
+        ),
+        (
+            step("raises", |_x: u32| {
+                Err::<eventflow::pipeline::Done<u32>, _>(HandlerError::msg("boom"))
+            }),
+            |o| o.stop_on_exception = true,
+            StopReason::Exception,
+        ),
+    ];
+    for (first, set, reason) in cases {
+        let name = first.name().to_owned();
+        let p = Pipeline::builder("stops")
+            .then(first)
+            .configure(set)
+            .then(after())
+            .build()
+            .unwrap();
+        let run = p.run(1u32).await;
+        assert_eq!(*run.status(), RunStatus::Stopped { step: name, reason });
+    }
+    assert_eq!(never.load(Ordering::SeqCst), 0, "no step ran after a stop");
+}
+
+#[derive(Event, Default)]
+#[event(name = "route_order", pipeline)]
+struct RouteOrder;
+
+impl Process for RouteOrder {
+    type Input = Order;
+    type Output = Order;
+    async fn process(&self, ctx: &mut ExecutionContext, order: Order) -> Outcome<Order> {
+        if order.premium {
+            let upgraded = Order {
+                total: order.total / 2,
+                ..order
+            };
+            return ctx.goto(3, true, upgraded, "premium customer");
+        }
+        if order.id == 99 {
+            return ctx.goto(9, true, order, "");
+        }
+        Outcome::success(order)
+    }
+}
+
+#[tokio::test]
+async fn goto_moves_to_the_branch_with_the_result_and_the_reason() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (s1, s2) = (seen.clone(), seen.clone());
+    let p = Pipeline::from_pointy_with(
+        "route_order (0 -> standard, 1 -> standard, 3 -> premium)",
+        vec![
+            step("standard", move |o: Order| {
+                s1.lock().unwrap().push(format!("standard {}", o.total));
+                Outcome::success(o)
+            }),
+            step("premium", move |o: Order| {
+                s2.lock().unwrap().push(format!("premium {}", o.total));
+                Outcome::success(o)
+            }),
+        ],
+    )
+    .unwrap();
+    let run = p
+        .run(Order {
+            premium: true,
+            ..order(5)
+        })
+        .await;
+    assert!(run.is_success());
+    assert_eq!(*seen.lock().unwrap(), ["premium 20"]);
+    assert!(run.trace().iter().any(|(_, s)| matches!(s,
+        Signal::Goto { from, descriptor: 3, to, reason } if from == "route_order" && to == "premium" && reason == "premium customer")));
+    p.run(order(6)).await;
+    assert_eq!(seen.lock().unwrap().last().unwrap(), "standard 40");
+
+    // A descriptor the step has no branch for fails the run, naming it; the reason
+    // defaults to "manual".
+    let run = p.run(order(99)).await;
+    let RunStatus::Failed { message, .. } = run.status() else {
+        panic!("{:?}", run.status());
+    };
+    assert!(message.contains("goto 9"), "{message}");
+}
+
+#[tokio::test]
+async fn a_goto_loop_is_bounded_by_the_step_limit() {
+    let again = StepDef::from_fn(
+        "again",
+        StepOptions::DEFAULT,
+        |mut ctx, n: u32| async move {
+            let out: Outcome<u32> = ctx.goto(2, true, n + 1, "loop");
+            (ctx, out)
+        },
+    );
+    let p =
+        Pipeline::from_pointy_with("@recursive-depth:5\nagain (2 -> again)", vec![again]).unwrap();
+    let run = p.run(0u32).await;
+    let RunStatus::Failed { message, .. } = run.status() else {
+        panic!("{:?}", run.status());
+    };
+    assert!(message.contains("limit of 5 steps"), "{message}");
+}
+
+#[derive(Event, Default)]
+#[event(name = "verify_identity", pipeline)]
+struct VerifyIdentity;
+
+impl Process for VerifyIdentity {
+    type Input = Order;
+    type Output = Order;
+    async fn process(&self, _ctx: &mut ExecutionContext, _order: Order) -> Outcome<Order> {
+        Outcome::failure("identity check is down")
+    }
+    fn can_bypass(&self, ctx: &ExecutionContext) -> Bypass {
+        match ctx.get::<bool>("trusted") {
+            Some(true) => Bypass::skip(
+                Order {
+                    id: 0,
+                    total: 1,
+                    premium: true,
+                },
+                "trusted customer",
+            ),
+            _ => Bypass::No,
+        }
+    }
+}
+
+#[tokio::test]
+async fn bypass_skips_the_step_and_passes_its_data_on() {
+    let mark = StepDef::from_fn(
+        "mark_trusted",
+        StepOptions::DEFAULT,
+        |ctx: ExecutionContext, o: Order| async move {
+            ctx.set("trusted", o.premium);
+            (ctx, Outcome::success(o))
+        },
+    );
+    let p = Pipeline::builder("kyc")
+        .then(mark)
+        .step::<VerifyIdentity>()
+        .build()
+        .unwrap();
+    let run = p
+        .run(Order {
+            premium: true,
+            ..order(3)
+        })
+        .await;
+    assert!(run.is_success(), "{}", run.trace_text());
+    assert_eq!(
+        run.output::<Order>().unwrap().id,
+        0,
+        "the bypass data went on"
+    );
+    assert!(run.trace().iter().any(|(_, s)| matches!(s,
+        Signal::StepBypassed { step, reason } if step == "verify_identity" && reason == "trusted customer")));
+    assert!(
+        !p.run(order(3)).await.is_success(),
+        "not trusted: the step runs"
+    );
+}
+
+#[tokio::test]
+async fn a_failure_branch_gets_the_failed_steps_input() {
+    let refunded = Arc::new(Mutex::new(None));
+    let fails = Pipeline::builder("fail-branch")
+        .then(step("charge", |_o: Order| {
+            Outcome::<Receipt>::failure("declined")
+        }))
+        .on_failure(step("refund", {
+            let r = refunded.clone();
+            move |o: Order| {
+                *r.lock().unwrap() = Some(o.id);
+                Outcome::success(o)
+            }
+        }))
+        .build()
+        .unwrap();
+    let run = fails.run(order(12)).await;
+    assert!(run.is_success(), "{}", run.trace_text());
+    assert_eq!(*refunded.lock().unwrap(), Some(12));
+}
+
+#[tokio::test]
+async fn pointy_text_parses_validates_and_draws() {
+    let steps = || {
+        vec![
+            step("a", |n: u32| Outcome::success(n + 1)),
+            step("b", |n: u32| Outcome::success(n * 10)),
+            step("c", |n: u32| Outcome::success(n + 100)),
+            step("fails", |_n: u32| Outcome::<u32>::failure("no")),
+        ]
+    };
+    let p = Pipeline::from_pointy_with(
+        "# numbers\n@recursive-depth:10\na |-> b |-> c   # piped\n",
+        steps(),
+    )
+    .unwrap();
+    assert_eq!(p.run(1u32).await.output::<u32>(), Some(120));
+    // `->` passes the step's input on, `|->` its output.
+    let p = Pipeline::from_pointy_with("a -> b", steps()).unwrap();
+    assert_eq!(p.run(1u32).await.output::<u32>(), Some(10));
+    // `* 3` and branches by descriptor.
+    let p = Pipeline::from_pointy_with("fails * 3 (0 -> a |-> b, 1 -> c)", steps()).unwrap();
+    let run = p.run(1u32).await;
+    assert_eq!(run.output::<u32>(), Some(20));
+    let dot = p.to_dot();
+    assert!(dot.starts_with("digraph"), "{dot}");
+    assert!(
+        dot.contains("label=\"0 (failure)\"") && dot.contains("label=\"1 (success)\""),
+        "{dot}"
+    );
+
+    let err = Pipeline::from_pointy_with("a |-> b\n  |-> nope", steps())
+        .err()
+        .unwrap();
+    assert_eq!(err.to_string(), "unknown step `nope` at line 2, column 7");
+    let err = Pipeline::from_pointy_with("a |-> (b)", steps())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("line 1, column 7"), "{err}");
+    let err = Pipeline::from_pointy_with("a (0 b)", steps())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("expected `->`"), "{err}");
+    let err = Pipeline::from_pointy_with("a || b (1 -> c)", steps())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("parallel group"), "{err}");
+}
+
+#[tokio::test]
+async fn observers_see_every_signal_in_order() {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    let p = Pipeline::builder("observed")
+        .then(step("one", |n: u32| Outcome::success(n)))
+        .observer(move |s: &Signal| {
+            let kind = match s {
+                Signal::PipelineStarted { .. } => "started",
+                Signal::StepStarted { .. } => "step",
+                Signal::StepFinished {
+                    status: StepStatus::Succeeded,
+                    ..
+                } => "ok",
+                Signal::PipelineFinished { .. } => "finished",
+                _ => "other",
+            };
+            g.lock().unwrap().push(kind);
+        })
+        .build()
+        .unwrap();
+    let run = p.run(1u32).await;
+    assert_eq!(*got.lock().unwrap(), ["started", "step", "ok", "finished"]);
+    assert_eq!(run.trace().len(), 4, "the trace is the same signals");
+}
+
+#[derive(Event, Default)]
+#[event(
+    name = "pooled",
+    executor = ThreadPool,
+    executor_config(max_workers = 1, max_tasks_per_child = 2, thread_name_prefix = "payment-")
+)]
+struct Pooled;
+
+impl Process for Pooled {
+    type Input = u32;
+    type Output = String;
+    async fn process(&self, _ctx: &mut ExecutionContext, _n: u32) -> Outcome<String> {
+        Outcome::success(std::thread::current().name().unwrap_or("?").to_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thread_pool_steps_run_on_named_threads_replaced_after_max_tasks() {
+    let p = Pipeline::builder("pool").step::<Pooled>().build().unwrap();
+    let mut names = Vec::new();
+    for n in 0..5u32 {
+        names.push(p.run(n).await.output::<String>().unwrap());
+    }
+    assert!(names.iter().all(|n| n.starts_with("payment-")), "{names:?}");
+    // Two tasks per thread: a new thread every two runs.
+    assert_eq!(names[0], names[1]);
+    assert_ne!(names[1], names[2]);
+    assert_eq!(names[2], names[3]);
+    assert_ne!(names[3], names[4]);
+}
+
+#[tokio::test]
+async fn a_published_event_starts_a_pipeline() {
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let d = done.clone();
+    let p = Pipeline::builder("checkout")
+        .step_named("validate_order")
+        .then(step("record", move |o: Order| {
+            d.lock().unwrap().push(o.id);
+            Outcome::success(o)
+        }))
+        .build()
+        .unwrap();
+    let bus = EventBus::builder()
+        .without_registry()
+        .handler(p.handler::<Order>("run-checkout", "order.placed"))
+        .build()
+        .await
+        .unwrap();
+    let report = bus
+        .dispatch_raw(
+            "order.placed",
+            serde_json::json!({ "id": 31, "total": 5, "premium": false }),
+        )
+        .await
+        .unwrap();
+    assert!(report.is_success());
+    assert_eq!(*done.lock().unwrap(), [31]);
+    let report = bus
+        .dispatch_raw(
+            "order.placed",
+            serde_json::json!({ "id": 32, "total": 0, "premium": false }),
+        )
+        .await
+        .unwrap();
+    assert!(!report.is_success(), "a failed run fails the delivery");
+    bus.shutdown().await.unwrap();
+}
