@@ -627,3 +627,97 @@ async fn a_published_event_starts_a_pipeline() {
     assert!(!report.is_success(), "a failed run fails the delivery");
     bus.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn command_steps_talk_json_over_stdin_and_stdout() {
+    let wrap = StepDef::command::<u32, Vec<u32>>(
+        "wrap",
+        "sh",
+        ["-c", "read n; echo \"[$n, $((n * 2))]\""],
+        StepOptions::DEFAULT,
+    );
+    let run = Pipeline::builder("cmd")
+        .then(wrap)
+        .build()
+        .unwrap()
+        .run(21u32)
+        .await;
+    assert_eq!(
+        run.output::<Vec<u32>>(),
+        Some(vec![21, 42]),
+        "{}",
+        run.trace_text()
+    );
+
+    let fails = StepDef::command::<u32, u32>(
+        "fails",
+        "sh",
+        ["-c", "echo 'disk full' >&2; exit 3"],
+        StepOptions::DEFAULT,
+    );
+    let run = Pipeline::builder("cmd")
+        .then(fails)
+        .build()
+        .unwrap()
+        .run(1u32)
+        .await;
+    let RunStatus::Failed { message, .. } = run.status() else {
+        panic!("{:?}", run.status());
+    };
+    assert!(
+        message.contains("disk full") && message.contains('3'),
+        "{message}"
+    );
+
+    let garbled = StepDef::command::<u32, u32>(
+        "garbled",
+        "sh",
+        ["-c", "echo not-json"],
+        StepOptions::DEFAULT,
+    );
+    let run = Pipeline::builder("cmd")
+        .then(garbled)
+        .build()
+        .unwrap()
+        .run(1u32)
+        .await;
+    assert!(
+        matches!(run.status(), RunStatus::Failed { message, .. } if message.contains("is not a `u32`"))
+    );
+    let missing = StepDef::command::<u32, u32>(
+        "missing",
+        "/nonexistent/program",
+        Vec::<String>::new(),
+        StepOptions::DEFAULT,
+    );
+    let run = Pipeline::builder("cmd")
+        .then(missing)
+        .build()
+        .unwrap()
+        .run(1u32)
+        .await;
+    assert!(
+        matches!(run.status(), RunStatus::Failed { message, .. } if message.contains("cannot start"))
+    );
+
+    let slow = StepDef::command::<u32, u32>(
+        "slow",
+        "sh",
+        ["-c", "sleep 5; echo 1"],
+        StepOptions {
+            timeout: Some(Duration::from_millis(100)),
+            ..StepOptions::DEFAULT
+        },
+    );
+    let run = Pipeline::builder("cmd")
+        .then(slow)
+        .build()
+        .unwrap()
+        .run(1u32)
+        .await;
+    assert!(
+        matches!(run.status(), RunStatus::Failed { message, .. } if message.contains("timed out")),
+        "{:?}",
+        run.status()
+    );
+}

@@ -375,6 +375,49 @@ impl StepDef {
         StepDef::new::<I, O>(name, run, options)
     }
 
+    /// A step that runs an external program (basefunctions' CMD mode): the input goes to
+    /// its standard input as JSON, and its standard output is read back as the JSON of the
+    /// output. A non-zero exit is a failure carrying the program's standard error; a
+    /// program that cannot start, or whose output is not an `O`, is an exception. The
+    /// step's `timeout` kills the program.
+    ///
+    /// ```
+    /// use eventflow_runtime::pipeline::{StepDef, StepOptions};
+    /// let upper = StepDef::command::<String, String>(
+    ///     "upper",
+    ///     "python3",
+    ///     ["-c", "import json,sys; print(json.dumps(json.load(sys.stdin).upper()))"],
+    ///     StepOptions::DEFAULT,
+    /// );
+    /// assert_eq!(upper.name(), "upper");
+    /// ```
+    pub fn command<I, O>(
+        name: impl Into<Arc<str>>,
+        program: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+        options: StepOptions,
+    ) -> Self
+    where
+        I: serde::Serialize + Clone + Send + Sync + 'static,
+        O: serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        let name: Arc<str> = name.into();
+        let program: Arc<str> = program.into().into();
+        let args: Arc<[String]> = args.into_iter().map(Into::into).collect();
+        let step = name.clone();
+        let run: Arc<RunFn> = Arc::new(move |data, _ctx| {
+            let (program, args, step) = (program.clone(), args.clone(), step.clone());
+            Box::pin(async move {
+                let input = match input_of::<I>(&data, &step) {
+                    Ok(i) => i,
+                    Err(a) => return a,
+                };
+                run_command::<I, O>(&step, &program, &args, &input).await
+            })
+        });
+        StepDef::new::<I, O>(name, run, options)
+    }
+
     fn new<I: 'static, O: 'static>(name: Arc<str>, run: Arc<RunFn>, options: StepOptions) -> Self {
         StepDef {
             pool: (options.executor == Executor::ThreadPool)
@@ -444,5 +487,56 @@ pub trait PipelineEvent: Process + Default {
     /// The step.
     fn step() -> StepDef {
         StepDef::from_process(Self::STEP_NAME, Self::default(), Self::options())
+    }
+}
+
+async fn run_command<I, O>(step: &str, program: &str, args: &[String], input: &I) -> Attempt
+where
+    I: serde::Serialize,
+    O: serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    use tokio::io::AsyncWriteExt;
+    let json = match serde_json::to_vec(input) {
+        Ok(j) => j,
+        Err(e) => return Attempt::Exception(HandlerError::permanent(e)),
+    };
+    let mut child = match tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return Attempt::Exception(HandlerError::msg(format!(
+                "step `{step}` cannot start `{program}`: {e}"
+            )));
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        // A program that exits without reading its input is its own business.
+        let _ = stdin.write_all(&json).await;
+        drop(stdin);
+    }
+    let out = match child.wait_with_output().await {
+        Ok(o) => o,
+        Err(e) => {
+            return Attempt::Exception(HandlerError::msg(format!(
+                "step `{step}`: waiting for `{program}` failed: {e}"
+            )));
+        }
+    };
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        return Attempt::Failure(format!("`{program}` exited with {}: {stderr}", out.status));
+    }
+    match serde_json::from_slice::<O>(&out.stdout) {
+        Ok(v) => Attempt::Success(Arc::new(v)),
+        Err(e) => Attempt::Exception(HandlerError::permanent_msg(format!(
+            "step `{step}`: the output of `{program}` is not a `{}`: {e}",
+            std::any::type_name::<O>()
+        ))),
     }
 }
