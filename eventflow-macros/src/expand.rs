@@ -100,7 +100,6 @@ pub fn derive_event(input: DeriveInput) -> TokenStream {
         impl #impl_g #p::Event for #ident #ty_g #where_clause {
             const NAME: &'static str = #name;
         }
-        #step
     };
     match errors.finish() {
         // Still implement the trait, so uses of the type do not add a cascade of errors.
@@ -111,6 +110,7 @@ pub fn derive_event(input: DeriveInput) -> TokenStream {
         Ok(()) => quote! {
             const _: () = {
                 #impl_block
+                #step
                 #record
             };
         },
