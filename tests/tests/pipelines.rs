@@ -372,7 +372,7 @@ async fn goto_moves_to_the_branch_with_the_result_and_the_reason() {
     assert!(run.is_success());
     assert_eq!(*seen.lock().unwrap(), ["premium 20"]);
     assert!(run.trace().iter().any(|(_, s)| matches!(s,
-        Signal::Goto { from, descriptor: 3, to, reason } if from == "route_order" && to == "premium" && reason == "premium customer")));
+        Signal::Goto { from, descriptor: 3, to, reason } if &**from == "route_order" && &**to == "premium" && reason == "premium customer")));
     p.run(order(6)).await;
     assert_eq!(seen.lock().unwrap().last().unwrap(), "standard 40");
 
@@ -457,7 +457,7 @@ async fn bypass_skips_the_step_and_passes_its_data_on() {
         "the bypass data went on"
     );
     assert!(run.trace().iter().any(|(_, s)| matches!(s,
-        Signal::StepBypassed { step, reason } if step == "verify_identity" && reason == "trusted customer")));
+        Signal::StepBypassed { step, reason } if &**step == "verify_identity" && reason == "trusted customer")));
     assert!(
         !p.run(order(3)).await.is_success(),
         "not trusted: the step runs"

@@ -91,7 +91,7 @@ enum NodeKind {
 }
 
 struct Node {
-    label: String,
+    label: Arc<str>,
     kind: NodeKind,
     /// Whether the node takes the output of the node before (else that node's input).
     pipe: bool,
@@ -121,19 +121,19 @@ pub enum Signal {
     /// The run began.
     PipelineStarted {
         /// The pipeline's name.
-        pipeline: String,
+        pipeline: Arc<str>,
     },
     /// A step's attempt began.
     StepStarted {
         /// The step (a group's label for a parallel group).
-        step: String,
+        step: Arc<str>,
         /// The attempt, from 1.
         attempt: u32,
     },
     /// An attempt raised and will be retried.
     StepRetried {
         /// The step.
-        step: String,
+        step: Arc<str>,
         /// The attempt that failed.
         attempt: u32,
         /// Its error.
@@ -144,25 +144,25 @@ pub enum Signal {
     /// The step was skipped by `can_bypass`.
     StepBypassed {
         /// The step.
-        step: String,
+        step: Arc<str>,
         /// Why.
         reason: String,
     },
     /// `goto` switched the run to another step.
     Goto {
         /// The step that called it.
-        from: String,
+        from: Arc<str>,
         /// The descriptor.
         descriptor: u32,
         /// The step switched to.
-        to: String,
+        to: Arc<str>,
         /// Why.
         reason: String,
     },
     /// A step ended.
     StepFinished {
         /// The step.
-        step: String,
+        step: Arc<str>,
         /// Its status.
         status: StepStatus,
         /// Tasks run (1 for a plain step).
@@ -173,7 +173,7 @@ pub enum Signal {
     /// The run ended.
     PipelineFinished {
         /// The pipeline's name.
-        pipeline: String,
+        pipeline: Arc<str>,
         /// How.
         status: RunStatus,
     },
@@ -315,7 +315,7 @@ pub struct Pipeline {
 }
 
 struct Inner {
-    name: String,
+    name: Arc<str>,
     nodes: Vec<Node>,
     max_steps: usize,
     observers: Vec<Arc<dyn Observer>>,
@@ -333,7 +333,8 @@ pub struct PipelineBuilder {
     errors: Vec<PipelineError>,
 }
 
-fn node(label: String, kind: NodeKind, pipe: bool) -> Result<Node, PipelineError> {
+fn node(label: impl Into<Arc<str>>, kind: NodeKind, pipe: bool) -> Result<Node, PipelineError> {
+    let label = label.into();
     let (input, output, evaluation) = match &kind {
         NodeKind::Single(s) => (s.input, s.output, s.options.evaluation),
         NodeKind::ForEach(s) => (
@@ -669,8 +670,8 @@ fn finish(
             let passed = if piped { from.output } else { from.input };
             if to_node.input.0 != passed.0 {
                 return Err(PipelineError::TypeMismatch {
-                    from: from.label.clone(),
-                    to: to_node.label.clone(),
+                    from: from.label.to_string(),
+                    to: to_node.label.to_string(),
                     expected: to_node.input.1,
                     found: passed.1,
                 });
@@ -695,7 +696,7 @@ fn finish(
     }
     Ok(Pipeline {
         inner: Arc::new(Inner {
-            name,
+            name: name.into(),
             nodes,
             max_steps,
             observers,
@@ -748,7 +749,7 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
         let node = &inner.nodes[at];
         if steps > inner.max_steps {
             break RunStatus::Failed {
-                step: node.label.clone(),
+                step: node.label.to_string(),
                 message: format!(
                     "the run reached its limit of {} steps (a loop?)",
                     inner.max_steps
@@ -779,7 +780,7 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
                 }
                 None => {
                     break RunStatus::Failed {
-                        step: node.label.clone(),
+                        step: node.label.to_string(),
                         message: format!("goto {} names no branch of this step", g.descriptor),
                     };
                 }
@@ -806,7 +807,7 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
         };
         if let Some(reason) = stop {
             break RunStatus::Stopped {
-                step: node.label.clone(),
+                step: node.label.to_string(),
                 reason,
             };
         }
@@ -826,7 +827,7 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
             None if success => break RunStatus::Completed,
             None => {
                 break RunStatus::Failed {
-                    step: node.label.clone(),
+                    step: node.label.to_string(),
                     message,
                 };
             }
@@ -850,7 +851,7 @@ async fn run_node(node: &Node, data: Datum, shared: &Shared, rec: &Recorder) -> 
                 let ctx = ExecutionContext::new(shared.clone(), step.name.clone(), 0);
                 if let Bypass::Skip { data, reason } = bypass(&ctx) {
                     rec.emit(Signal::StepBypassed {
-                        step: step.name.to_string(),
+                        step: step.name.clone(),
                         reason,
                     });
                     return NodeOutcome {
@@ -964,7 +965,7 @@ async fn run_task(
     let mut attempt = 1;
     loop {
         rec.emit(Signal::StepStarted {
-            step: step.name.to_string(),
+            step: step.name.clone(),
             attempt,
         });
         let ctx = ExecutionContext::new(shared.clone(), step.name.clone(), attempt);
@@ -976,7 +977,7 @@ async fn run_task(
                 if step.options.retry.should_retry(&e, attempt) {
                     let delay = step.options.retry.delay(attempt);
                     rec.emit(Signal::StepRetried {
-                        step: step.name.to_string(),
+                        step: step.name.clone(),
                         attempt,
                         error: e.to_string(),
                         delay,

@@ -307,7 +307,7 @@ impl Builder {
             let idx = self.group(group, pipe)?;
             if main {
                 self.main
-                    .entry(self.nodes[idx].label.clone())
+                    .entry(self.nodes[idx].label.to_string())
                     .or_insert(idx);
             }
             if let Some(p) = prev {
