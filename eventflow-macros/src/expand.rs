@@ -119,7 +119,7 @@ pub fn derive_event(input: DeriveInput) -> TokenStream {
 
 /// Runs `expand` on the function an attribute is on, and emits the function followed by
 /// the generated code (or the errors: the function stays, so the crate keeps type-checking).
-fn on_function(
+pub(crate) fn on_function(
     attribute: &str,
     args: TokenStream,
     item: TokenStream,

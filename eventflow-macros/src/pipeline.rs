@@ -118,25 +118,7 @@ struct FnEventArgs {
 
 /// `#[event(...)]` on a function: a function-based pipeline event.
 pub fn event_fn(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func: syn::ItemFn = match syn::parse2(item.clone()) {
-        Ok(f) => f,
-        Err(_) => {
-            let e = syn::Error::new(
-                proc_macro2::Span::call_site(),
-                "`#[event]` goes on a function (a function-based pipeline event); on a type, \
-                 derive `Event` and write `#[event(...)]` under it",
-            )
-            .to_compile_error();
-            return quote!(#e #item);
-        }
-    };
-    match event_fn_inner(args, &func) {
-        Ok(ts) => quote!(#func #ts),
-        Err(e) => {
-            let errs = e.write_errors();
-            quote!(#func #errs)
-        }
-    }
+    crate::expand::on_function("event", args, item, event_fn_inner)
 }
 
 fn event_fn_inner(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream> {
