@@ -88,7 +88,10 @@ impl Process for ProcessPayment {
     type Input = Order;
     type Output = Receipt;
     async fn process(&self, ctx: &mut ExecutionContext, order: Order) -> Outcome<Receipt> {
-        if GATEWAY_CALLS.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+        if GATEWAY_CALLS
+            .fetch_add(1, Ordering::SeqCst)
+            .is_multiple_of(2)
+        {
             return Err(GatewayError.into());
         }
         let receipt = Receipt {
