@@ -190,12 +190,14 @@ pub enum ExecutorKind {
     Inline,
     Tokio,
     ThreadPool,
+    Process,
 }
 
 const EXECUTORS: &[(&str, ExecutorKind)] = &[
     ("Inline", ExecutorKind::Inline),
     ("Tokio", ExecutorKind::Tokio),
     ("ThreadPool", ExecutorKind::ThreadPool),
+    ("Process", ExecutorKind::Process),
 ];
 
 /// Validated retry settings.
@@ -371,7 +373,7 @@ pub fn executor(path: &syn::Path) -> darling::Result<ExecutorKind> {
         None => String::new(),
     };
     Err(darling::Error::custom(format!(
-        "unknown executor `{name}`: expected one of `Inline`, `Tokio`, `ThreadPool`{hint}"
+        "unknown executor `{name}`: expected one of `Inline`, `Tokio`, `ThreadPool`, `Process`{hint}"
     ))
     .with_span(path))
 }

@@ -309,6 +309,15 @@ fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream
             .with_span(&func.sig.ident),
         );
     }
+    if let (ExecutorKind::Process, Some(path)) = (executor, &opts.executor) {
+        errors.push(
+            darling::Error::custom(
+                "the Process executor runs pipeline steps; a handler runs on `Inline`, `Tokio` \
+                 or `ThreadPool`",
+            )
+            .with_span(path),
+        );
+    }
     let priority = opts
         .priority
         .as_ref()
@@ -743,6 +752,7 @@ pub(crate) fn executor_tokens(p: &TokenStream, executor: ExecutorKind) -> TokenS
         ExecutorKind::Inline => quote!(#p::Executor::Inline),
         ExecutorKind::Tokio => quote!(#p::Executor::Tokio),
         ExecutorKind::ThreadPool => quote!(#p::Executor::ThreadPool),
+        ExecutorKind::Process => quote!(#p::Executor::Process),
     }
 }
 

@@ -77,6 +77,29 @@ pub fn options(
     )
 }
 
+fn on_process(args: &StepArgs) -> bool {
+    args.executor.as_ref().and_then(|p| attr::executor(p).ok()) == Some(ExecutorKind::Process)
+}
+
+/// `T` of `Outcome<T>` in a return type.
+fn outcome_type(output: &syn::ReturnType) -> Option<Type> {
+    let syn::ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let Type::Path(p) = &**ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Outcome" {
+        return None;
+    }
+    match &last.arguments {
+        syn::PathArguments::AngleBracketed(a) => match a.args.first() {
+            Some(syn::GenericArgument::Type(t)) => Some(t.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// What `#[derive(Event)]` adds for a pipeline event.
 pub fn derive_step(
     p: &TokenStream,
@@ -86,6 +109,19 @@ pub fn derive_step(
     errors: &mut darling::error::Accumulator,
 ) -> TokenStream {
     let (options, retry_fn) = options(p, args, ident, errors);
+    // Across processes, the input and output travel as JSON.
+    let step_fn = on_process(args).then(|| {
+        quote! {
+            fn step() -> #p::StepDef {
+                #p::StepDef::from_process(
+                    <Self as #p::PipelineEvent>::STEP_NAME,
+                    <Self as ::core::default::Default>::default(),
+                    <Self as #p::PipelineEvent>::options(),
+                )
+                .with_serde::<<Self as #p::Process>::Input, <Self as #p::Process>::Output>()
+            }
+        }
+    });
     quote! {
         impl #p::PipelineEvent for #ident {
             const STEP_NAME: &'static str = #name;
@@ -93,6 +129,7 @@ pub fn derive_step(
                 #retry_fn
                 #options
             }
+            #step_fn
         }
         #p::inventory::submit! {
             #p::StepRecord {
@@ -181,6 +218,23 @@ fn event_fn_inner(args: TokenStream, func: &syn::ItemFn) -> darling::Result<Toke
         None => quote!(::eventflow::__private),
     };
     let (options, retry_fn) = options(&p, &opts.step, &sig.ident, &mut errors);
+    let serde = if on_process(&opts.step) {
+        match outcome_type(&sig.output) {
+            Some(out) => quote!(.with_serde::<#input, #out>()),
+            None => {
+                errors.push(
+                    darling::Error::custom(
+                        "on the Process executor, write the return type as `Outcome<T>`: \
+                         the output crosses processes as a `T`",
+                    )
+                    .with_span(&sig.output),
+                );
+                quote!()
+            }
+        }
+    } else {
+        quote!()
+    };
     errors.finish()?;
     let fn_ident = &sig.ident;
     let make = format_ident!("__eventflow_step_{}", fn_ident);
@@ -210,6 +264,7 @@ fn event_fn_inner(args: TokenStream, func: &syn::ItemFn) -> darling::Result<Toke
                         (__ctx, __out)
                     },
                 )
+                #serde
             }
             #p::inventory::submit! {
                 #p::StepRecord {

@@ -379,6 +379,12 @@ impl EventBusBuilder {
                     h.name, h.source
                 ));
             }
+            if h.options.executor == Executor::Process {
+                problems.push(format!(
+                    "handler `{}` ({}): the Process executor runs pipeline steps; a handler runs on Inline, Tokio or ThreadPool",
+                    h.name, h.source
+                ));
+            }
             problems.extend(batch_problems(h));
         }
         let mut schedules = Vec::new();

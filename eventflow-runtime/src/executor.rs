@@ -5,6 +5,7 @@
 //! | [`Inline`](Executor::Inline) (default) | on the task delivering the event, one handler after another | quick async handlers |
 //! | [`Tokio`](Executor::Tokio) | in a task of its own on the tokio runtime, concurrently with the other handlers | slow async handlers (I/O) |
 //! | [`ThreadPool`](Executor::ThreadPool) | on a dedicated pool of OS threads | blocking or CPU-heavy code |
+//! | [`Process`](Executor::Process) | in child processes of this program (pipeline steps only) | code that may crash, leak or hold the GIL of a C library |
 //!
 //! A plain (non-`async`) handler never runs on the async workers: with `Inline` it runs on
 //! tokio's blocking pool, with `ThreadPool` on its own pool.
@@ -33,6 +34,9 @@ pub enum Executor {
     Tokio,
     /// On a dedicated pool of OS threads.
     ThreadPool,
+    /// In child processes of this program (pipeline steps only); see
+    /// [`pipeline::process`](crate::pipeline::process).
+    Process,
 }
 
 /// Settings of an executor's workers. Unset values take the defaults of the

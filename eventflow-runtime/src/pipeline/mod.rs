@@ -28,6 +28,7 @@
 //!   which bounds loops made with `goto`.
 
 mod pointy;
+pub mod process;
 mod step;
 
 use std::any::{Any, TypeId};
@@ -44,6 +45,7 @@ use crate::error::HandlerError;
 use crate::executor::{Executor, panic_message};
 
 pub use pointy::PointyError;
+pub use process::serve_process_steps;
 use step::{Attempt, GotoRequest};
 pub use step::{
     Bypass, Done, EvaluationState, ExecutionContext, Outcome, OutcomeExt, PipelineEvent, Process,
@@ -994,6 +996,19 @@ async fn run_task(
 
 /// One attempt on the step's executor, with its timeout; a panic is an exception.
 async fn attempt_once(step: &StepDef, data: Datum, ctx: ExecutionContext) -> Attempt {
+    if step.options.executor == Executor::Process {
+        // The child runs the step; the context's shared values do not cross.
+        return match (&step.processes, step.codec) {
+            (Some(pool), Some(codec)) => {
+                pool.run(&step.name, codec, data, step.options.timeout)
+                    .await
+            }
+            _ => Attempt::Exception(HandlerError::permanent_msg(format!(
+                "step `{}` runs on the Process executor but cannot cross processes: build it with `.with_serde::<I, O>()`",
+                step.name
+            ))),
+        };
+    }
     let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| (step.run)(data, ctx))) {
         Ok(f) => f,
         Err(p) => return Attempt::Exception(HandlerError::panicked(panic_message(&*p))),

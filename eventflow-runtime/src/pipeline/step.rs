@@ -284,6 +284,18 @@ type RunFn = dyn Fn(Arc<dyn Any + Send + Sync>, ExecutionContext) -> BoxFuture<'
     + Sync;
 type BypassFn = dyn Fn(&ExecutionContext) -> Bypass + Send + Sync;
 
+/// How a step's input and output cross processes (the Process executor).
+#[derive(Clone, Copy)]
+pub(crate) struct Codec {
+    pub(crate) encode_input: EncodeFn,
+    pub(crate) decode_input: DecodeFn,
+    pub(crate) encode_output: EncodeFn,
+    pub(crate) decode_output: DecodeFn,
+}
+
+type EncodeFn = fn(&Arc<dyn Any + Send + Sync>) -> Result<Vec<u8>, String>;
+type DecodeFn = fn(&[u8]) -> Result<Arc<dyn Any + Send + Sync>, String>;
+
 /// A step as a pipeline runs it: built from a [`Process`] type or a function.
 #[derive(Clone)]
 pub struct StepDef {
@@ -294,6 +306,8 @@ pub struct StepDef {
     pub(crate) bypass: Option<Arc<BypassFn>>,
     pub(crate) options: StepOptions,
     pub(crate) pool: Option<ThreadPool>,
+    pub(crate) codec: Option<Codec>,
+    pub(crate) processes: Option<Arc<super::process::ProcessPool>>,
 }
 
 fn erase<O: Send + Sync + 'static>(outcome: Outcome<O>, ctx: &mut ExecutionContext) -> Attempt {
@@ -422,6 +436,12 @@ impl StepDef {
         StepDef {
             pool: (options.executor == Executor::ThreadPool)
                 .then(|| ThreadPool::new(options.executor_config.clone())),
+            processes: (options.executor == Executor::Process).then(|| {
+                Arc::new(super::process::ProcessPool::new(
+                    options.executor_config.clone(),
+                ))
+            }),
+            codec: None,
             name,
             input: (TypeId::of::<I>(), std::any::type_name::<I>()),
             output: (TypeId::of::<O>(), std::any::type_name::<O>()),
@@ -429,6 +449,27 @@ impl StepDef {
             bypass: None,
             options,
         }
+    }
+
+    /// Lets the step's input and output cross processes as JSON, which the Process
+    /// executor needs (`#[event(executor = Process)]` calls it).
+    pub fn with_serde<I, O>(mut self) -> Self
+    where
+        I: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+        O: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        self.codec = Some(Codec {
+            encode_input: super::process::encode::<I>,
+            decode_input: super::process::decode::<I>,
+            encode_output: super::process::encode::<O>,
+            decode_output: super::process::decode::<O>,
+        });
+        self
+    }
+
+    /// Child processes this step started so far (Process executor).
+    pub fn processes_started(&self) -> usize {
+        self.processes.as_ref().map_or(0, |p| p.spawned())
     }
 
     fn with_bypass(mut self, f: Arc<BypassFn>) -> Self {
@@ -450,6 +491,11 @@ impl StepDef {
     pub fn with_options(mut self, options: StepOptions) -> Self {
         self.pool = (options.executor == Executor::ThreadPool)
             .then(|| ThreadPool::new(options.executor_config.clone()));
+        self.processes = (options.executor == Executor::Process).then(|| {
+            Arc::new(super::process::ProcessPool::new(
+                options.executor_config.clone(),
+            ))
+        });
         self.options = options;
         self
     }
