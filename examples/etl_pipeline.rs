@@ -1,6 +1,7 @@
-//! An ETL pipeline: extract rows, transform them in parallel on a pool of threads (one
-//! task per row, `for_each`), and load them into a flaky warehouse with retries; then run
-//! an external program as a step (the Command executor). Prints the run traces.
+//! An ETL pipeline: extract rows, transform them in child processes (the Process executor:
+//! one task per row with `for_each`, two children, each replaced after two rows), and load
+//! them into a flaky warehouse with retries; then run an external program as a step (the
+//! Command executor). Prints the run traces.
 //!
 //! Run it with `cargo run --example etl_pipeline`.
 
@@ -43,12 +44,12 @@ async fn extract(source: String) -> Outcome<ForEachInput> {
     Outcome::success(ForEachInput::new(rows))
 }
 
-/// CPU work, on a pool of two named threads, a fresh thread every two rows.
+/// CPU work in child processes of this program: two at most, each replaced after two rows.
 #[derive(Event, Default)]
 #[event(
     name = "transform",
-    executor = ThreadPool,
-    executor_config(max_workers = 2, max_tasks_per_child = 2, thread_name_prefix = "etl-"),
+    executor = Process,
+    executor_config(max_workers = 2, max_tasks_per_child = 2),
     evaluation = SuccessForPartialSuccess,
 )]
 struct Transform;
@@ -57,9 +58,12 @@ impl Process for Transform {
     type Input = Row;
     type Output = String;
     async fn process(&self, _ctx: &mut ExecutionContext, row: Row) -> Outcome<String> {
-        let thread = std::thread::current().name().unwrap_or("?").to_owned();
         let fahrenheit = row.celsius * 9.0 / 5.0 + 32.0;
-        Outcome::success(format!("{},{fahrenheit:.1} (on {thread})", row.city))
+        Outcome::success(format!(
+            "{},{fahrenheit:.1} (in process {})",
+            row.city,
+            std::process::id()
+        ))
     }
 }
 
@@ -81,8 +85,14 @@ async fn load(rows: TaskOutputs) -> Outcome<usize> {
     Outcome::success(lines.len())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // A child process started by the Process executor serves steps here and exits.
+    eventflow::pipeline::serve_process_steps();
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    println!("parent process {}", std::process::id());
     let pipeline = Pipeline::builder("etl")
         .step_named("extract")
         .for_each(<Transform as eventflow::pipeline::PipelineEvent>::step())
