@@ -33,9 +33,38 @@ pub struct StepArgs {
     pub stop_on_success: darling::util::Flag,
     pub stop_on_exception: darling::util::Flag,
     pub timeout: Option<SpannedValue<String>>,
+    pub goto: Option<Expr>,
 }
 
 impl StepArgs {
+    /// `goto = [3, 5]`, checked.
+    pub fn gotos(&self, errors: &mut darling::error::Accumulator) -> Vec<u32> {
+        let Some(e) = &self.goto else {
+            return Vec::new();
+        };
+        let Expr::Array(arr) = e else {
+            errors.push(
+                darling::Error::custom("`goto` lists descriptors: `goto = [3, 5]`").with_span(e),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for el in &arr.elems {
+            match positive_int(el, "a goto descriptor") {
+                Ok(n) if (2..=u32::MAX as u64).contains(&n) => out.push(n as u32),
+                Ok(_) => errors.push(
+                    darling::Error::custom(
+                        "descriptors 0 and 1 are the failure and success branches; goto \
+                         descriptors start at 2",
+                    )
+                    .with_span(el),
+                ),
+                Err(e) => errors.push(e),
+            }
+        }
+        out
+    }
+
     /// Whether any pipeline setting is given.
     pub fn any(&self) -> bool {
         self.pipeline.is_present()
@@ -47,6 +76,7 @@ impl StepArgs {
             || self.stop_on_success.is_present()
             || self.stop_on_exception.is_present()
             || self.timeout.is_some()
+            || self.goto.is_some()
     }
 }
 

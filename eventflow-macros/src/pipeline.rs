@@ -51,6 +51,7 @@ pub fn options(
     let (max_workers, max_tasks, prefix) = executor_config_tokens(p, exec_cfg);
     let evaluation = format_ident!("{}", evaluation);
     let timeout = timeout_tokens(p, timeout);
+    let gotos = args.gotos(errors);
     let (soe, sos, sox) = (
         args.stop_on_error.is_present(),
         args.stop_on_success.is_present(),
@@ -71,6 +72,7 @@ pub fn options(
                 stop_on_success: #sos,
                 stop_on_error: #soe,
                 timeout: #timeout,
+                gotos: #p::Cow::Borrowed(&[#(#gotos),*]),
             }
         },
         retry_fn,

@@ -324,7 +324,7 @@ async fn stop_conditions_end_the_run_and_say_why() {
 }
 
 #[derive(Event, Default)]
-#[event(name = "route_order", pipeline)]
+#[event(name = "route_order", goto = [3])]
 struct RouteOrder;
 
 impl Process for RouteOrder {
@@ -879,4 +879,30 @@ async fn at_most_max_workers_children_run_at_once() {
     pids.dedup();
     // Two workers, three tasks each before they retire.
     assert_eq!(pids.len(), 2, "{pids:?}");
+}
+
+#[tokio::test]
+async fn goto_descriptors_a_step_declares_are_checked_when_the_pipeline_is_built() {
+    let steps = || {
+        vec![
+            step("standard", |o: Order| Outcome::success(o)),
+            step("premium", |o: Order| Outcome::success(o)),
+        ]
+    };
+    let err = Pipeline::from_pointy_with("route_order (0 -> standard, 1 -> standard)", steps())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("step `route_order` may goto 3, but the pipeline has no branch 3"),
+        "{err}"
+    );
+    let err = Pipeline::from_pointy_with("route_order (3 -> premium, 7 -> standard)", steps())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("branch 7 of step `route_order` is never taken"),
+        "{err}"
+    );
 }

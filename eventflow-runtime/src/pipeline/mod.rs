@@ -680,6 +680,30 @@ fn finish(
             }
         }
     }
+    // Goto branches against the descriptors steps declare.
+    for n in &nodes {
+        let gotos = &n.options().gotos;
+        if gotos.is_empty() {
+            continue;
+        }
+        for d in gotos.iter() {
+            if !n.branches.contains_key(d) {
+                return Err(PipelineError::Invalid(format!(
+                    "step `{}` may goto {d}, but the pipeline has no branch {d} for it",
+                    n.label
+                )));
+            }
+        }
+        for d in n.branches.keys() {
+            if *d > 1 && !gotos.contains(d) {
+                return Err(PipelineError::Invalid(format!(
+                    "branch {d} of step `{}` is never taken: the step declares goto {:?}",
+                    n.label,
+                    gotos.as_ref()
+                )));
+            }
+        }
+    }
     // Every node is reached from the first.
     let mut seen = vec![false; nodes.len()];
     let mut stack = vec![0usize];

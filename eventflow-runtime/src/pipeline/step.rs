@@ -163,6 +163,10 @@ pub struct StepOptions {
     pub stop_on_error: bool,
     /// Bound on one attempt.
     pub timeout: Option<Duration>,
+    /// The descriptors the step may `goto` (`#[event(goto = [3, 5])]`). When given, a
+    /// pipeline must have a branch for each, and may have no other goto branch on the step:
+    /// both are build errors. Empty: not checked.
+    pub gotos: std::borrow::Cow<'static, [u32]>,
 }
 
 impl StepOptions {
@@ -176,6 +180,7 @@ impl StepOptions {
         stop_on_success: false,
         stop_on_error: false,
         timeout: None,
+        gotos: std::borrow::Cow::Borrowed(&[]),
     };
 }
 
