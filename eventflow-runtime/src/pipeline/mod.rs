@@ -35,7 +35,7 @@ use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -730,21 +730,31 @@ fn finish(
     })
 }
 
+type Trace = Vec<(Duration, Signal)>;
+
+/// Tells observers of each signal and records it in the trace the caller holds (each task
+/// of a parallel step has its own, merged after; no lock on the way).
 struct Recorder {
     start: Instant,
-    trace: Mutex<Vec<(Duration, Signal)>>,
     observers: Vec<Arc<dyn Observer>>,
 }
 
 impl Recorder {
-    fn emit(&self, s: Signal) {
+    /// Since the run began. (Reading the clock is a large part of a run of quick steps,
+    /// so a run reads it about once per step and passes the time around.)
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn emit(&self, trace: &mut Trace, s: Signal) {
+        self.emit_at(trace, self.now(), s)
+    }
+
+    fn emit_at(&self, trace: &mut Trace, at: Duration, s: Signal) {
         for o in &self.observers {
             o.on_signal(&s);
         }
-        self.trace
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((self.start.elapsed(), s));
+        trace.push((at, s));
     }
 }
 
@@ -759,12 +769,18 @@ struct NodeOutcome {
 async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
     let rec = Recorder {
         start: Instant::now(),
-        trace: Mutex::new(Vec::new()),
         observers: inner.observers.clone(),
     };
-    rec.emit(Signal::PipelineStarted {
-        pipeline: inner.name.clone(),
-    });
+    let mut trace: Trace = Vec::with_capacity(2 + 2 * inner.nodes.len());
+    rec.emit_at(
+        &mut trace,
+        Duration::ZERO,
+        Signal::PipelineStarted {
+            pipeline: inner.name.clone(),
+        },
+    );
+    // Each step starts when the one before finished.
+    let mut started = Duration::ZERO;
     let shared: Shared = Arc::default();
     let mut at = 0usize;
     let mut data = input;
@@ -782,23 +798,31 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
                 ),
             };
         }
-        let started = Instant::now();
-        let out = run_node(node, data.clone(), &shared, &rec).await;
-        rec.emit(Signal::StepFinished {
-            step: node.label.clone(),
-            status: out.status.clone(),
-            tasks: out.tasks,
-            took: started.elapsed(),
-        });
+        let out = run_node(node, data.clone(), &shared, &rec, started, &mut trace).await;
+        let finished = rec.now();
+        rec.emit_at(
+            &mut trace,
+            finished,
+            Signal::StepFinished {
+                step: node.label.clone(),
+                status: out.status.clone(),
+                tasks: out.tasks,
+                took: finished.saturating_sub(started),
+            },
+        );
+        started = finished;
         if let Some(g) = out.goto {
             match node.branches.get(&g.descriptor) {
                 Some(&to) => {
-                    rec.emit(Signal::Goto {
-                        from: node.label.clone(),
-                        descriptor: g.descriptor,
-                        to: inner.nodes[to].label.clone(),
-                        reason: g.reason,
-                    });
+                    rec.emit(
+                        &mut trace,
+                        Signal::Goto {
+                            from: node.label.clone(),
+                            descriptor: g.descriptor,
+                            to: inner.nodes[to].label.clone(),
+                            reason: g.reason,
+                        },
+                    );
                     let _ = g.success;
                     at = to;
                     data = g.result;
@@ -859,27 +883,41 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
             }
         }
     };
-    rec.emit(Signal::PipelineFinished {
-        pipeline: inner.name.clone(),
-        status: status.clone(),
-    });
+    rec.emit_at(
+        &mut trace,
+        started,
+        Signal::PipelineFinished {
+            pipeline: inner.name.clone(),
+            status: status.clone(),
+        },
+    );
     PipelineRun {
         status,
         output: last_output,
-        trace: rec.trace.into_inner().unwrap_or_else(|p| p.into_inner()),
+        trace,
     }
 }
 
-async fn run_node(node: &Node, data: Datum, shared: &Shared, rec: &Recorder) -> NodeOutcome {
+async fn run_node(
+    node: &Node,
+    data: Datum,
+    shared: &Shared,
+    rec: &Recorder,
+    started: Duration,
+    trace: &mut Trace,
+) -> NodeOutcome {
     match &node.kind {
         NodeKind::Single(step) => {
             if let Some(bypass) = &step.bypass {
                 let ctx = ExecutionContext::new(shared.clone(), step.name.clone(), 0);
                 if let Bypass::Skip { data, reason } = bypass(&ctx) {
-                    rec.emit(Signal::StepBypassed {
-                        step: step.name.clone(),
-                        reason,
-                    });
+                    rec.emit(
+                        trace,
+                        Signal::StepBypassed {
+                            step: step.name.clone(),
+                            reason,
+                        },
+                    );
                     return NodeOutcome {
                         status: StepStatus::Bypassed,
                         output: Some(Arc::from(data)),
@@ -888,7 +926,7 @@ async fn run_node(node: &Node, data: Datum, shared: &Shared, rec: &Recorder) -> 
                     };
                 }
             }
-            let (status, output, goto) = run_task(step, data, shared, rec).await;
+            let (status, output, goto) = run_task(step, data, shared, rec, started, trace).await;
             NodeOutcome {
                 status,
                 output,
@@ -899,9 +937,9 @@ async fn run_node(node: &Node, data: Datum, shared: &Shared, rec: &Recorder) -> 
         NodeKind::Parallel(steps) => {
             let tasks: Vec<_> = steps
                 .iter()
-                .map(|s| run_task(s, data.clone(), shared, rec))
+                .map(|s| run_task_owned(s, data.clone(), shared, rec, started))
                 .collect();
-            many(tasks, node.evaluation).await
+            Box::pin(many(tasks, node.evaluation, trace)).await
         }
         NodeKind::ForEach(step) => {
             let items = match data.downcast_ref::<ForEachInput>() {
@@ -920,18 +958,34 @@ async fn run_node(node: &Node, data: Datum, shared: &Shared, rec: &Recorder) -> 
             };
             let tasks: Vec<_> = items
                 .into_iter()
-                .map(|item| run_task(step, item, shared, rec))
+                .map(|item| run_task_owned(step, item, shared, rec, started))
                 .collect();
-            many(tasks, node.evaluation).await
+            Box::pin(many(tasks, node.evaluation, trace)).await
         }
     }
 }
 
 /// Runs the tasks of a step at once and decides per `evaluation`.
-async fn many<F>(tasks: Vec<F>, evaluation: EvaluationState) -> NodeOutcome
+type TaskResult = (StepStatus, Option<Datum>, Option<GotoRequest>);
+
+/// One task of a step of several, with its own trace.
+async fn run_task_owned(
+    step: &StepDef,
+    data: Datum,
+    shared: &Shared,
+    rec: &Recorder,
+    started: Duration,
+) -> (TaskResult, Trace) {
+    let mut trace = Vec::new();
+    let r = run_task(step, data, shared, rec, started, &mut trace).await;
+    (r, trace)
+}
+
+async fn many<F>(tasks: Vec<F>, evaluation: EvaluationState, trace: &mut Trace) -> NodeOutcome
 where
-    F: std::future::Future<Output = (StepStatus, Option<Datum>, Option<GotoRequest>)>,
+    F: std::future::Future<Output = (TaskResult, Trace)>,
 {
+    let mark = trace.len();
     let total = tasks.len();
     let mut running: FuturesUnordered<_> = tasks
         .into_iter()
@@ -940,7 +994,8 @@ where
         .collect();
     let mut results: Vec<Option<(StepStatus, Option<Datum>)>> = (0..total).map(|_| None).collect();
     let mut first_failure = None;
-    while let Some((i, (status, output, _goto))) = running.next().await {
+    while let Some((i, ((status, output, _goto), task_trace))) = running.next().await {
+        trace.extend(task_trace);
         let ok = status == StepStatus::Succeeded;
         if !ok && first_failure.is_none() {
             first_failure = Some(format!("{status:?}"));
@@ -952,6 +1007,8 @@ where
         }
     }
     drop(running);
+    // The tasks' signals, in time order.
+    trace[mark..].sort_by_key(|(at, _)| *at);
     let done: Vec<_> = results.into_iter().flatten().collect();
     let ok = done
         .iter()
@@ -987,13 +1044,20 @@ async fn run_task(
     data: Datum,
     shared: &Shared,
     rec: &Recorder,
-) -> (StepStatus, Option<Datum>, Option<GotoRequest>) {
+    started: Duration,
+    trace: &mut Trace,
+) -> TaskResult {
     let mut attempt = 1;
     loop {
-        rec.emit(Signal::StepStarted {
-            step: step.name.clone(),
-            attempt,
-        });
+        let at = if attempt == 1 { started } else { rec.now() };
+        rec.emit_at(
+            trace,
+            at,
+            Signal::StepStarted {
+                step: step.name.clone(),
+                attempt,
+            },
+        );
         let ctx = ExecutionContext::new(shared.clone(), step.name.clone(), attempt);
         match attempt_once(step, data.clone(), ctx).await {
             Attempt::Success(v) => return (StepStatus::Succeeded, Some(v), None),
@@ -1002,12 +1066,15 @@ async fn run_task(
             Attempt::Exception(e) => {
                 if step.options.retry.should_retry(&e, attempt) {
                     let delay = step.options.retry.delay(attempt);
-                    rec.emit(Signal::StepRetried {
-                        step: step.name.clone(),
-                        attempt,
-                        error: e.to_string(),
-                        delay,
-                    });
+                    rec.emit(
+                        trace,
+                        Signal::StepRetried {
+                            step: step.name.clone(),
+                            attempt,
+                            error: e.to_string(),
+                            delay,
+                        },
+                    );
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                     continue;
@@ -1018,8 +1085,24 @@ async fn run_task(
     }
 }
 
-/// One attempt on the step's executor, with its timeout; a panic is an exception.
+/// One attempt on the step's executor, with its timeout; a panic is an exception. The
+/// common case (Inline, no timeout) polls the step's future right here; the others go
+/// through a boxed driver, so that this future stays small.
 async fn attempt_once(step: &StepDef, data: Datum, ctx: ExecutionContext) -> Attempt {
+    if step.options.executor == Executor::Inline && step.options.timeout.is_none() {
+        let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| (step.run)(data, ctx))) {
+            Ok(f) => f,
+            Err(p) => return Attempt::Exception(HandlerError::panicked(panic_message(&*p))),
+        };
+        return match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(a) => a,
+            Err(p) => Attempt::Exception(HandlerError::panicked(panic_message(&*p))),
+        };
+    }
+    Box::pin(attempt_elsewhere(step, data, ctx)).await
+}
+
+async fn attempt_elsewhere(step: &StepDef, data: Datum, ctx: ExecutionContext) -> Attempt {
     if step.options.executor == Executor::Process {
         // The child runs the step; the context's shared values do not cross.
         return match (&step.processes, step.codec) {
