@@ -88,6 +88,30 @@
 //! cron expression, an unknown `missed` policy, a parameter other than the context, a
 //! generic function, an unsupported return type.
 //!
+//! ## Pipelines
+//!
+//! Pipeline events are units of work that run in [`pipeline::Pipeline`]s: a type with
+//! `#[derive(Event)]`, pipeline settings under `#[event(...)]` (`executor`,
+//! `executor_config`, `retry`, `evaluation`, `stop_on_error`, `stop_on_success`,
+//! `stop_on_exception`, `timeout`, `goto = [..]`, or just `pipeline`) and an
+//! `impl Process`; or a function with [`#[event(...)]`](macro@event). See
+//! [`pipeline`](eventflow_runtime::pipeline).
+//!
+//! ```rust,standalone_crate
+//! use eventflow::prelude::*;
+//!
+//! #[event(retry(max_attempts = 3))]
+//! async fn double(n: u32) -> Outcome<u32> {
+//!     Outcome::success(n * 2)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pipeline = Pipeline::from_pointy("double |-> double")?;
+//! assert_eq!(pipeline.run(5u32).await.output::<u32>(), Some(20));
+//! # Ok(()) }
+//! ```
+//!
 //! ## Models and hooks
 //!
 //! [`#[derive(Model)]`](derive@Model) (with `#[model(name = "user")]` and an
