@@ -52,7 +52,7 @@
 //! | `priority = 10` | among handlers of one event, higher runs first | 0 |
 //! | `concurrency = 8` | deliveries at once; the rest wait by event priority | unbounded |
 //! | `filter = path::to::predicate` | `fn(&T) -> bool` (`fn(&Envelope) -> bool` for untyped handlers): rejected events are filtered, not failed | none |
-//! | `batch(max_size = 100, max_wait = "50ms")` | on an `async fn` taking `Vec<T>` (or `Vec<Envelope>`) and optionally `&BatchContext`: runs once per batch, see [`batch`](eventflow_runtime::batch) | one event at a time |
+//! | `batch(max_size = 100, max_wait = "50ms")` | on an `async fn` taking `Vec<T>` (or `Vec<Envelope>`) and optionally `&BatchContext`: runs once per batch, see [`batch`] | one event at a time |
 //! | `crate = "path"` | where to find eventflow | `::eventflow` |
 //!
 //! Mistakes are compile errors: a malformed pattern, an unknown option (with a
@@ -68,7 +68,7 @@
 //! the bus), and returns `()` or `Result<(), E>`. The bus runs it on every tick; with Redis,
 //! once per tick among all the workers of a queue. Options: `name = "..."`,
 //! `missed = Skip | CatchUp` (what happens to ticks missed while busy or down), and
-//! `timeout = "10s"`. See [`schedule`](eventflow_runtime::schedule) for the rules.
+//! `timeout = "10s"`. See [`schedule`] for the rules.
 //!
 //! ```rust,standalone_crate
 //! use eventflow::prelude::*;
@@ -95,7 +95,7 @@
 //! `executor_config`, `retry`, `evaluation`, `stop_on_error`, `stop_on_success`,
 //! `stop_on_exception`, `timeout`, `goto = [..]`, or just `pipeline`) and an
 //! `impl Process`; or a function with [`#[event(...)]`](macro@event). See
-//! [`pipeline`](eventflow_runtime::pipeline).
+//! [`pipeline`].
 //!
 //! ```rust,standalone_crate
 //! use eventflow::prelude::*;
@@ -120,8 +120,8 @@
 //! `#[before_create]`, `#[after_write]`, ... as lifecycle hooks, and
 //! `#[before_create(User)]` on a free function adds one from elsewhere. Model events
 //! (`user.created`, ...) carry a [`ModelEvent`] and are published after each commit, through
-//! an outbox on SQL stores. See [`model`](eventflow_runtime::model) and
-//! [`store`](eventflow_runtime::store).
+//! an outbox on SQL stores. See [`model`] and
+//! [`store`].
 //!
 //! ```rust,standalone_crate
 //! use eventflow::prelude::*;
