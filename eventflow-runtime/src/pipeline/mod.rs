@@ -28,6 +28,10 @@
 //!   which bounds loops made with `goto`.
 
 mod pointy;
+#[cfg(unix)]
+pub mod process;
+#[cfg(not(unix))]
+#[path = "process_stub.rs"]
 pub mod process;
 mod step;
 
