@@ -248,7 +248,9 @@ impl<F: Fn(&Signal) + Send + Sync> Observer for F {
 pub struct PipelineRun {
     status: RunStatus,
     output: Option<Datum>,
-    trace: Vec<(Duration, Signal)>,
+    inner: Arc<Inner>,
+    raw: Vec<(Duration, Ev)>,
+    trace: std::sync::OnceLock<Vec<(Duration, Signal)>>,
 }
 
 impl PipelineRun {
@@ -272,13 +274,18 @@ impl PipelineRun {
 
     /// Every signal of the run, with its time since the run began.
     pub fn trace(&self) -> &[(Duration, Signal)] {
-        &self.trace
+        self.trace.get_or_init(|| {
+            self.raw
+                .iter()
+                .map(|(at, ev)| (*at, ev.signal(&self.inner)))
+                .collect()
+        })
     }
 
     /// The trace, one line per signal.
     pub fn trace_text(&self) -> String {
         let mut out = String::new();
-        for (at, s) in &self.trace {
+        for (at, s) in self.trace() {
             let _ = writeln!(out, "{:>9.3}ms  {}", at.as_secs_f64() * 1000.0, describe(s));
         }
         out
@@ -734,16 +741,81 @@ fn finish(
     })
 }
 
-type Trace = Vec<(Duration, Signal)>;
+/// A trace entry as a run records it: the common signals by index, named when the trace
+/// is read (or when an observer is listening), so that recording costs no string work.
+enum Ev {
+    PipelineStarted,
+    StepStarted {
+        node: u32,
+        member: u32,
+        attempt: u32,
+    },
+    StepFinished {
+        node: u32,
+        status: StepStatus,
+        tasks: u32,
+        took: Duration,
+    },
+    PipelineFinished(RunStatus),
+    Other(Signal),
+}
+
+impl Ev {
+    fn signal(&self, inner: &Inner) -> Signal {
+        match self {
+            Ev::PipelineStarted => Signal::PipelineStarted {
+                pipeline: inner.name.clone(),
+            },
+            Ev::StepStarted {
+                node,
+                member,
+                attempt,
+            } => Signal::StepStarted {
+                step: inner.member_name(*node, *member),
+                attempt: *attempt,
+            },
+            Ev::StepFinished {
+                node,
+                status,
+                tasks,
+                took,
+            } => Signal::StepFinished {
+                step: inner.nodes[*node as usize].label.clone(),
+                status: status.clone(),
+                tasks: *tasks as usize,
+                took: *took,
+            },
+            Ev::PipelineFinished(status) => Signal::PipelineFinished {
+                pipeline: inner.name.clone(),
+                status: status.clone(),
+            },
+            Ev::Other(s) => s.clone(),
+        }
+    }
+}
+
+impl Inner {
+    fn member_name(&self, node: u32, member: u32) -> Arc<str> {
+        match &self.nodes[node as usize].kind {
+            NodeKind::Single(s) | NodeKind::ForEach(s) => s.name.clone(),
+            NodeKind::Parallel(v) => v.get(member as usize).map_or_else(
+                || self.nodes[node as usize].label.clone(),
+                |s| s.name.clone(),
+            ),
+        }
+    }
+}
+
+type Trace = Vec<(Duration, Ev)>;
 
 /// Tells observers of each signal and records it in the trace the caller holds (each task
 /// of a parallel step has its own, merged after; no lock on the way).
-struct Recorder {
+struct Recorder<'a> {
     start: Instant,
-    observers: Vec<Arc<dyn Observer>>,
+    inner: &'a Inner,
 }
 
-impl Recorder {
+impl Recorder<'_> {
     /// Since the run began. (Reading the clock is a large part of a run of quick steps,
     /// so a run reads it about once per step and passes the time around.)
     fn now(&self) -> Duration {
@@ -751,14 +823,17 @@ impl Recorder {
     }
 
     fn emit(&self, trace: &mut Trace, s: Signal) {
-        self.emit_at(trace, self.now(), s)
+        self.emit_at(trace, self.now(), Ev::Other(s))
     }
 
-    fn emit_at(&self, trace: &mut Trace, at: Duration, s: Signal) {
-        for o in &self.observers {
-            o.on_signal(&s);
+    fn emit_at(&self, trace: &mut Trace, at: Duration, ev: Ev) {
+        if !self.inner.observers.is_empty() {
+            let s = ev.signal(self.inner);
+            for o in &self.inner.observers {
+                o.on_signal(&s);
+            }
         }
-        trace.push((at, s));
+        trace.push((at, ev));
     }
 }
 
@@ -773,16 +848,10 @@ struct NodeOutcome {
 async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
     let rec = Recorder {
         start: Instant::now(),
-        observers: inner.observers.clone(),
+        inner: &inner,
     };
     let mut trace: Trace = Vec::with_capacity(2 + 2 * inner.nodes.len());
-    rec.emit_at(
-        &mut trace,
-        Duration::ZERO,
-        Signal::PipelineStarted {
-            pipeline: inner.name.clone(),
-        },
-    );
+    rec.emit_at(&mut trace, Duration::ZERO, Ev::PipelineStarted);
     // Each step starts when the one before finished.
     let mut started = Duration::ZERO;
     let shared: Shared = Arc::default();
@@ -802,15 +871,24 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
                 ),
             };
         }
-        let out = run_node(node, data.clone(), &shared, &rec, started, &mut trace).await;
+        let out = run_node(
+            at as u32,
+            node,
+            data.clone(),
+            &shared,
+            &rec,
+            started,
+            &mut trace,
+        )
+        .await;
         let finished = rec.now();
         rec.emit_at(
             &mut trace,
             finished,
-            Signal::StepFinished {
-                step: node.label.clone(),
+            Ev::StepFinished {
+                node: at as u32,
                 status: out.status.clone(),
-                tasks: out.tasks,
+                tasks: out.tasks as u32,
                 took: finished.saturating_sub(started),
             },
         );
@@ -887,26 +965,23 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
             }
         }
     };
-    rec.emit_at(
-        &mut trace,
-        started,
-        Signal::PipelineFinished {
-            pipeline: inner.name.clone(),
-            status: status.clone(),
-        },
-    );
+    rec.emit_at(&mut trace, started, Ev::PipelineFinished(status.clone()));
     PipelineRun {
         status,
         output: last_output,
-        trace,
+        inner: inner.clone(),
+        raw: trace,
+        trace: std::sync::OnceLock::new(),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_node(
+    index: u32,
     node: &Node,
     data: Datum,
     shared: &Shared,
-    rec: &Recorder,
+    rec: &Recorder<'_>,
     started: Duration,
     trace: &mut Trace,
 ) -> NodeOutcome {
@@ -930,7 +1005,8 @@ async fn run_node(
                     };
                 }
             }
-            let (status, output, goto) = run_task(step, data, shared, rec, started, trace).await;
+            let (status, output, goto) =
+                run_task(step, (index, 0), data, shared, rec, started, trace).await;
             NodeOutcome {
                 status,
                 output,
@@ -941,7 +1017,10 @@ async fn run_node(
         NodeKind::Parallel(steps) => {
             let tasks: Vec<_> = steps
                 .iter()
-                .map(|s| run_task_owned(s, data.clone(), shared, rec, started))
+                .enumerate()
+                .map(|(i, s)| {
+                    run_task_owned(s, (index, i as u32), data.clone(), shared, rec, started)
+                })
                 .collect();
             Box::pin(many(tasks, node.evaluation, trace)).await
         }
@@ -962,7 +1041,7 @@ async fn run_node(
             };
             let tasks: Vec<_> = items
                 .into_iter()
-                .map(|item| run_task_owned(step, item, shared, rec, started))
+                .map(|item| run_task_owned(step, (index, 0), item, shared, rec, started))
                 .collect();
             Box::pin(many(tasks, node.evaluation, trace)).await
         }
@@ -975,13 +1054,14 @@ type TaskResult = (StepStatus, Option<Datum>, Option<GotoRequest>);
 /// One task of a step of several, with its own trace.
 async fn run_task_owned(
     step: &StepDef,
+    ids: (u32, u32),
     data: Datum,
     shared: &Shared,
-    rec: &Recorder,
+    rec: &Recorder<'_>,
     started: Duration,
 ) -> (TaskResult, Trace) {
     let mut trace = Vec::new();
-    let r = run_task(step, data, shared, rec, started, &mut trace).await;
+    let r = run_task(step, ids, data, shared, rec, started, &mut trace).await;
     (r, trace)
 }
 
@@ -1043,11 +1123,13 @@ where
 }
 
 /// One task of a step: attempts with retries on exceptions.
+#[allow(clippy::too_many_arguments)]
 async fn run_task(
     step: &StepDef,
+    (node, member): (u32, u32),
     data: Datum,
     shared: &Shared,
-    rec: &Recorder,
+    rec: &Recorder<'_>,
     started: Duration,
     trace: &mut Trace,
 ) -> TaskResult {
@@ -1057,8 +1139,9 @@ async fn run_task(
         rec.emit_at(
             trace,
             at,
-            Signal::StepStarted {
-                step: step.name.clone(),
+            Ev::StepStarted {
+                node,
+                member,
                 attempt,
             },
         );

@@ -378,18 +378,16 @@ impl StepDef {
     {
         let name: Arc<str> = name.into();
         let step = name.clone();
-        let f = Arc::new(f);
-        let run: Arc<RunFn> = Arc::new(move |data, ctx| {
-            let f = f.clone();
-            let step = step.clone();
-            Box::pin(async move {
-                let input = match input_of::<I>(&data, &step) {
-                    Ok(i) => i,
-                    Err(a) => return a,
-                };
-                let (mut ctx, outcome) = f(ctx, input).await;
-                erase(outcome, &mut ctx)
-            })
+        // The input is taken and the function called here; only its future is boxed.
+        let run: Arc<RunFn> = Arc::new(move |data, ctx| match input_of::<I>(&data, &step) {
+            Ok(input) => {
+                let fut = f(ctx, input);
+                Box::pin(async move {
+                    let (mut ctx, outcome) = fut.await;
+                    erase(outcome, &mut ctx)
+                })
+            }
+            Err(a) => Box::pin(std::future::ready(a)),
         });
         StepDef::new::<I, O>(name, run, options)
     }
