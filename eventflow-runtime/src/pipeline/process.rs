@@ -38,8 +38,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
@@ -77,21 +75,6 @@ pub fn serve_process_steps() {
         }
     };
     std::process::exit(code);
-}
-
-pub(crate) fn encode<T: Serialize + 'static>(d: &Datum) -> Result<Vec<u8>, String> {
-    let v = d
-        .downcast_ref::<T>()
-        .ok_or_else(|| format!("not a `{}`", std::any::type_name::<T>()))?;
-    serde_json::to_vec(v).map_err(|e| e.to_string())
-}
-
-pub(crate) fn decode<T: DeserializeOwned + Send + Sync + 'static>(
-    b: &[u8],
-) -> Result<Datum, String> {
-    serde_json::from_slice::<T>(b)
-        .map(|v| Arc::new(v) as Datum)
-        .map_err(|e| format!("not a `{}`: {e}", std::any::type_name::<T>()))
 }
 
 async fn write_frame(s: &mut UnixStream, kind: u8, parts: &[&[u8]]) -> std::io::Result<()> {

@@ -4,9 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use super::step::{Attempt, Codec};
 use crate::error::HandlerError;
 use crate::executor::ExecutorConfig;
@@ -18,21 +15,6 @@ pub const WORKER_TEST: &str = "eventflow_process_worker";
 
 /// Does nothing on this system: the Process executor is for Unix.
 pub fn serve_process_steps() {}
-
-pub(crate) fn encode<T: Serialize + 'static>(d: &Datum) -> Result<Vec<u8>, String> {
-    let v = d
-        .downcast_ref::<T>()
-        .ok_or_else(|| format!("not a `{}`", std::any::type_name::<T>()))?;
-    serde_json::to_vec(v).map_err(|e| e.to_string())
-}
-
-pub(crate) fn decode<T: DeserializeOwned + Send + Sync + 'static>(
-    b: &[u8],
-) -> Result<Datum, String> {
-    serde_json::from_slice::<T>(b)
-        .map(|v| Arc::new(v) as Datum)
-        .map_err(|e| e.to_string())
-}
 
 pub(crate) struct ProcessPool;
 

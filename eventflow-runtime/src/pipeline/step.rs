@@ -299,6 +299,23 @@ pub(crate) struct Codec {
 }
 
 type EncodeFn = fn(&Arc<dyn Any + Send + Sync>) -> Result<Vec<u8>, String>;
+
+fn encode<T: serde::Serialize + 'static>(
+    d: &Arc<dyn Any + Send + Sync>,
+) -> Result<Vec<u8>, String> {
+    let v = d
+        .downcast_ref::<T>()
+        .ok_or_else(|| format!("not a `{}`", std::any::type_name::<T>()))?;
+    serde_json::to_vec(v).map_err(|e| e.to_string())
+}
+
+fn decode<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
+    b: &[u8],
+) -> Result<Arc<dyn Any + Send + Sync>, String> {
+    serde_json::from_slice::<T>(b)
+        .map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)
+        .map_err(|e| format!("not a `{}`: {e}", std::any::type_name::<T>()))
+}
 type DecodeFn = fn(&[u8]) -> Result<Arc<dyn Any + Send + Sync>, String>;
 
 /// A step as a pipeline runs it: built from a [`Process`] type or a function.
@@ -462,10 +479,10 @@ impl StepDef {
         O: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
     {
         self.codec = Some(Codec {
-            encode_input: super::process::encode::<I>,
-            decode_input: super::process::decode::<I>,
-            encode_output: super::process::encode::<O>,
-            decode_output: super::process::decode::<O>,
+            encode_input: encode::<I>,
+            decode_input: decode::<I>,
+            encode_output: encode::<O>,
+            decode_output: decode::<O>,
         });
         self
     }
