@@ -214,6 +214,22 @@ pub struct ExecutorConfigArgs {
     pub thread_name_prefix: Option<SpannedValue<String>>,
 }
 
+/// A name given in an attribute (`name = "..."`), checked as an event name; a problem is
+/// reported on it as an invalid `what` name.
+pub fn given_name(
+    n: &SpannedValue<String>,
+    what: &str,
+    errors: &mut darling::error::Accumulator,
+) -> String {
+    if let Err(reason) = names::check(n, false) {
+        errors.push(
+            darling::Error::custom(format!("invalid {what} name `{}`: {reason}", &**n))
+                .with_span(&n.span()),
+        );
+    }
+    (**n).clone()
+}
+
 /// The executors a handler may name.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ExecutorKind {

@@ -35,15 +35,7 @@ pub fn derive_event(input: DeriveInput) -> TokenStream {
     let mut errors = darling::Error::accumulator();
     let ident = &opts.ident;
     let name = match &opts.name {
-        Some(n) => {
-            if let Err(reason) = names::check(n, false) {
-                errors.push(
-                    darling::Error::custom(format!("invalid event name `{}`: {reason}", &**n))
-                        .with_span(&n.span()),
-                );
-            }
-            (**n).clone()
-        }
+        Some(n) => crate::attr::given_name(n, "event", &mut errors),
         None => {
             let n = names::snake_case(&ident.to_string());
             if let Err(reason) = names::check(&n, false) {

@@ -68,15 +68,7 @@ pub fn derive_model(input: syn::DeriveInput) -> TokenStream {
         );
     }
     let name = match &opts.name {
-        Some(n) => {
-            if let Err(reason) = names::check(n, false) {
-                errors.push(
-                    darling::Error::custom(format!("invalid model name `{}`: {reason}", &**n))
-                        .with_span(&n.span()),
-                );
-            }
-            (**n).clone()
-        }
+        Some(n) => crate::attr::given_name(n, "model", &mut errors),
         None => names::snake_case(&ident.to_string()),
     };
     let fields = opts

@@ -10,7 +10,6 @@ use syn::{FnArg, Type};
 
 use crate::attr::{self, ExecutorKind, StepArgs};
 use crate::expand::{executor_config_tokens, executor_tokens, retry_tokens, timeout_tokens};
-use crate::names;
 
 /// The `StepOptions` expression of `args`, and the items it needs.
 pub fn options(
@@ -177,15 +176,7 @@ fn event_fn_inner(args: TokenStream, func: &syn::ItemFn) -> darling::Result<Toke
         );
     }
     let name = match &opts.name {
-        Some(n) => {
-            if let Err(reason) = names::check(n, false) {
-                errors.push(
-                    darling::Error::custom(format!("invalid event name `{}`: {reason}", &**n))
-                        .with_span(&n.span()),
-                );
-            }
-            (**n).clone()
-        }
+        Some(n) => crate::attr::given_name(n, "event", &mut errors),
         None => sig.ident.to_string(),
     };
     // Parameters: the input (by value), and optionally `&mut ExecutionContext`.

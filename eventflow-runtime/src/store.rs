@@ -656,7 +656,11 @@ impl Store {
                 }
             }
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
-            TxDb::Sql(tx) => tx.commit().await?,
+            TxDb::Sql(tx) => {
+                tx.commit().await?;
+                // The outbox rows are committed: the relay can publish them now.
+                self.inner.relay.notify_one();
+            }
         }
         bump(&self.inner.counters.commits);
         lock(&self.inner.ensured).extend(tables);
@@ -672,7 +676,6 @@ impl Store {
                 }
             }
         }
-        self.inner.relay.notify_one();
         Ok(())
     }
 
