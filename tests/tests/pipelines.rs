@@ -906,3 +906,93 @@ async fn goto_descriptors_a_step_declares_are_checked_when_the_pipeline_is_built
         "{err}"
     );
 }
+
+/// A step of the shared-values test: stores `key` (when given) and records what it saw.
+fn sharing(
+    name: &'static str,
+    key: Option<&'static str>,
+    seen: Arc<Mutex<Vec<String>>>,
+    fails: bool,
+) -> StepDef {
+    StepDef::from_fn(
+        name,
+        StepOptions::DEFAULT,
+        move |ctx: ExecutionContext, n: u32| {
+            let seen = seen.clone();
+            async move {
+                let keys = ["a", "b", "c", "d"]
+                    .iter()
+                    .filter(|k| ctx.get::<u32>(k).is_some())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("");
+                seen.lock().unwrap().push(format!("{name}:{keys}"));
+                if let Some(k) = key {
+                    ctx.set(k, n);
+                }
+                let out = if fails {
+                    Outcome::failure("no")
+                } else {
+                    Outcome::success(n)
+                };
+                (ctx, out)
+            }
+        },
+    )
+}
+
+#[tokio::test]
+async fn values_stored_by_any_step_reach_every_later_step() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = |name, key, fails| sharing(name, key, seen.clone(), fails);
+    // The run's first value is stored by a step that then fails: its failure branch sees it.
+    let p = Pipeline::builder("rescue")
+        .then(s("failing", Some("a"), true))
+        .on_failure(s("rescue", None, false))
+        .build()
+        .unwrap();
+    assert!(p.run(5u32).await.is_success());
+    assert_eq!(*seen.lock().unwrap(), ["failing:", "rescue:a"]);
+    seen.lock().unwrap().clear();
+
+    // A parallel group's tasks see what came before and store more; the step after the
+    // group sees it all.
+    let seen2 = seen.clone();
+    let last = StepDef::from_fn(
+        "last",
+        StepOptions::DEFAULT,
+        move |ctx: ExecutionContext, outs: TaskOutputs| {
+            let seen = seen2.clone();
+            async move {
+                let keys: String = ["a", "b", "c", "d"]
+                    .iter()
+                    .filter(|k| ctx.get::<u32>(k).is_some())
+                    .copied()
+                    .collect();
+                seen.lock().unwrap().push(format!("last:{keys}"));
+                (ctx, Outcome::success(outs.len() as u32))
+            }
+        },
+    );
+    let p = Pipeline::builder("group")
+        .then(s("first", Some("a"), false))
+        .parallel(vec![
+            s("left", Some("c"), false),
+            s("right", Some("d"), false),
+        ])
+        .then(last)
+        .build()
+        .unwrap();
+    let run = p.run(5u32).await;
+    assert_eq!(run.output::<u32>(), Some(2), "{}", run.trace_text());
+    let seen = seen.lock().unwrap().clone();
+    // The group's tasks run at once: each sees `a`, and one may see what the other stored.
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!((&*seen[0], &*seen[3]), ("first:", "last:acd"), "{seen:?}");
+    let mut group = seen[1..3].to_vec();
+    group.sort();
+    assert!(
+        group == ["left:a", "right:ac"] || group == ["left:ad", "right:a"],
+        "{seen:?}"
+    );
+}

@@ -36,11 +36,11 @@ pub mod process;
 mod step;
 
 use std::any::{Any, TypeId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -57,7 +57,7 @@ pub use step::{
 };
 
 type Datum = Arc<dyn Any + Send + Sync>;
-type Shared = Arc<RwLock<HashMap<String, Datum>>>;
+type Shared = Option<step::SharedMap>;
 
 /// A problem found while building a pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -249,7 +249,8 @@ pub struct PipelineRun {
     status: RunStatus,
     output: Option<Datum>,
     inner: Arc<Inner>,
-    raw: Vec<(Duration, Ev)>,
+    raw: Trace,
+    finished_at: Duration,
     trace: std::sync::OnceLock<Vec<(Duration, Signal)>>,
 }
 
@@ -275,10 +276,19 @@ impl PipelineRun {
     /// Every signal of the run, with its time since the run began.
     pub fn trace(&self) -> &[(Duration, Signal)] {
         self.trace.get_or_init(|| {
-            self.raw
+            let mut all: Vec<_> = self
+                .raw
                 .iter()
-                .map(|(at, ev)| (*at, ev.signal(&self.inner)))
-                .collect()
+                .map(|(at, ev)| (Duration::from_nanos(*at), ev.signal(&self.inner)))
+                .collect();
+            all.push((
+                self.finished_at,
+                Signal::PipelineFinished {
+                    pipeline: self.inner.name.clone(),
+                    status: self.status.clone(),
+                },
+            ));
+            all
         })
     }
 
@@ -455,7 +465,7 @@ impl Pipeline {
 
     /// Runs the pipeline on `input`.
     pub async fn run<T: Any + Send + Sync>(&self, input: T) -> PipelineRun {
-        run(self.inner.clone(), Arc::new(input)).await
+        run(&self.inner, Arc::new(input)).await
     }
 
     /// The pipeline as a Graphviz `digraph`.
@@ -731,6 +741,8 @@ fn finish(
             nodes[i].label
         )));
     }
+    // The run clock calibrates on first use (under a millisecond): here, not in a run.
+    let _ = quanta::Instant::now();
     Ok(Pipeline {
         inner: Arc::new(Inner {
             name: name.into(),
@@ -742,7 +754,8 @@ fn finish(
 }
 
 /// A trace entry as a run records it: the common signals by index, named when the trace
-/// is read (or when an observer is listening), so that recording costs no string work.
+/// is read (or when an observer is listening), so that recording costs no string work;
+/// small, so that recording costs little copying. (The run's end is its status.)
 enum Ev {
     PipelineStarted,
     StepStarted {
@@ -750,14 +763,15 @@ enum Ev {
         member: u32,
         attempt: u32,
     },
-    StepFinished {
+    /// A step that succeeded, the common case.
+    StepSucceeded {
         node: u32,
-        status: StepStatus,
         tasks: u32,
-        took: Duration,
+        /// Nanoseconds.
+        took: u64,
     },
-    PipelineFinished(RunStatus),
-    Other(Signal),
+    StepFinished(Box<(u32, StepStatus, u32, Duration)>),
+    Other(Box<Signal>),
 }
 
 impl Ev {
@@ -774,22 +788,19 @@ impl Ev {
                 step: inner.member_name(*node, *member),
                 attempt: *attempt,
             },
-            Ev::StepFinished {
-                node,
-                status,
-                tasks,
-                took,
-            } => Signal::StepFinished {
+            Ev::StepSucceeded { node, tasks, took } => Signal::StepFinished {
                 step: inner.nodes[*node as usize].label.clone(),
-                status: status.clone(),
+                status: StepStatus::Succeeded,
                 tasks: *tasks as usize,
-                took: *took,
+                took: Duration::from_nanos(*took),
             },
-            Ev::PipelineFinished(status) => Signal::PipelineFinished {
-                pipeline: inner.name.clone(),
-                status: status.clone(),
+            Ev::StepFinished(f) => Signal::StepFinished {
+                step: inner.nodes[f.0 as usize].label.clone(),
+                status: f.1.clone(),
+                tasks: f.2 as usize,
+                took: f.3,
             },
-            Ev::Other(s) => s.clone(),
+            Ev::Other(s) => (**s).clone(),
         }
     }
 }
@@ -806,12 +817,19 @@ impl Inner {
     }
 }
 
-type Trace = Vec<(Duration, Ev)>;
+/// Entries with their time in nanoseconds since the run began.
+type Trace = Vec<(u64, Ev)>;
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// Tells observers of each signal and records it in the trace the caller holds (each task
 /// of a parallel step has its own, merged after; no lock on the way).
 struct Recorder<'a> {
-    start: Instant,
+    /// The TSC where it is steady (about a third of the cost of the system clock on
+    /// virtual machines), the system's monotonic clock elsewhere.
+    start: quanta::Instant,
     inner: &'a Inner,
 }
 
@@ -819,21 +837,30 @@ impl Recorder<'_> {
     /// Since the run began. (Reading the clock is a large part of a run of quick steps,
     /// so a run reads it about once per step and passes the time around.)
     fn now(&self) -> Duration {
-        self.start.elapsed()
+        quanta::Instant::now().saturating_duration_since(self.start)
     }
 
     fn emit(&self, trace: &mut Trace, s: Signal) {
-        self.emit_at(trace, self.now(), Ev::Other(s))
+        self.emit_at(trace, self.now(), Ev::Other(Box::new(s)))
     }
 
+    #[inline]
     fn emit_at(&self, trace: &mut Trace, at: Duration, ev: Ev) {
         if !self.inner.observers.is_empty() {
-            let s = ev.signal(self.inner);
-            for o in &self.inner.observers {
-                o.on_signal(&s);
-            }
+            self.notify_ev(&ev);
         }
-        trace.push((at, ev));
+        trace.push((nanos(at), ev));
+    }
+
+    #[cold]
+    fn notify_ev(&self, ev: &Ev) {
+        self.notify(&ev.signal(self.inner));
+    }
+
+    fn notify(&self, s: &Signal) {
+        for o in &self.inner.observers {
+            o.on_signal(s);
+        }
     }
 }
 
@@ -841,24 +868,29 @@ impl Recorder<'_> {
 struct NodeOutcome {
     status: StepStatus,
     output: Option<Datum>,
-    goto: Option<GotoRequest>,
+    goto: Option<Box<GotoRequest>>,
     tasks: usize,
 }
 
-async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
+async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
     let rec = Recorder {
-        start: Instant::now(),
-        inner: &inner,
+        start: quanta::Instant::now(),
+        inner,
     };
     let mut trace: Trace = Vec::with_capacity(2 + 2 * inner.nodes.len());
     rec.emit_at(&mut trace, Duration::ZERO, Ev::PipelineStarted);
     // Each step starts when the one before finished.
     let mut started = Duration::ZERO;
-    let shared: Shared = Arc::default();
+    let mut shared: Shared = None;
     let mut at = 0usize;
+    // What the next step takes. Steps get their input cloned out of it, so that it is
+    // still here for a retry, a failure branch, or a `->` step after.
     let mut data = input;
     let mut steps = 0usize;
-    let mut last_output: Option<Datum> = None;
+    // The last successful step's output: `data` itself when that output was piped on (no
+    // second reference to count), else `last`.
+    let mut last: Option<Datum> = None;
+    let mut data_is_last = false;
     let status = loop {
         steps += 1;
         let node = &inner.nodes[at];
@@ -871,27 +903,65 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
                 ),
             };
         }
-        let out = run_node(
-            at as u32,
-            node,
-            data.clone(),
-            &shared,
-            &rec,
-            started,
-            &mut trace,
-        )
-        .await;
-        let finished = rec.now();
-        rec.emit_at(
-            &mut trace,
-            finished,
-            Ev::StepFinished {
-                node: at as u32,
-                status: out.status.clone(),
-                tasks: out.tasks as u32,
-                took: finished.saturating_sub(started),
+        // A plain step runs right here, with nothing between the run and the step's
+        // future; steps of several tasks go through a boxed driver.
+        let out = match &node.kind {
+            NodeKind::Single(step) => match bypassed(step, &mut shared, &rec, &mut trace) {
+                Some(out) => out,
+                None => {
+                    let ids = (at as u32, 0);
+                    let ctx = start_attempt(step, ids, 1, &shared, &rec, started, &mut trace);
+                    let (attempt, ctx) = attempt_once(step, &data, ctx).await;
+                    if let Some(ctx) = ctx {
+                        keep_shared(&mut shared, ctx);
+                    }
+                    let (status, output, goto) = match task_result(attempt) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            Box::pin(retry_task(
+                                step,
+                                ids,
+                                &data,
+                                &mut shared,
+                                &rec,
+                                &mut trace,
+                                e,
+                            ))
+                            .await
+                        }
+                    };
+                    NodeOutcome {
+                        status,
+                        output,
+                        goto,
+                        tasks: 1,
+                    }
+                }
             },
-        );
+            _ => {
+                Box::pin(run_node(
+                    at as u32,
+                    node,
+                    &data,
+                    &mut shared,
+                    &rec,
+                    started,
+                    &mut trace,
+                ))
+                .await
+            }
+        };
+        let finished = rec.now();
+        let took = finished.saturating_sub(started);
+        let ev = match &out.status {
+            StepStatus::Succeeded => Ev::StepSucceeded {
+                node: at as u32,
+                tasks: out.tasks as u32,
+                took: nanos(took),
+            },
+            other => Ev::StepFinished(Box::new((at as u32, other.clone(), out.tasks as u32, took))),
+        };
+        rec.emit_at(&mut trace, finished, ev);
         started = finished;
         if let Some(g) = out.goto {
             match node.branches.get(&g.descriptor) {
@@ -907,7 +977,10 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
                     );
                     let _ = g.success;
                     at = to;
-                    data = g.result;
+                    let before = std::mem::replace(&mut data, g.result);
+                    if std::mem::take(&mut data_is_last) {
+                        last = Some(before);
+                    }
                     continue;
                 }
                 None => {
@@ -925,9 +998,6 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
             StepStatus::Raised(m) => (false, true, m.clone()),
             StepStatus::Switched(_) => (true, false, String::new()),
         };
-        if success {
-            last_output = out.output.clone();
-        }
         let stop = if success && opts.stop_on_success {
             Some(StopReason::Success)
         } else if raised && opts.stop_on_exception {
@@ -937,25 +1007,32 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
         } else {
             None
         };
+        let next = if success {
+            node.branches.get(&1).copied().or(node.next)
+        } else {
+            node.branches.get(&0).copied()
+        };
+        if success && let Some(o) = out.output {
+            match next {
+                Some(to) if stop.is_none() && inner.nodes[to].pipe => {
+                    data = o;
+                    data_is_last = true;
+                    last = None;
+                }
+                _ => {
+                    last = Some(o);
+                    data_is_last = false;
+                }
+            }
+        }
         if let Some(reason) = stop {
             break RunStatus::Stopped {
                 step: node.label.to_string(),
                 reason,
             };
         }
-        let next = if success {
-            node.branches.get(&1).copied().or(node.next)
-        } else {
-            node.branches.get(&0).copied()
-        };
         match next {
-            Some(to) => {
-                let piped = success && inner.nodes[to].pipe;
-                if piped && let Some(o) = out.output {
-                    data = o;
-                }
-                at = to;
-            }
+            Some(to) => at = to,
             None if success => break RunStatus::Completed,
             None => {
                 break RunStatus::Failed {
@@ -965,12 +1042,18 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
             }
         }
     };
-    rec.emit_at(&mut trace, started, Ev::PipelineFinished(status.clone()));
+    if !inner.observers.is_empty() {
+        rec.notify(&Signal::PipelineFinished {
+            pipeline: inner.name.clone(),
+            status: status.clone(),
+        });
+    }
     PipelineRun {
         status,
-        output: last_output,
+        output: if data_is_last { Some(data) } else { last },
         inner: inner.clone(),
         raw: trace,
+        finished_at: started,
         trace: std::sync::OnceLock::new(),
     }
 }
@@ -979,31 +1062,17 @@ async fn run(inner: Arc<Inner>, input: Datum) -> PipelineRun {
 async fn run_node(
     index: u32,
     node: &Node,
-    data: Datum,
-    shared: &Shared,
+    data: &Datum,
+    shared: &mut Shared,
     rec: &Recorder<'_>,
     started: Duration,
     trace: &mut Trace,
 ) -> NodeOutcome {
     match &node.kind {
         NodeKind::Single(step) => {
-            if let Some(bypass) = &step.bypass {
-                let ctx = ExecutionContext::new(shared.clone(), step.name.clone(), 0);
-                if let Bypass::Skip { data, reason } = bypass(&ctx) {
-                    rec.emit(
-                        trace,
-                        Signal::StepBypassed {
-                            step: step.name.clone(),
-                            reason,
-                        },
-                    );
-                    return NodeOutcome {
-                        status: StepStatus::Bypassed,
-                        output: Some(Arc::from(data)),
-                        goto: None,
-                        tasks: 0,
-                    };
-                }
+            // The run takes plain steps itself; this is for completeness.
+            if let Some(out) = bypassed(step, shared, rec, trace) {
+                return out;
             }
             let (status, output, goto) =
                 run_task(step, (index, 0), data, shared, rec, started, trace).await;
@@ -1015,11 +1084,13 @@ async fn run_node(
             }
         }
         NodeKind::Parallel(steps) => {
+            // The tasks run at once, so they share one map from the start.
+            let shared = shared.get_or_insert_with(Default::default);
             let tasks: Vec<_> = steps
                 .iter()
                 .enumerate()
                 .map(|(i, s)| {
-                    run_task_owned(s, (index, i as u32), data.clone(), shared, rec, started)
+                    run_task_owned(s, (index, i as u32), data, shared.clone(), rec, started)
                 })
                 .collect();
             Box::pin(many(tasks, node.evaluation, trace)).await
@@ -1039,9 +1110,10 @@ async fn run_node(
                     };
                 }
             };
+            let shared = shared.get_or_insert_with(Default::default);
             let tasks: Vec<_> = items
                 .into_iter()
-                .map(|item| run_task_owned(step, (index, 0), item, shared, rec, started))
+                .map(|item| run_task_owned(step, (index, 0), item, shared.clone(), rec, started))
                 .collect();
             Box::pin(many(tasks, node.evaluation, trace)).await
         }
@@ -1049,20 +1121,66 @@ async fn run_node(
 }
 
 /// Runs the tasks of a step at once and decides per `evaluation`.
-type TaskResult = (StepStatus, Option<Datum>, Option<GotoRequest>);
+type TaskResult = (StepStatus, Option<Datum>, Option<Box<GotoRequest>>);
 
 /// One task of a step of several, with its own trace.
 async fn run_task_owned(
     step: &StepDef,
     ids: (u32, u32),
-    data: Datum,
-    shared: &Shared,
+    data: impl std::borrow::Borrow<Datum>,
+    shared: step::SharedMap,
     rec: &Recorder<'_>,
     started: Duration,
 ) -> (TaskResult, Trace) {
     let mut trace = Vec::new();
-    let r = run_task(step, ids, data, shared, rec, started, &mut trace).await;
+    let mut shared = Some(shared);
+    let r = run_task(
+        step,
+        ids,
+        data.borrow(),
+        &mut shared,
+        rec,
+        started,
+        &mut trace,
+    )
+    .await;
     (r, trace)
+}
+
+/// Asks the step's `can_bypass`; the step's outcome when it says skip.
+fn bypassed(
+    step: &StepDef,
+    shared: &mut Shared,
+    rec: &Recorder<'_>,
+    trace: &mut Trace,
+) -> Option<NodeOutcome> {
+    let bypass = step.bypass.as_ref()?;
+    let ctx = ExecutionContext::new(shared.clone(), step.name.clone(), 0);
+    let decision = bypass(&ctx);
+    keep_shared(shared, ctx);
+    let Bypass::Skip { data, reason } = decision else {
+        return None;
+    };
+    rec.emit(
+        trace,
+        Signal::StepBypassed {
+            step: step.name.clone(),
+            reason,
+        },
+    );
+    Some(NodeOutcome {
+        status: StepStatus::Bypassed,
+        output: Some(Arc::from(data)),
+        goto: None,
+        tasks: 0,
+    })
+}
+
+/// Keeps the map a step made by storing the run's first value.
+fn keep_shared(shared: &mut Shared, ctx: ExecutionContext) {
+    if shared.is_none() {
+        *shared = ctx.into_shared();
+    }
 }
 
 async fn many<F>(tasks: Vec<F>, evaluation: EvaluationState, trace: &mut Trace) -> NodeOutcome
@@ -1122,79 +1240,134 @@ where
     }
 }
 
-/// One task of a step: attempts with retries on exceptions.
+/// One task of a step: its first attempt, then retries on exceptions. (The retries are a
+/// boxed future of their own, so that a run of steps that succeed carries no timer.)
 #[allow(clippy::too_many_arguments)]
 async fn run_task(
     step: &StepDef,
-    (node, member): (u32, u32),
-    data: Datum,
-    shared: &Shared,
+    ids: (u32, u32),
+    data: &Datum,
+    shared: &mut Shared,
     rec: &Recorder<'_>,
     started: Duration,
     trace: &mut Trace,
 ) -> TaskResult {
+    let ctx = start_attempt(step, ids, 1, shared, rec, started, trace);
+    let (outcome, ctx) = attempt_once(step, data, ctx).await;
+    if let Some(ctx) = ctx {
+        keep_shared(shared, ctx);
+    }
+    match task_result(outcome) {
+        Ok(r) => r,
+        Err(e) => Box::pin(retry_task(step, ids, data, shared, rec, trace, e)).await,
+    }
+}
+
+/// Records an attempt's start and gives it its context.
+#[allow(clippy::too_many_arguments)]
+fn start_attempt(
+    step: &StepDef,
+    (node, member): (u32, u32),
+    attempt: u32,
+    shared: &Shared,
+    rec: &Recorder<'_>,
+    at: Duration,
+    trace: &mut Trace,
+) -> ExecutionContext {
+    rec.emit_at(
+        trace,
+        at,
+        Ev::StepStarted {
+            node,
+            member,
+            attempt,
+        },
+    );
+    ExecutionContext::new(shared.clone(), step.name.clone(), attempt)
+}
+
+/// What an attempt makes of the task, or the exception it raised.
+fn task_result(outcome: Attempt) -> Result<TaskResult, StepError> {
+    match outcome {
+        Attempt::Success(v) => Ok((StepStatus::Succeeded, Some(v), None)),
+        Attempt::Failure(m) => Ok((StepStatus::Failed(m), None, None)),
+        Attempt::Goto(g) => Ok((StepStatus::Switched(g.descriptor), None, Some(g))),
+        Attempt::Exception(e) => Err(e),
+    }
+}
+
+/// After the first attempt raised `error`: retries while the step's policy says so.
+#[allow(clippy::too_many_arguments)]
+async fn retry_task(
+    step: &StepDef,
+    ids: (u32, u32),
+    data: &Datum,
+    shared: &mut Shared,
+    rec: &Recorder<'_>,
+    trace: &mut Trace,
+    mut error: StepError,
+) -> TaskResult {
     let mut attempt = 1;
-    loop {
-        let at = if attempt == 1 { started } else { rec.now() };
-        rec.emit_at(
+    while step.options.retry.should_retry(&error, attempt) {
+        let delay = step.options.retry.delay(attempt);
+        rec.emit(
             trace,
-            at,
-            Ev::StepStarted {
-                node,
-                member,
+            Signal::StepRetried {
+                step: step.name.clone(),
                 attempt,
+                error: error.to_string(),
+                delay,
             },
         );
-        let ctx = ExecutionContext::new(shared.clone(), step.name.clone(), attempt);
-        match attempt_once(step, data.clone(), ctx).await {
-            Attempt::Success(v) => return (StepStatus::Succeeded, Some(v), None),
-            Attempt::Failure(m) => return (StepStatus::Failed(m), None, None),
-            Attempt::Goto(g) => return (StepStatus::Switched(g.descriptor), None, Some(g)),
-            Attempt::Exception(e) => {
-                if step.options.retry.should_retry(&e, attempt) {
-                    let delay = step.options.retry.delay(attempt);
-                    rec.emit(
-                        trace,
-                        Signal::StepRetried {
-                            step: step.name.clone(),
-                            attempt,
-                            error: e.to_string(),
-                            delay,
-                        },
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                    continue;
-                }
-                return (StepStatus::Raised(e.to_string()), None, None);
-            }
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+        let ctx = start_attempt(step, ids, attempt, shared, rec, rec.now(), trace);
+        let (outcome, ctx) = attempt_once(step, data, ctx).await;
+        if let Some(ctx) = ctx {
+            keep_shared(shared, ctx);
+        }
+        match task_result(outcome) {
+            Ok(r) => return r,
+            Err(e) => error = e,
         }
     }
+    (StepStatus::Raised(error.to_string()), None, None)
+}
+
+/// An attempt's result, and its context unless the attempt lost it (a panic, a timeout:
+/// then what it stored there is lost with it, unless an earlier step had stored values).
+type Attempted = (Attempt, Option<ExecutionContext>);
+
+fn panicked(p: Box<dyn Any + Send>) -> Attempted {
+    (
+        Attempt::Exception(HandlerError::panicked(panic_message(&*p))),
+        None,
+    )
 }
 
 /// One attempt on the step's executor, with its timeout; a panic is an exception. The
 /// common case (Inline, no timeout) polls the step's future right here; the others go
 /// through a boxed driver, so that this future stays small.
-async fn attempt_once(step: &StepDef, data: Datum, ctx: ExecutionContext) -> Attempt {
-    if step.options.executor == Executor::Inline && step.options.timeout.is_none() {
-        let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| (step.run)(data, ctx))) {
-            Ok(f) => f,
-            Err(p) => return Attempt::Exception(HandlerError::panicked(panic_message(&*p))),
-        };
-        return match AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(a) => a,
-            Err(p) => Attempt::Exception(HandlerError::panicked(panic_message(&*p))),
-        };
+async fn attempt_once(step: &StepDef, data: &Datum, ctx: ExecutionContext) -> Attempted {
+    if step.options.executor != Executor::Inline || step.options.timeout.is_some() {
+        return Box::pin(attempt_elsewhere(step, data, ctx)).await;
     }
-    Box::pin(attempt_elsewhere(step, data, ctx)).await
+    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| (step.run)(data, ctx))) {
+        Ok(f) => f,
+        Err(p) => return panicked(p),
+    };
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok((a, ctx)) => (a, Some(ctx)),
+        Err(p) => panicked(p),
+    }
 }
 
-async fn attempt_elsewhere(step: &StepDef, data: Datum, ctx: ExecutionContext) -> Attempt {
+async fn attempt_elsewhere(step: &StepDef, data: &Datum, ctx: ExecutionContext) -> Attempted {
     if step.options.executor == Executor::Process {
         // The child runs the step; the context's shared values do not cross.
-        return match (&step.processes, step.codec) {
+        let attempt = match (&step.processes, step.codec) {
             (Some(pool), Some(codec)) => {
-                pool.run(&step.name, codec, data, step.options.timeout)
+                pool.run(&step.name, codec, data.clone(), step.options.timeout)
                     .await
             }
             _ => Attempt::Exception(HandlerError::permanent_msg(format!(
@@ -1202,15 +1375,16 @@ async fn attempt_elsewhere(step: &StepDef, data: Datum, ctx: ExecutionContext) -
                 step.name
             ))),
         };
+        return (attempt, Some(ctx));
     }
     let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| (step.run)(data, ctx))) {
         Ok(f) => f,
-        Err(p) => return Attempt::Exception(HandlerError::panicked(panic_message(&*p))),
+        Err(p) => return panicked(p),
     };
     let caught = async move {
         match AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(a) => a,
-            Err(p) => Attempt::Exception(HandlerError::panicked(panic_message(&*p))),
+            Ok((a, ctx)) => (a, Some(ctx)),
+            Err(p) => panicked(p),
         }
     };
     let timeout = step.options.timeout;
@@ -1219,19 +1393,22 @@ async fn attempt_elsewhere(step: &StepDef, data: Datum, ctx: ExecutionContext) -
             None => caught.await,
             Some(t) => tokio::time::timeout(t, caught)
                 .await
-                .unwrap_or_else(|_| Attempt::Exception(HandlerError::timed_out(t))),
+                .unwrap_or_else(|_| (Attempt::Exception(HandlerError::timed_out(t)), None)),
         }
     };
     match (step.options.executor, &step.pool) {
         (Executor::Tokio, _) => match tokio::spawn(bounded).await {
             Ok(a) => a,
-            Err(e) => Attempt::Exception(HandlerError::msg(format!("the step's task ended: {e}"))),
+            Err(e) => (
+                Attempt::Exception(HandlerError::msg(format!("the step's task ended: {e}"))),
+                None,
+            ),
         },
         (Executor::ThreadPool, Some(pool)) => {
             let rt = tokio::runtime::Handle::current();
             match pool.run(move || rt.block_on(bounded)).await {
                 Ok(a) => a,
-                Err(p) => Attempt::Exception(HandlerError::panicked(p.0)),
+                Err(p) => (Attempt::Exception(HandlerError::panicked(p.0)), None),
             }
         }
         _ => bounded.await,

@@ -150,11 +150,11 @@ async fn run_here(
         .codec
         .ok_or_else(|| format!("step `{name}` cannot cross processes (no serde codec)"))?;
     let data = (codec.decode_input)(input)?;
-    let ctx = ExecutionContext::new(Arc::default(), step.name.clone(), 1);
-    let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (step.run)(data, ctx)))
+    let ctx = ExecutionContext::new(None, step.name.clone(), 1);
+    let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (step.run)(&data, ctx)))
         .map_err(|p| format!("the step panicked: {}", crate::executor::panic_message(&*p)))?;
     match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut)).await {
-        Ok(a) => Ok(a),
+        Ok((a, _ctx)) => Ok(a),
         Err(p) => Err(format!(
             "the step panicked: {}",
             crate::executor::panic_message(&*p)

@@ -3,7 +3,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use crate::error::HandlerError;
@@ -190,6 +190,9 @@ impl Default for StepOptions {
     }
 }
 
+/// The values the steps of one run share.
+pub(crate) type SharedMap = Arc<RwLock<HashMap<String, Arc<dyn Any + Send + Sync>>>>;
+
 /// A pending `goto`.
 pub(crate) struct GotoRequest {
     pub(crate) descriptor: u32,
@@ -200,29 +203,30 @@ pub(crate) struct GotoRequest {
 
 /// What steps share during one run, and what one step asks of the run.
 pub struct ExecutionContext {
-    shared: Arc<RwLock<HashMap<String, Arc<dyn Any + Send + Sync>>>>,
-    pub(crate) goto: Option<GotoRequest>,
+    /// Made on the first `set` of the run (so that a run whose steps share nothing pays
+    /// nothing for it), then handed from step to step.
+    shared: OnceLock<SharedMap>,
+    pub(crate) goto: Option<Box<GotoRequest>>,
     step: Arc<str>,
     attempt: u32,
 }
 
 impl ExecutionContext {
-    pub(crate) fn new(
-        shared: Arc<RwLock<HashMap<String, Arc<dyn Any + Send + Sync>>>>,
-        step: Arc<str>,
-        attempt: u32,
-    ) -> Self {
+    pub(crate) fn new(shared: Option<SharedMap>, step: Arc<str>, attempt: u32) -> Self {
         ExecutionContext {
-            shared,
+            shared: shared.map_or_else(OnceLock::new, OnceLock::from),
             goto: None,
             step,
             attempt,
         }
     }
 
-    /// Stores a value for later steps (and their `can_bypass`).
+    /// Stores a value for later steps (and their `can_bypass`). Values stay with the run
+    /// whatever the step then returns; the one exception is an attempt that panics or
+    /// times out before the run's first value was stored, whose values are lost with it.
     pub fn set<T: Any + Send + Sync>(&self, key: impl Into<String>, value: T) {
         self.shared
+            .get_or_init(SharedMap::default)
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key.into(), Arc::new(value));
@@ -231,10 +235,16 @@ impl ExecutionContext {
     /// A value an earlier step stored, if it is a `T`.
     pub fn get<T: Any + Send + Sync + Clone>(&self, key: &str) -> Option<T> {
         self.shared
+            .get()?
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
             .and_then(|v| v.downcast_ref::<T>().cloned())
+    }
+
+    /// The values steps stored, if any did.
+    pub(crate) fn into_shared(self) -> Option<SharedMap> {
+        self.shared.into_inner()
     }
 
     /// The step being run.
@@ -262,7 +272,7 @@ impl ExecutionContext {
         T: Any + Send + Sync,
     {
         let reason = reason.into();
-        self.goto = Some(GotoRequest {
+        self.goto = Some(Box::new(GotoRequest {
             descriptor,
             success,
             result: Arc::new(result),
@@ -271,7 +281,7 @@ impl ExecutionContext {
             } else {
                 reason
             },
-        });
+        }));
         Ok(Done::Goto)
     }
 }
@@ -281,10 +291,15 @@ pub(crate) enum Attempt {
     Success(Arc<dyn Any + Send + Sync>),
     Failure(String),
     Exception(StepError),
-    Goto(GotoRequest),
+    Goto(Box<GotoRequest>),
 }
 
-type RunFn = dyn Fn(Arc<dyn Any + Send + Sync>, ExecutionContext) -> BoxFuture<'static, Attempt>
+/// Takes the step's input out of the datum (a clone) and starts the step; the future gives
+/// the context back, with what the step stored in it.
+type RunFn = dyn Fn(
+        &Arc<dyn Any + Send + Sync>,
+        ExecutionContext,
+    ) -> BoxFuture<'static, (Attempt, ExecutionContext)>
     + Send
     + Sync;
 type BypassFn = dyn Fn(&ExecutionContext) -> Bypass + Send + Sync;
@@ -332,8 +347,11 @@ pub struct StepDef {
     pub(crate) processes: Option<Arc<super::process::ProcessPool>>,
 }
 
-fn erase<O: Send + Sync + 'static>(outcome: Outcome<O>, ctx: &mut ExecutionContext) -> Attempt {
-    match outcome {
+fn erase<O: Send + Sync + 'static>(
+    outcome: Outcome<O>,
+    mut ctx: ExecutionContext,
+) -> (Attempt, ExecutionContext) {
+    let attempt = match outcome {
         Ok(Done::Success(v)) => Attempt::Success(Arc::new(v)),
         Ok(Done::Failure(m)) => Attempt::Failure(m),
         Ok(Done::Goto) => match ctx.goto.take() {
@@ -343,7 +361,8 @@ fn erase<O: Send + Sync + 'static>(outcome: Outcome<O>, ctx: &mut ExecutionConte
             )),
         },
         Err(e) => Attempt::Exception(e),
-    }
+    };
+    (attempt, ctx)
 }
 
 fn input_of<I: Clone + 'static>(
@@ -369,18 +388,19 @@ impl StepDef {
         let process = Arc::new(process);
         let p2 = process.clone();
         let step = name.clone();
-        let run: Arc<RunFn> = Arc::new(move |data, mut ctx| {
-            let process = process.clone();
-            let step = step.clone();
-            Box::pin(async move {
-                let input = match input_of::<P::Input>(&data, &step) {
-                    Ok(i) => i,
-                    Err(a) => return a,
-                };
-                let outcome = process.process(&mut ctx, input).await;
-                erase(outcome, &mut ctx)
-            })
-        });
+        let run: Arc<RunFn> =
+            Arc::new(
+                move |data, mut ctx| match input_of::<P::Input>(data, &step) {
+                    Ok(input) => {
+                        let process = process.clone();
+                        Box::pin(async move {
+                            let outcome = process.process(&mut ctx, input).await;
+                            erase(outcome, ctx)
+                        })
+                    }
+                    Err(a) => Box::pin(std::future::ready((a, ctx))),
+                },
+            );
         StepDef::new::<P::Input, P::Output>(name, run, options)
             .with_bypass(Arc::new(move |ctx| p2.can_bypass(ctx)))
     }
@@ -396,15 +416,15 @@ impl StepDef {
         let name: Arc<str> = name.into();
         let step = name.clone();
         // The input is taken and the function called here; only its future is boxed.
-        let run: Arc<RunFn> = Arc::new(move |data, ctx| match input_of::<I>(&data, &step) {
+        let run: Arc<RunFn> = Arc::new(move |data, ctx| match input_of::<I>(data, &step) {
             Ok(input) => {
                 let fut = f(ctx, input);
                 Box::pin(async move {
-                    let (mut ctx, outcome) = fut.await;
-                    erase(outcome, &mut ctx)
+                    let (ctx, outcome) = fut.await;
+                    erase(outcome, ctx)
                 })
             }
-            Err(a) => Box::pin(std::future::ready(a)),
+            Err(a) => Box::pin(std::future::ready((a, ctx))),
         });
         StepDef::new::<I, O>(name, run, options)
     }
@@ -439,14 +459,15 @@ impl StepDef {
         let program: Arc<str> = program.into().into();
         let args: Arc<[String]> = args.into_iter().map(Into::into).collect();
         let step = name.clone();
-        let run: Arc<RunFn> = Arc::new(move |data, _ctx| {
+        let run: Arc<RunFn> = Arc::new(move |data, ctx| {
+            let input = match input_of::<I>(data, &step) {
+                Ok(i) => i,
+                Err(a) => return Box::pin(std::future::ready((a, ctx))),
+            };
             let (program, args, step) = (program.clone(), args.clone(), step.clone());
             Box::pin(async move {
-                let input = match input_of::<I>(&data, &step) {
-                    Ok(i) => i,
-                    Err(a) => return a,
-                };
-                run_command::<I, O>(&step, &program, &args, &input).await
+                let attempt = run_command::<I, O>(&step, &program, &args, &input).await;
+                (attempt, ctx)
             })
         });
         StepDef::new::<I, O>(name, run, options)
