@@ -907,7 +907,8 @@ async fn goto_descriptors_a_step_declares_are_checked_when_the_pipeline_is_built
     );
 }
 
-/// A step of the shared-values test: stores `key` (when given) and records what it saw.
+/// A step of the shared-values test: stores `key` (when given) and records its context's
+/// step name and attempt and the keys it saw.
 fn sharing(
     name: &'static str,
     key: Option<&'static str>,
@@ -926,7 +927,10 @@ fn sharing(
                     .copied()
                     .collect::<Vec<_>>()
                     .join("");
-                seen.lock().unwrap().push(format!("{name}:{keys}"));
+                // The context names the step it is given to, and the attempt.
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{}#{}:{keys}", ctx.step(), ctx.attempt()));
                 if let Some(k) = key {
                     ctx.set(k, n);
                 }
@@ -952,7 +956,7 @@ async fn values_stored_by_any_step_reach_every_later_step() {
         .build()
         .unwrap();
     assert!(p.run(5u32).await.is_success());
-    assert_eq!(*seen.lock().unwrap(), ["failing:", "rescue:a"]);
+    assert_eq!(*seen.lock().unwrap(), ["failing#1:", "rescue#1:a"]);
     seen.lock().unwrap().clear();
 
     // A parallel group's tasks see what came before and store more; the step after the
@@ -988,11 +992,45 @@ async fn values_stored_by_any_step_reach_every_later_step() {
     let seen = seen.lock().unwrap().clone();
     // The group's tasks run at once: each sees `a`, and one may see what the other stored.
     assert_eq!(seen.len(), 4, "{seen:?}");
-    assert_eq!((&*seen[0], &*seen[3]), ("first:", "last:acd"), "{seen:?}");
+    assert_eq!((&*seen[0], &*seen[3]), ("first#1:", "last:acd"), "{seen:?}");
     let mut group = seen[1..3].to_vec();
     group.sort();
     assert!(
-        group == ["left:a", "right:ac"] || group == ["left:ad", "right:a"],
+        group == ["left#1:a", "right#1:ac"] || group == ["left#1:ad", "right#1:a"],
         "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_step_sees_its_attempt_and_the_values_of_the_failed_attempt() {
+    let flaky = StepDef::from_fn(
+        "flaky",
+        StepOptions {
+            retry: eventflow::RetryPolicy::attempts(3).backoff(0.0, 0.0),
+            ..StepOptions::DEFAULT
+        },
+        |ctx: ExecutionContext, n: u32| async move {
+            let before = ctx.get::<u32>("tries").unwrap_or(0);
+            ctx.set("tries", before + 1);
+            let out = if ctx.attempt() < 3 {
+                Err(GatewayError.into())
+            } else {
+                Outcome::success(format!("{}#{} after {before}", ctx.step(), ctx.attempt()))
+            };
+            let _ = n;
+            (ctx, out)
+        },
+    );
+    let run = Pipeline::builder("flaky")
+        .then(flaky)
+        .build()
+        .unwrap()
+        .run(1u32)
+        .await;
+    assert_eq!(
+        run.output::<String>().as_deref(),
+        Some("flaky#3 after 2"),
+        "{}",
+        run.trace_text()
     );
 }

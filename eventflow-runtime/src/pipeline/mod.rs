@@ -785,7 +785,7 @@ impl Ev {
                 member,
                 attempt,
             } => Signal::StepStarted {
-                step: inner.member_name(*node, *member),
+                step: inner.member_name(*node, *member).clone(),
                 attempt: *attempt,
             },
             Ev::StepSucceeded { node, tasks, took } => Signal::StepFinished {
@@ -806,14 +806,50 @@ impl Ev {
 }
 
 impl Inner {
-    fn member_name(&self, node: u32, member: u32) -> Arc<str> {
-        match &self.nodes[node as usize].kind {
-            NodeKind::Single(s) | NodeKind::ForEach(s) => s.name.clone(),
-            NodeKind::Parallel(v) => v.get(member as usize).map_or_else(
-                || self.nodes[node as usize].label.clone(),
-                |s| s.name.clone(),
-            ),
+    fn member_name(&self, node: u32, member: u32) -> &Arc<str> {
+        let Some(n) = self.nodes.get(node as usize) else {
+            return &self.name;
+        };
+        match &n.kind {
+            NodeKind::Single(s) | NodeKind::ForEach(s) => &s.name,
+            NodeKind::Parallel(v) => v.get(member as usize).map_or(&n.label, |s| &s.name),
         }
+    }
+}
+
+impl step::StepNames for Inner {
+    fn step_name(&self, node: u32, member: u32) -> &str {
+        self.member_name(node, member)
+    }
+}
+
+/// The values a run's steps share, and the one context handed from step to step (made
+/// again when an attempt loses it by panicking or timing out).
+#[derive(Default)]
+struct Contexts {
+    shared: Shared,
+    spare: Option<ExecutionContext>,
+}
+
+impl Contexts {
+    fn lend(&mut self, inner: &Arc<Inner>, at: (u32, u32), attempt: u32) -> ExecutionContext {
+        let mut ctx = self.spare.take().unwrap_or_else(|| {
+            ExecutionContext::in_run(inner.clone() as Arc<dyn step::StepNames>, None)
+        });
+        ctx.place(at, attempt, self.shared.as_ref());
+        ctx
+    }
+
+    fn give_back(&mut self, ctx: ExecutionContext) {
+        if self.shared.is_none() {
+            self.shared = ctx.shared_map().cloned();
+        }
+        self.spare = Some(ctx);
+    }
+
+    /// The shared values, made now if no step has stored any yet (for tasks run at once).
+    fn shared_now(&mut self) -> step::SharedMap {
+        self.shared.get_or_insert_with(Default::default).clone()
     }
 }
 
@@ -830,7 +866,7 @@ struct Recorder<'a> {
     /// The TSC where it is steady (about a third of the cost of the system clock on
     /// virtual machines), the system's monotonic clock elsewhere.
     start: quanta::Instant,
-    inner: &'a Inner,
+    inner: &'a Arc<Inner>,
 }
 
 impl Recorder<'_> {
@@ -881,7 +917,7 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
     rec.emit_at(&mut trace, Duration::ZERO, Ev::PipelineStarted);
     // Each step starts when the one before finished.
     let mut started = Duration::ZERO;
-    let mut shared: Shared = None;
+    let mut ctxs = Contexts::default();
     let mut at = 0usize;
     // What the next step takes. Steps get their input cloned out of it, so that it is
     // still here for a retry, a failure branch, or a `->` step after.
@@ -906,47 +942,37 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
         // A plain step runs right here, with nothing between the run and the step's
         // future; steps of several tasks go through a boxed driver.
         let out = match &node.kind {
-            NodeKind::Single(step) => match bypassed(step, &mut shared, &rec, &mut trace) {
-                Some(out) => out,
-                None => {
-                    let ids = (at as u32, 0);
-                    let ctx = start_attempt(step, ids, 1, &shared, &rec, started, &mut trace);
-                    let (attempt, ctx) = attempt_once(step, &data, ctx).await;
-                    if let Some(ctx) = ctx {
-                        keep_shared(&mut shared, ctx);
-                    }
-                    let (status, output, goto) = match task_result(attempt) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            Box::pin(retry_task(
-                                step,
-                                ids,
-                                &data,
-                                &mut shared,
-                                &rec,
-                                &mut trace,
-                                e,
-                            ))
-                            .await
+            NodeKind::Single(step) => {
+                match bypassed(step, (at as u32, 0), &mut ctxs, &rec, &mut trace) {
+                    Some(out) => out,
+                    None => {
+                        let ids = (at as u32, 0);
+                        let ctx = start_attempt(ids, 1, &mut ctxs, &rec, started, &mut trace);
+                        let (attempt, ctx) = attempt_once(step, &data, ctx).await;
+                        if let Some(ctx) = ctx {
+                            ctxs.give_back(ctx);
                         }
-                    };
-                    NodeOutcome {
-                        status,
-                        output,
-                        goto,
-                        tasks: 1,
+                        let (status, output, goto) = match task_result(attempt) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                Box::pin(retry_task(
+                                    step, ids, &data, &mut ctxs, &rec, &mut trace, e,
+                                ))
+                                .await
+                            }
+                        };
+                        NodeOutcome {
+                            status,
+                            output,
+                            goto,
+                            tasks: 1,
+                        }
                     }
                 }
-            },
+            }
             _ => {
                 Box::pin(run_node(
-                    at as u32,
-                    node,
-                    &data,
-                    &mut shared,
-                    &rec,
-                    started,
-                    &mut trace,
+                    at as u32, node, &data, &mut ctxs, &rec, started, &mut trace,
                 ))
                 .await
             }
@@ -1063,7 +1089,7 @@ async fn run_node(
     index: u32,
     node: &Node,
     data: &Datum,
-    shared: &mut Shared,
+    ctxs: &mut Contexts,
     rec: &Recorder<'_>,
     started: Duration,
     trace: &mut Trace,
@@ -1071,11 +1097,11 @@ async fn run_node(
     match &node.kind {
         NodeKind::Single(step) => {
             // The run takes plain steps itself; this is for completeness.
-            if let Some(out) = bypassed(step, shared, rec, trace) {
+            if let Some(out) = bypassed(step, (index, 0), ctxs, rec, trace) {
                 return out;
             }
             let (status, output, goto) =
-                run_task(step, (index, 0), data, shared, rec, started, trace).await;
+                run_task(step, (index, 0), data, ctxs, rec, started, trace).await;
             NodeOutcome {
                 status,
                 output,
@@ -1085,7 +1111,7 @@ async fn run_node(
         }
         NodeKind::Parallel(steps) => {
             // The tasks run at once, so they share one map from the start.
-            let shared = shared.get_or_insert_with(Default::default);
+            let shared = ctxs.shared_now();
             let tasks: Vec<_> = steps
                 .iter()
                 .enumerate()
@@ -1110,7 +1136,7 @@ async fn run_node(
                     };
                 }
             };
-            let shared = shared.get_or_insert_with(Default::default);
+            let shared = ctxs.shared_now();
             let tasks: Vec<_> = items
                 .into_iter()
                 .map(|item| run_task_owned(step, (index, 0), item, shared.clone(), rec, started))
@@ -1133,12 +1159,15 @@ async fn run_task_owned(
     started: Duration,
 ) -> (TaskResult, Trace) {
     let mut trace = Vec::new();
-    let mut shared = Some(shared);
+    let mut ctxs = Contexts {
+        shared: Some(shared),
+        spare: None,
+    };
     let r = run_task(
         step,
         ids,
         data.borrow(),
-        &mut shared,
+        &mut ctxs,
         rec,
         started,
         &mut trace,
@@ -1150,14 +1179,15 @@ async fn run_task_owned(
 /// Asks the step's `can_bypass`; the step's outcome when it says skip.
 fn bypassed(
     step: &StepDef,
-    shared: &mut Shared,
+    at: (u32, u32),
+    ctxs: &mut Contexts,
     rec: &Recorder<'_>,
     trace: &mut Trace,
 ) -> Option<NodeOutcome> {
     let bypass = step.bypass.as_ref()?;
-    let ctx = ExecutionContext::new(shared.clone(), step.name.clone(), 0);
+    let ctx = ctxs.lend(rec.inner, at, 0);
     let decision = bypass(&ctx);
-    keep_shared(shared, ctx);
+    ctxs.give_back(ctx);
     let Bypass::Skip { data, reason } = decision else {
         return None;
     };
@@ -1174,13 +1204,6 @@ fn bypassed(
         goto: None,
         tasks: 0,
     })
-}
-
-/// Keeps the map a step made by storing the run's first value.
-fn keep_shared(shared: &mut Shared, ctx: ExecutionContext) {
-    if shared.is_none() {
-        *shared = ctx.into_shared();
-    }
 }
 
 async fn many<F>(tasks: Vec<F>, evaluation: EvaluationState, trace: &mut Trace) -> NodeOutcome
@@ -1247,29 +1270,28 @@ async fn run_task(
     step: &StepDef,
     ids: (u32, u32),
     data: &Datum,
-    shared: &mut Shared,
+    ctxs: &mut Contexts,
     rec: &Recorder<'_>,
     started: Duration,
     trace: &mut Trace,
 ) -> TaskResult {
-    let ctx = start_attempt(step, ids, 1, shared, rec, started, trace);
+    let ctx = start_attempt(ids, 1, ctxs, rec, started, trace);
     let (outcome, ctx) = attempt_once(step, data, ctx).await;
     if let Some(ctx) = ctx {
-        keep_shared(shared, ctx);
+        ctxs.give_back(ctx);
     }
     match task_result(outcome) {
         Ok(r) => r,
-        Err(e) => Box::pin(retry_task(step, ids, data, shared, rec, trace, e)).await,
+        Err(e) => Box::pin(retry_task(step, ids, data, ctxs, rec, trace, e)).await,
     }
 }
 
 /// Records an attempt's start and gives it its context.
 #[allow(clippy::too_many_arguments)]
 fn start_attempt(
-    step: &StepDef,
     (node, member): (u32, u32),
     attempt: u32,
-    shared: &Shared,
+    ctxs: &mut Contexts,
     rec: &Recorder<'_>,
     at: Duration,
     trace: &mut Trace,
@@ -1283,7 +1305,7 @@ fn start_attempt(
             attempt,
         },
     );
-    ExecutionContext::new(shared.clone(), step.name.clone(), attempt)
+    ctxs.lend(rec.inner, (node, member), attempt)
 }
 
 /// What an attempt makes of the task, or the exception it raised.
@@ -1302,7 +1324,7 @@ async fn retry_task(
     step: &StepDef,
     ids: (u32, u32),
     data: &Datum,
-    shared: &mut Shared,
+    ctxs: &mut Contexts,
     rec: &Recorder<'_>,
     trace: &mut Trace,
     mut error: StepError,
@@ -1321,10 +1343,10 @@ async fn retry_task(
         );
         tokio::time::sleep(delay).await;
         attempt += 1;
-        let ctx = start_attempt(step, ids, attempt, shared, rec, rec.now(), trace);
+        let ctx = start_attempt(ids, attempt, ctxs, rec, rec.now(), trace);
         let (outcome, ctx) = attempt_once(step, data, ctx).await;
         if let Some(ctx) = ctx {
-            keep_shared(shared, ctx);
+            ctxs.give_back(ctx);
         }
         match task_result(outcome) {
             Ok(r) => return r,

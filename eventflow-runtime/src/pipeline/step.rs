@@ -207,18 +207,70 @@ pub struct ExecutionContext {
     /// nothing for it), then handed from step to step.
     shared: OnceLock<SharedMap>,
     pub(crate) goto: Option<Box<GotoRequest>>,
-    step: Arc<str>,
+    step: StepRef,
     attempt: u32,
 }
 
+/// The step names of a pipeline, by node and member.
+pub(crate) trait StepNames: Send + Sync {
+    fn step_name(&self, node: u32, member: u32) -> &str;
+}
+
+/// Which step a context is for.
+enum StepRef {
+    /// A step of a pipeline run: one context goes from step to step, so the name is looked
+    /// up when asked for rather than copied in at each step.
+    InRun {
+        names: Arc<dyn StepNames>,
+        node: u32,
+        member: u32,
+    },
+    /// A step run on its own (in a Process executor's child).
+    Alone(Arc<str>),
+}
+
 impl ExecutionContext {
+    /// A context for a step run on its own.
     pub(crate) fn new(shared: Option<SharedMap>, step: Arc<str>, attempt: u32) -> Self {
         ExecutionContext {
             shared: shared.map_or_else(OnceLock::new, OnceLock::from),
             goto: None,
-            step,
+            step: StepRef::Alone(step),
             attempt,
         }
+    }
+
+    /// A context for the steps of a run, placed on each with [`place`](Self::place).
+    pub(crate) fn in_run(names: Arc<dyn StepNames>, shared: Option<SharedMap>) -> Self {
+        ExecutionContext {
+            shared: shared.map_or_else(OnceLock::new, OnceLock::from),
+            goto: None,
+            step: StepRef::InRun {
+                names,
+                node: 0,
+                member: 0,
+            },
+            attempt: 0,
+        }
+    }
+
+    /// Points the context at a step and attempt of its run, with the run's shared values.
+    pub(crate) fn place(&mut self, at: (u32, u32), attempt: u32, shared: Option<&SharedMap>) {
+        if let StepRef::InRun { node, member, .. } = &mut self.step {
+            (*node, *member) = at;
+        }
+        self.attempt = attempt;
+        self.goto = None;
+        if let Some(s) = shared
+            && self.shared.get().is_none()
+        {
+            let _ = self.shared.set(s.clone());
+        }
+    }
+
+    /// The values steps stored, if any did.
+    pub(crate) fn shared_map(&self) -> Option<&SharedMap> {
+        self.shared.get()
     }
 
     /// Stores a value for later steps (and their `can_bypass`). Values stay with the run
@@ -242,14 +294,16 @@ impl ExecutionContext {
             .and_then(|v| v.downcast_ref::<T>().cloned())
     }
 
-    /// The values steps stored, if any did.
-    pub(crate) fn into_shared(self) -> Option<SharedMap> {
-        self.shared.into_inner()
-    }
-
     /// The step being run.
     pub fn step(&self) -> &str {
-        &self.step
+        match &self.step {
+            StepRef::InRun {
+                names,
+                node,
+                member,
+            } => names.step_name(*node, *member),
+            StepRef::Alone(name) => name,
+        }
     }
 
     /// The attempt, starting at 1.
