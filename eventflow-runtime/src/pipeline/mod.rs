@@ -941,41 +941,55 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
         }
         // A plain step runs right here, with nothing between the run and the step's
         // future; steps of several tasks go through a boxed driver.
+        // A plain step runs right here (its retries are boxed); a step of several tasks
+        // goes through a boxed driver, so that the run's own future stays small.
+        let ids = (at as u32, 0);
         let out = match &node.kind {
-            NodeKind::Single(step) => {
-                match bypassed(step, (at as u32, 0), &mut ctxs, &rec, &mut trace) {
-                    Some(out) => out,
-                    None => {
-                        let ids = (at as u32, 0);
-                        let ctx = start_attempt(ids, 1, &mut ctxs, &rec, started, &mut trace);
-                        let (attempt, ctx) = attempt_once(step, &data, ctx).await;
-                        if let Some(ctx) = ctx {
-                            ctxs.give_back(ctx);
-                        }
-                        let (status, output, goto) = match task_result(attempt) {
-                            Ok(r) => r,
-                            Err(e) => {
-                                Box::pin(retry_task(
-                                    step, ids, &data, &mut ctxs, &rec, &mut trace, e,
-                                ))
-                                .await
-                            }
-                        };
-                        NodeOutcome {
-                            status,
-                            output,
-                            goto,
-                            tasks: 1,
-                        }
+            NodeKind::Single(step) => match bypassed(step, ids, &mut ctxs, &rec, &mut trace) {
+                Some(out) => out,
+                None => {
+                    let (status, output, goto) =
+                        run_task(step, ids, &data, &mut ctxs, &rec, started, &mut trace).await;
+                    NodeOutcome {
+                        status,
+                        output,
+                        goto,
+                        tasks: 1,
                     }
                 }
+            },
+            NodeKind::Parallel(steps) => {
+                // The tasks run at once, so they share one map from the start.
+                let shared = ctxs.shared_now();
+                let tasks: Vec<_> = steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        run_task_owned(s, (ids.0, i as u32), &data, shared.clone(), &rec, started)
+                    })
+                    .collect();
+                Box::pin(many(tasks, node.evaluation, &mut trace)).await
             }
-            _ => {
-                Box::pin(run_node(
-                    at as u32, node, &data, &mut ctxs, &rec, started, &mut trace,
-                ))
-                .await
-            }
+            NodeKind::ForEach(step) => match data.downcast_ref::<ForEachInput>() {
+                Some(items) => {
+                    let shared = ctxs.shared_now();
+                    let tasks: Vec<_> = items
+                        .0
+                        .iter()
+                        .map(|item| run_task_owned(step, ids, item, shared.clone(), &rec, started))
+                        .collect();
+                    Box::pin(many(tasks, node.evaluation, &mut trace)).await
+                }
+                None => NodeOutcome {
+                    status: StepStatus::Raised(format!(
+                        "for_each({}) takes a ForEachInput",
+                        step.name
+                    )),
+                    output: None,
+                    goto: None,
+                    tasks: 0,
+                },
+            },
         };
         let finished = rec.now();
         let took = finished.saturating_sub(started);
@@ -1084,76 +1098,14 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_node(
-    index: u32,
-    node: &Node,
-    data: &Datum,
-    ctxs: &mut Contexts,
-    rec: &Recorder<'_>,
-    started: Duration,
-    trace: &mut Trace,
-) -> NodeOutcome {
-    match &node.kind {
-        NodeKind::Single(step) => {
-            // The run takes plain steps itself; this is for completeness.
-            if let Some(out) = bypassed(step, (index, 0), ctxs, rec, trace) {
-                return out;
-            }
-            let (status, output, goto) =
-                run_task(step, (index, 0), data, ctxs, rec, started, trace).await;
-            NodeOutcome {
-                status,
-                output,
-                goto,
-                tasks: 1,
-            }
-        }
-        NodeKind::Parallel(steps) => {
-            // The tasks run at once, so they share one map from the start.
-            let shared = ctxs.shared_now();
-            let tasks: Vec<_> = steps
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    run_task_owned(s, (index, i as u32), data, shared.clone(), rec, started)
-                })
-                .collect();
-            Box::pin(many(tasks, node.evaluation, trace)).await
-        }
-        NodeKind::ForEach(step) => {
-            let items = match data.downcast_ref::<ForEachInput>() {
-                Some(i) => i.0.clone(),
-                None => {
-                    return NodeOutcome {
-                        status: StepStatus::Raised(format!(
-                            "for_each({}) takes a ForEachInput",
-                            step.name
-                        )),
-                        output: None,
-                        goto: None,
-                        tasks: 0,
-                    };
-                }
-            };
-            let shared = ctxs.shared_now();
-            let tasks: Vec<_> = items
-                .into_iter()
-                .map(|item| run_task_owned(step, (index, 0), item, shared.clone(), rec, started))
-                .collect();
-            Box::pin(many(tasks, node.evaluation, trace)).await
-        }
-    }
-}
-
-/// Runs the tasks of a step at once and decides per `evaluation`.
+/// What one task made of its step: its status, output and goto.
 type TaskResult = (StepStatus, Option<Datum>, Option<Box<GotoRequest>>);
 
 /// One task of a step of several, with its own trace.
 async fn run_task_owned(
     step: &StepDef,
     ids: (u32, u32),
-    data: impl std::borrow::Borrow<Datum>,
+    data: &Datum,
     shared: step::SharedMap,
     rec: &Recorder<'_>,
     started: Duration,
@@ -1163,16 +1115,7 @@ async fn run_task_owned(
         shared: Some(shared),
         spare: None,
     };
-    let r = run_task(
-        step,
-        ids,
-        data.borrow(),
-        &mut ctxs,
-        rec,
-        started,
-        &mut trace,
-    )
-    .await;
+    let r = run_task(step, ids, data, &mut ctxs, rec, started, &mut trace).await;
     (r, trace)
 }
 
@@ -1206,6 +1149,7 @@ fn bypassed(
     })
 }
 
+/// Runs the tasks of a step at once and decides per `evaluation`.
 async fn many<F>(tasks: Vec<F>, evaluation: EvaluationState, trace: &mut Trace) -> NodeOutcome
 where
     F: std::future::Future<Output = (TaskResult, Trace)>,

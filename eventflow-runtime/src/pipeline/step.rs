@@ -231,6 +231,7 @@ enum StepRef {
 
 impl ExecutionContext {
     /// A context for a step run on its own.
+    #[cfg_attr(not(unix), allow(dead_code))] // only a Process executor's child runs one
     pub(crate) fn new(shared: Option<SharedMap>, step: Arc<str>, attempt: u32) -> Self {
         ExecutionContext {
             shared: shared.map_or_else(OnceLock::new, OnceLock::from),
