@@ -2,34 +2,16 @@
 //! the same function through a boxed future. Target: at most 3x.
 
 mod support;
+#[path = "support/welcome.rs"]
+mod welcome;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use eventflow_runtime::{Event, EventBus, Handler, HandlerError};
-use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct UserCreated {
-    id: u64,
-    email: String,
-}
-
-impl Event for UserCreated {
-    const NAME: &'static str = "user.created";
-}
-
-static WELCOMED: AtomicU64 = AtomicU64::new(0);
-
-async fn send_welcome(event: UserCreated) -> Result<(), HandlerError> {
-    if event.email.contains('@') {
-        WELCOMED.fetch_add(event.id, Ordering::Relaxed);
-    }
-    Ok(())
-}
+use eventflow_runtime::{EventBus, Handler, HandlerError};
+use welcome::{UserCreated, send_welcome};
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()

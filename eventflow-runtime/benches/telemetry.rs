@@ -3,34 +3,16 @@
 //! against the same bus with both off. Target: at most 1.5x with no subscriber.
 
 mod support;
+#[path = "support/welcome.rs"]
+mod welcome;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use eventflow_runtime::{Event, EventBus, Handler, HandlerError};
-use serde::{Deserialize, Serialize};
+use eventflow_runtime::{EventBus, Handler};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Metadata, Subscriber};
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct UserCreated {
-    id: u64,
-    email: String,
-}
-
-impl Event for UserCreated {
-    const NAME: &'static str = "user.created";
-}
-
-static WELCOMED: AtomicU64 = AtomicU64::new(0);
-
-async fn send_welcome(event: UserCreated) -> Result<(), HandlerError> {
-    if event.email.contains('@') {
-        WELCOMED.fetch_add(event.id, Ordering::Relaxed);
-    }
-    Ok(())
-}
+use welcome::{UserCreated, send_welcome};
 
 /// Enables every span and event, and keeps nothing.
 struct DropAll;
