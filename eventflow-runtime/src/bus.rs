@@ -4,7 +4,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 use serde::Serialize;
@@ -340,6 +340,9 @@ impl EventBusBuilder {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ValidationError {
             problems: vec!["EventBus::build must be called inside a tokio runtime".into()],
         })?;
+        if self.metrics {
+            crate::telemetry::calibrate_clock();
+        }
         let registry = Registry::global();
         let mut problems = Vec::new();
         let mut handlers: Vec<Handler> = Vec::new();
@@ -1277,7 +1280,7 @@ async fn deliver_to(
             );
             start_attempt(slot, ctx, &inner.runtime, own_task)
         };
-        let t0 = tally.timed().then(Instant::now);
+        let t0 = tally.timed().then(quanta::Instant::now);
         let result = match started {
             Ok(fut) => flatten_panic(AssertUnwindSafe(fut.instrument(span)).catch_unwind().await),
             Err(e) => Err(e),
@@ -1447,7 +1450,7 @@ async fn run_batch(inner: Arc<Inner>, idx: usize, items: Vec<Waiting>) {
                 inner: inner.clone(),
             },
         );
-        let t0 = tally.timed().then(Instant::now);
+        let t0 = tally.timed().then(quanta::Instant::now);
         let result = match std::panic::catch_unwind(AssertUnwindSafe(|| run(ctx))) {
             Ok(fut) => {
                 let caught = AssertUnwindSafe(fut).catch_unwind().instrument(span);

@@ -272,6 +272,13 @@ pub(crate) fn scheduled_run(enabled: bool, schedule: &str, ok: bool) {
     }
 }
 
+/// Reads the clock that times handler attempts and pipeline steps (the TSC where it is
+/// steady, the monotonic clock elsewhere), so that its one-time calibration (under a
+/// millisecond) happens when a bus or pipeline is built, not in its first delivery.
+pub(crate) fn calibrate_clock() {
+    let _ = quanta::Instant::now();
+}
+
 thread_local! {
     static RNG: Cell<u64> = Cell::new(seed());
 }

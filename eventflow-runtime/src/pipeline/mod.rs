@@ -741,8 +741,7 @@ fn finish(
             nodes[i].label
         )));
     }
-    // The run clock calibrates on first use (under a millisecond): here, not in a run.
-    let _ = quanta::Instant::now();
+    crate::telemetry::calibrate_clock();
     Ok(Pipeline {
         inner: Arc::new(Inner {
             name: name.into(),
