@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use eventflow_runtime::pipeline::{
-    ExecutionContext, Outcome, OutcomeExt, Pipeline, StepDef, StepOptions,
+    Done, ExecutionContext, Outcome, OutcomeExt, Pipeline, StepDef, StepOptions,
 };
 
 async fn parse(s: String) -> Outcome<u64> {
@@ -51,15 +51,7 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter_custom(|iters| async move {
             let start = Instant::now();
             for _ in 0..iters {
-                let input = std::hint::black_box("order-42".to_owned());
-                let out = match parse(input).await {
-                    Ok(eventflow_runtime::pipeline::Done::Success(n)) => match double(n).await {
-                        Ok(eventflow_runtime::pipeline::Done::Success(n)) => label(n).await.ok(),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                std::hint::black_box(out);
+                std::hint::black_box(direct("order-42").await);
             }
             support::record("direct_calls", iters, start.elapsed())
         })
@@ -70,22 +62,72 @@ fn bench(c: &mut Criterion) {
             async move {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let run = pipeline
-                        .run(std::hint::black_box("order-42".to_owned()))
-                        .await;
-                    debug_assert!(run.is_success());
-                    std::hint::black_box(run);
+                    std::hint::black_box(through(&pipeline, "order-42").await);
                 }
                 support::record("pipeline", iters, start.elapsed())
             }
         })
     });
+    // The two again, in alternating batches of 32 within one measurement, so that the
+    // ratio does not depend on how busy the machine was during each one.
+    g.bench_function("alternating", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let pipeline = pipeline.clone();
+            async move {
+                let mut subject = std::time::Duration::ZERO;
+                let mut done = 0;
+                while done < iters {
+                    let n = (iters - done).min(32);
+                    let t0 = Instant::now();
+                    for _ in 0..n {
+                        std::hint::black_box(direct("order-42").await);
+                    }
+                    let t1 = Instant::now();
+                    for _ in 0..n {
+                        std::hint::black_box(through(&pipeline, "order-42").await);
+                    }
+                    let t2 = Instant::now();
+                    support::record("alternating_direct", n, t1 - t0);
+                    support::record("alternating_pipeline", n, t2 - t1);
+                    subject += t2 - t1;
+                    done += n;
+                }
+                subject
+            }
+        })
+    });
     g.finish();
     support::report_ratio(
-        "3-step pipeline vs direct calls (target <= 5x)",
+        "3-step pipeline vs direct calls, measured separately",
         "pipeline",
         "direct_calls",
     );
+    support::report_ratio(
+        "3-step pipeline vs direct calls, alternating (target <= 5x)",
+        "alternating_pipeline",
+        "alternating_direct",
+    );
+}
+
+/// The three steps called directly.
+async fn direct(input: &str) -> Option<String> {
+    let input = std::hint::black_box(input.to_owned());
+    match parse(input).await {
+        Ok(Done::Success(n)) => match double(n).await {
+            Ok(Done::Success(n)) => label(n).await.ok().and_then(|d| match d {
+                Done::Success(s) => Some(s),
+                _ => None,
+            }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The three steps through the pipeline.
+async fn through(pipeline: &Pipeline, input: &str) -> Option<String> {
+    let run = pipeline.run(std::hint::black_box(input.to_owned())).await;
+    run.into_output::<String>()
 }
 
 criterion_group!(benches, bench);

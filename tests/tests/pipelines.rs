@@ -1034,3 +1034,195 @@ async fn a_retried_step_sees_its_attempt_and_the_values_of_the_failed_attempt() 
         run.trace_text()
     );
 }
+
+/// The signals of a run without their times.
+fn signals(run: &eventflow::pipeline::PipelineRun) -> Vec<Signal> {
+    run.trace()
+        .iter()
+        .map(|(_, s)| match s {
+            Signal::StepFinished {
+                step,
+                status,
+                tasks,
+                ..
+            } => Signal::StepFinished {
+                step: step.clone(),
+                status: status.clone(),
+                tasks: *tasks,
+                took: Duration::ZERO,
+            },
+            other => other.clone(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_trace_is_the_same_with_or_without_an_observer() {
+    let build = |observer: Option<Arc<Mutex<Vec<Signal>>>>| {
+        let mut b = Pipeline::builder("same")
+            .then(step("one", |n: u32| Outcome::success(n + 1)))
+            .then(step("two", |n: u32| {
+                if n > 1 {
+                    Outcome::failure("too big")
+                } else {
+                    Outcome::success(n)
+                }
+            }))
+            .on_failure(step("undo", |n: u32| Outcome::success(n * 10)));
+        if let Some(seen) = observer {
+            b = b.observer(move |s: &Signal| seen.lock().unwrap().push(s.clone()));
+        }
+        b.build().unwrap()
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let quiet = build(None).run(1u32).await;
+    let watched = build(Some(seen.clone())).run(1u32).await;
+    assert_eq!(quiet.output::<u32>(), Some(20), "{}", quiet.trace_text());
+    let expected = signals(&watched);
+    assert_eq!(signals(&quiet), expected);
+    let names: Vec<String> = expected
+        .iter()
+        .map(|s| match s {
+            Signal::StepStarted { step, attempt } => format!("start {step} #{attempt}"),
+            Signal::StepFinished { step, status, .. } => format!("end {step} {status:?}"),
+            Signal::PipelineStarted { .. } => "begin".into(),
+            Signal::PipelineFinished { .. } => "done".into(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "begin",
+            "start one #1",
+            "end one Succeeded",
+            "start two #1",
+            "end two Failed(\"too big\")",
+            "start undo #1",
+            "end undo Succeeded",
+            "done"
+        ]
+    );
+    // Times never go backwards, and each step ends after it starts.
+    let times: Vec<Duration> = quiet.trace().iter().map(|(at, _)| *at).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    // The observer saw each signal as it happened: the same list.
+    let mut live = seen.lock().unwrap().clone();
+    for s in &mut live {
+        if let Signal::StepFinished { took, .. } = s {
+            *took = Duration::ZERO;
+        }
+    }
+    assert_eq!(live, expected);
+}
+
+#[repr(align(64))]
+#[derive(Clone, Copy)]
+struct Aligned([u8; 64]);
+
+#[tokio::test]
+async fn steps_with_large_or_over_aligned_futures_run_like_any_other() {
+    // A step whose future holds 4 KiB across an await, and one that holds a value aligned
+    // to 64 bytes: neither fits where a run keeps small step futures.
+    let big = StepDef::from_fn(
+        "big",
+        StepOptions::DEFAULT,
+        |ctx: ExecutionContext, n: u32| async move {
+            let buf = [n as u8; 4096];
+            tokio::task::yield_now().await;
+            let sum: u32 = buf.iter().map(|b| u32::from(*b)).sum();
+            (ctx, Outcome::success(sum))
+        },
+    );
+    let aligned = StepDef::from_fn(
+        "aligned",
+        StepOptions::DEFAULT,
+        |ctx: ExecutionContext, n: u32| async move {
+            let a = Aligned([1; 64]);
+            tokio::task::yield_now().await;
+            let at = std::ptr::addr_of!(a) as usize;
+            (ctx, Outcome::success((at % 64, n + u32::from(a.0[63]))))
+        },
+    );
+    let run = Pipeline::builder("sizes")
+        .then(big)
+        .then(aligned)
+        .build()
+        .unwrap()
+        .run(2u32)
+        .await;
+    assert_eq!(
+        run.output::<(usize, u32)>(),
+        Some((0, 2 * 4096 + 1)),
+        "{}",
+        run.trace_text()
+    );
+}
+
+#[tokio::test]
+async fn an_inline_step_that_panics_fails_that_attempt_and_is_retried() {
+    let tries = Arc::new(AtomicU32::new(0));
+    let t = tries.clone();
+    let shaky = StepDef::from_fn(
+        "shaky",
+        StepOptions {
+            retry: eventflow::RetryPolicy::attempts(3).backoff(0.0, 0.0),
+            ..StepOptions::DEFAULT
+        },
+        move |ctx: ExecutionContext, n: u32| {
+            let t = t.clone();
+            // The first call panics before it makes its future, the second inside it.
+            if t.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("before the future");
+            }
+            async move {
+                if t.load(Ordering::SeqCst) == 2 {
+                    panic!("inside the future");
+                }
+                (ctx, Outcome::success(n + 1))
+            }
+        },
+    );
+    let p = Pipeline::builder("shaky")
+        .then(shaky)
+        .then(step("after", |n: u32| Outcome::success(n * 2)))
+        .build()
+        .unwrap();
+    let run = p.run(1u32).await;
+    assert_eq!(run.output::<u32>(), Some(4), "{}", run.trace_text());
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+    let retried: Vec<String> = run
+        .trace()
+        .iter()
+        .filter_map(|(_, s)| match s {
+            Signal::StepRetried { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retried.len(), 2, "{retried:?}");
+    assert!(retried[0].contains("before the future"), "{retried:?}");
+    assert!(retried[1].contains("inside the future"), "{retried:?}");
+
+    // Without retries, the panic ends the run as failed with its message.
+    let once = StepDef::from_fn(
+        "once",
+        StepOptions::DEFAULT,
+        |_ctx: ExecutionContext, _n: u32| async move {
+            if true {
+                panic!("no retry here");
+            }
+            (_ctx, Outcome::success(0u32))
+        },
+    );
+    let run = Pipeline::builder("once")
+        .then(once)
+        .build()
+        .unwrap()
+        .run(1u32)
+        .await;
+    assert!(
+        matches!(run.status(), RunStatus::Failed { message, .. } if message.contains("no retry here")),
+        "{:?}",
+        run.status()
+    );
+}

@@ -273,14 +273,42 @@ impl PipelineRun {
             .cloned()
     }
 
+    /// The last step's output, if it is a `T`, taken out of the run (cloned only if
+    /// something else still holds it).
+    pub fn into_output<T: Any + Clone + Send + Sync>(self) -> Option<T> {
+        let any = self.output?.downcast::<T>().ok()?;
+        Some(Arc::try_unwrap(any).unwrap_or_else(|shared| (*shared).clone()))
+    }
+
     /// Every signal of the run, with its time since the run began.
     pub fn trace(&self) -> &[(Duration, Signal)] {
         self.trace.get_or_init(|| {
-            let mut all: Vec<_> = self
-                .raw
-                .iter()
-                .map(|(at, ev)| (Duration::from_nanos(*at), ev.signal(&self.inner)))
-                .collect();
+            let mut all = Vec::with_capacity(self.raw.len() * 2 + 1);
+            for (at, ev) in &self.raw {
+                let at = Duration::from_nanos(*at);
+                if let Ev::StepRan { node, took } = ev {
+                    let step = &self.inner.nodes[*node as usize].label;
+                    let took = Duration::from_nanos(*took);
+                    all.push((
+                        at,
+                        Signal::StepStarted {
+                            step: step.clone(),
+                            attempt: 1,
+                        },
+                    ));
+                    all.push((
+                        at + took,
+                        Signal::StepFinished {
+                            step: step.clone(),
+                            status: StepStatus::Succeeded,
+                            tasks: 1,
+                            took,
+                        },
+                    ));
+                } else {
+                    all.push((at, ev.signal(&self.inner)));
+                }
+            }
             all.push((
                 self.finished_at,
                 Signal::PipelineFinished {
@@ -762,6 +790,13 @@ enum Ev {
         member: u32,
         attempt: u32,
     },
+    /// A plain step whose first attempt succeeded, recorded when it ended with the time it
+    /// started (one entry for its StepStarted and StepFinished, when no observer listens).
+    StepRan {
+        node: u32,
+        /// Nanoseconds.
+        took: u64,
+    },
     /// A step that succeeded, the common case.
     StepSucceeded {
         node: u32,
@@ -786,6 +821,13 @@ impl Ev {
             } => Signal::StepStarted {
                 step: inner.member_name(*node, *member).clone(),
                 attempt: *attempt,
+            },
+            // Read as two signals by `PipelineRun::trace`; as one, its end.
+            Ev::StepRan { node, took } => Signal::StepFinished {
+                step: inner.nodes[*node as usize].label.clone(),
+                status: StepStatus::Succeeded,
+                tasks: 1,
+                took: Duration::from_nanos(*took),
             },
             Ev::StepSucceeded { node, tasks, took } => Signal::StepFinished {
                 step: inner.nodes[*node as usize].label.clone(),
@@ -938,17 +980,104 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
                 ),
             };
         }
-        // A plain step runs right here, with nothing between the run and the step's
-        // future; steps of several tasks go through a boxed driver.
-        // A plain step runs right here (its retries are boxed); a step of several tasks
-        // goes through a boxed driver, so that the run's own future stays small.
+        // A plain Inline step's future is awaited right here, with nothing between it and
+        // the run, and a success goes straight on to the next step. Anything else (other
+        // executors, retries, steps of several tasks) goes through a boxed driver, so that
+        // the run's own future stays small.
         let ids = (at as u32, 0);
         let out = match &node.kind {
             NodeKind::Single(step) => match bypassed(step, ids, &mut ctxs, &rec, &mut trace) {
                 Some(out) => out,
+                None if step.options.executor == Executor::Inline
+                    && step.options.timeout.is_none() =>
+                {
+                    // Unless an observer listens, the start is recorded when the attempt
+                    // ends: with the end when it succeeded, on its own otherwise.
+                    let observed = !inner.observers.is_empty();
+                    let ctx = if observed {
+                        start_attempt(ids, 1, &mut ctxs, &rec, started, &mut trace)
+                    } else {
+                        ctxs.lend(inner, ids, 1)
+                    };
+                    let (attempt, ctx) =
+                        match std::panic::catch_unwind(AssertUnwindSafe(|| (step.run)(&data, ctx)))
+                        {
+                            Ok(fut) => match AssertUnwindSafe(fut).catch_unwind().await {
+                                Ok((a, ctx)) => (a, Some(ctx)),
+                                Err(p) => panicked(p),
+                            },
+                            Err(p) => panicked(p),
+                        };
+                    if let Some(ctx) = ctx {
+                        ctxs.give_back(ctx);
+                    }
+                    match attempt {
+                        Attempt::Success(output) if !step.options.stop_on_success => {
+                            let finished = rec.now();
+                            let took = nanos(finished.saturating_sub(started));
+                            if observed {
+                                let ev = Ev::StepSucceeded {
+                                    node: ids.0,
+                                    tasks: 1,
+                                    took,
+                                };
+                                rec.emit_at(&mut trace, finished, ev);
+                            } else {
+                                trace.push((nanos(started), Ev::StepRan { node: ids.0, took }));
+                            }
+                            started = finished;
+                            let next = node.branches.get(&1).copied().or(node.next);
+                            match next {
+                                Some(to) if inner.nodes[to].pipe => {
+                                    data = output;
+                                    data_is_last = true;
+                                    last = None;
+                                }
+                                _ => {
+                                    last = Some(output);
+                                    data_is_last = false;
+                                }
+                            }
+                            match next {
+                                Some(to) => {
+                                    at = to;
+                                    continue;
+                                }
+                                None => break RunStatus::Completed,
+                            }
+                        }
+                        attempt => {
+                            if !observed {
+                                let ev = Ev::StepStarted {
+                                    node: ids.0,
+                                    member: 0,
+                                    attempt: 1,
+                                };
+                                trace.push((nanos(started), ev));
+                            }
+                            let (status, output, goto) = match task_result(attempt) {
+                                Ok(r) => r,
+                                Err(e) => {
+                                    Box::pin(retry_task(
+                                        step, ids, &data, &mut ctxs, &rec, &mut trace, e,
+                                    ))
+                                    .await
+                                }
+                            };
+                            NodeOutcome {
+                                status,
+                                output,
+                                goto,
+                                tasks: 1,
+                            }
+                        }
+                    }
+                }
                 None => {
-                    let (status, output, goto) =
-                        run_task(step, ids, &data, &mut ctxs, &rec, started, &mut trace).await;
+                    let (status, output, goto) = Box::pin(run_task(
+                        step, ids, &data, &mut ctxs, &rec, started, &mut trace,
+                    ))
+                    .await;
                     NodeOutcome {
                         status,
                         output,

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use crate::error::HandlerError;
 use crate::executor::{Executor, ExecutorConfig, ThreadPool};
-use crate::handler::BoxFuture;
 use crate::registry::SourceLocation;
 use crate::retry::RetryPolicy;
 
@@ -351,12 +350,20 @@ pub(crate) enum Attempt {
 
 /// Takes the step's input out of the datum (a clone) and starts the step; the future gives
 /// the context back, with what the step stored in it.
-type RunFn = dyn Fn(
-        &Arc<dyn Any + Send + Sync>,
-        ExecutionContext,
-    ) -> BoxFuture<'static, (Attempt, ExecutionContext)>
-    + Send
-    + Sync;
+type RunFn = dyn Fn(&Arc<dyn Any + Send + Sync>, ExecutionContext) -> StepFuture + Send + Sync;
+
+/// Bytes a step's future may take and still be held by the run itself rather than on the
+/// heap (larger ones are boxed).
+const STEP_FUTURE_INLINE: usize = 256;
+
+/// A step's future, held in the run's own state when it fits (no allocation per step).
+pub(crate) type StepFuture =
+    stackfuture::StackFuture<'static, (Attempt, ExecutionContext), STEP_FUTURE_INLINE>;
+
+/// A step that is over before it began (its input was not what it takes).
+fn ready(attempt: Attempt, ctx: ExecutionContext) -> StepFuture {
+    StepFuture::from(std::future::ready((attempt, ctx)))
+}
 type BypassFn = dyn Fn(&ExecutionContext) -> Bypass + Send + Sync;
 
 /// How a step's input and output cross processes (the Process executor).
@@ -448,12 +455,12 @@ impl StepDef {
                 move |data, mut ctx| match input_of::<P::Input>(data, &step) {
                     Ok(input) => {
                         let process = process.clone();
-                        Box::pin(async move {
+                        StepFuture::from_or_box(async move {
                             let outcome = process.process(&mut ctx, input).await;
                             erase(outcome, ctx)
                         })
                     }
-                    Err(a) => Box::pin(std::future::ready((a, ctx))),
+                    Err(a) => ready(a, ctx),
                 },
             );
         StepDef::new::<P::Input, P::Output>(name, run, options)
@@ -470,16 +477,16 @@ impl StepDef {
     {
         let name: Arc<str> = name.into();
         let step = name.clone();
-        // The input is taken and the function called here; only its future is boxed.
+        // The input is taken and the function called here. The future is wrapped by `map`
+        // rather than an `async` block, which would hold it twice over.
         let run: Arc<RunFn> = Arc::new(move |data, ctx| match input_of::<I>(data, &step) {
             Ok(input) => {
                 let fut = f(ctx, input);
-                Box::pin(async move {
-                    let (ctx, outcome) = fut.await;
+                StepFuture::from_or_box(futures::FutureExt::map(fut, |(ctx, outcome)| {
                     erase(outcome, ctx)
-                })
+                }))
             }
-            Err(a) => Box::pin(std::future::ready((a, ctx))),
+            Err(a) => ready(a, ctx),
         });
         StepDef::new::<I, O>(name, run, options)
     }
@@ -517,10 +524,10 @@ impl StepDef {
         let run: Arc<RunFn> = Arc::new(move |data, ctx| {
             let input = match input_of::<I>(data, &step) {
                 Ok(i) => i,
-                Err(a) => return Box::pin(std::future::ready((a, ctx))),
+                Err(a) => return ready(a, ctx),
             };
             let (program, args, step) = (program.clone(), args.clone(), step.clone());
-            Box::pin(async move {
+            StepFuture::from_or_box(async move {
                 let attempt = run_command::<I, O>(&step, &program, &args, &input).await;
                 (attempt, ctx)
             })
