@@ -1144,16 +1144,28 @@ async fn steps_with_large_or_over_aligned_futures_run_like_any_other() {
             (ctx, Outcome::success((at % 64, n + u32::from(a.0[63]))))
         },
     );
+    // And a small one that waits twice: it is polled where the run keeps it.
+    let small = StepDef::from_fn(
+        "small",
+        StepOptions::DEFAULT,
+        |ctx: ExecutionContext, (at, n): (usize, u32)| async move {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let out = format!("{}: {at} {n}", ctx.step());
+            (ctx, Outcome::success(out))
+        },
+    );
     let run = Pipeline::builder("sizes")
         .then(big)
         .then(aligned)
+        .then(small)
         .build()
         .unwrap()
         .run(2u32)
         .await;
     assert_eq!(
-        run.output::<(usize, u32)>(),
-        Some((0, 2 * 4096 + 1)),
+        run.output::<String>().as_deref(),
+        Some("small: 0 8193"),
         "{}",
         run.trace_text()
     );

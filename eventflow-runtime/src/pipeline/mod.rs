@@ -959,6 +959,8 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
     // Each step starts when the one before finished.
     let mut started = Duration::ZERO;
     let mut ctxs = Contexts::default();
+    // Where a plain Inline step's future lives while it runs: made there, polled there.
+    let mut slot = std::pin::pin!(None::<step::StepFuture>);
     let mut at = 0usize;
     // What the next step takes. Steps get their input cloned out of it, so that it is
     // still here for a retry, a failure branch, or a `->` step after.
@@ -999,15 +1001,7 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
                     } else {
                         ctxs.lend(inner, ids, 1)
                     };
-                    let (attempt, ctx) =
-                        match std::panic::catch_unwind(AssertUnwindSafe(|| (step.run)(&data, ctx)))
-                        {
-                            Ok(fut) => match AssertUnwindSafe(fut).catch_unwind().await {
-                                Ok((a, ctx)) => (a, Some(ctx)),
-                                Err(p) => panicked(p),
-                            },
-                            Err(p) => panicked(p),
-                        };
+                    let (attempt, ctx) = attempt_in(step, &data, ctx, slot.as_mut()).await;
                     if let Some(ctx) = ctx {
                         ctxs.give_back(ctx);
                     }
@@ -1437,6 +1431,39 @@ fn panicked(p: Box<dyn Any + Send>) -> Attempted {
         Attempt::Exception(HandlerError::panicked(panic_message(&*p))),
         None,
     )
+}
+
+/// One attempt of a plain Inline step, its future made in `slot` and polled there: one
+/// guard against panics covers making the future and each poll of it.
+async fn attempt_in(
+    step: &StepDef,
+    data: &Datum,
+    ctx: ExecutionContext,
+    mut slot: std::pin::Pin<&mut Option<step::StepFuture>>,
+) -> Attempted {
+    let mut ctx = Some(ctx);
+    let polled = std::future::poll_fn(|cx| {
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if let Some(ctx) = ctx.take() {
+                slot.set(Some((step.run)(data, ctx)));
+            }
+            slot.as_mut().as_pin_mut().map(|f| f.poll(cx))
+        }));
+        match r {
+            Ok(Some(std::task::Poll::Pending)) => std::task::Poll::Pending,
+            Ok(Some(std::task::Poll::Ready((a, ctx)))) => std::task::Poll::Ready((a, Some(ctx))),
+            // Polled again after it ended: cannot happen, as `poll_fn` is not polled after
+            // it is ready.
+            Ok(None) => std::task::Poll::Ready((
+                Attempt::Exception(HandlerError::msg("the step's future is gone")),
+                None,
+            )),
+            Err(p) => std::task::Poll::Ready(panicked(p)),
+        }
+    })
+    .await;
+    slot.set(None);
+    polled
 }
 
 /// One attempt on the step's executor, with its timeout; a panic is an exception. The
