@@ -1434,36 +1434,38 @@ fn panicked(p: Box<dyn Any + Send>) -> Attempted {
 }
 
 /// One attempt of a plain Inline step, its future made in `slot` and polled there: one
-/// guard against panics covers making the future and each poll of it.
-async fn attempt_in(
-    step: &StepDef,
-    data: &Datum,
+/// guard against panics covers making the future and each poll of it. (A plain function
+/// returning the poller, not an `async fn`, so that the result is not passed up through
+/// one more future.)
+fn attempt_in<'a>(
+    step: &'a StepDef,
+    data: &'a Datum,
     ctx: ExecutionContext,
-    mut slot: std::pin::Pin<&mut Option<step::StepFuture>>,
-) -> Attempted {
+    mut slot: std::pin::Pin<&'a mut Option<step::StepFuture>>,
+) -> impl std::future::Future<Output = Attempted> + 'a {
+    use std::task::Poll;
     let mut ctx = Some(ctx);
-    let polled = std::future::poll_fn(|cx| {
+    std::future::poll_fn(move |cx| {
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
             if let Some(ctx) = ctx.take() {
                 slot.set(Some((step.run)(data, ctx)));
             }
             slot.as_mut().as_pin_mut().map(|f| f.poll(cx))
         }));
-        match r {
-            Ok(Some(std::task::Poll::Pending)) => std::task::Poll::Pending,
-            Ok(Some(std::task::Poll::Ready((a, ctx)))) => std::task::Poll::Ready((a, Some(ctx))),
-            // Polled again after it ended: cannot happen, as `poll_fn` is not polled after
+        let attempted = match r {
+            Ok(Some(Poll::Pending)) => return Poll::Pending,
+            Ok(Some(Poll::Ready((a, ctx)))) => (a, Some(ctx)),
+            // Polled again after it ended: cannot happen, as a future is not polled after
             // it is ready.
-            Ok(None) => std::task::Poll::Ready((
+            Ok(None) => (
                 Attempt::Exception(HandlerError::msg("the step's future is gone")),
                 None,
-            )),
-            Err(p) => std::task::Poll::Ready(panicked(p)),
-        }
+            ),
+            Err(p) => panicked(p),
+        };
+        slot.set(None);
+        Poll::Ready(attempted)
     })
-    .await;
-    slot.set(None);
-    polled
 }
 
 /// One attempt on the step's executor, with its timeout; a panic is an exception. The
