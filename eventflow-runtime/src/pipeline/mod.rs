@@ -962,14 +962,12 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
     // Where a plain Inline step's future lives while it runs: made there, polled there.
     let mut slot = std::pin::pin!(None::<step::StepFuture>);
     let mut at = 0usize;
-    // What the next step takes. Steps get their input cloned out of it, so that it is
-    // still here for a retry, a failure branch, or a `->` step after.
-    let mut data = input;
+    let mut carry = Carry {
+        data: input,
+        last: None,
+        data_is_last: false,
+    };
     let mut steps = 0usize;
-    // The last successful step's output: `data` itself when that output was piped on (no
-    // second reference to count), else `last`.
-    let mut last: Option<Datum> = None;
-    let mut data_is_last = false;
     let status = loop {
         steps += 1;
         let node = &inner.nodes[at];
@@ -990,88 +988,87 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
         let out = match &node.kind {
             NodeKind::Single(step) => match bypassed(step, ids, &mut ctxs, &rec, &mut trace) {
                 Some(out) => out,
-                None if step.options.executor == Executor::Inline
-                    && step.options.timeout.is_none() =>
-                {
-                    // Unless an observer listens, the start is recorded when the attempt
-                    // ends: with the end when it succeeded, on its own otherwise.
-                    let observed = !inner.observers.is_empty();
-                    let ctx = if observed {
-                        start_attempt(ids, 1, &mut ctxs, &rec, started, &mut trace)
-                    } else {
-                        ctxs.lend(inner, ids, 1)
-                    };
-                    let (attempt, ctx) = attempt_in(step, &data, ctx, slot.as_mut()).await;
-                    if let Some(ctx) = ctx {
-                        ctxs.give_back(ctx);
-                    }
-                    match attempt {
-                        Attempt::Success(output) if !step.options.stop_on_success => {
-                            let finished = rec.now();
-                            let took = nanos(finished.saturating_sub(started));
-                            if observed {
-                                let ev = Ev::StepSucceeded {
-                                    node: ids.0,
-                                    tasks: 1,
-                                    took,
-                                };
-                                rec.emit_at(&mut trace, finished, ev);
-                            } else {
-                                trace.push((nanos(started), Ev::StepRan { node: ids.0, took }));
-                            }
-                            started = finished;
-                            let next = node.branches.get(&1).copied().or(node.next);
-                            match next {
-                                Some(to) if inner.nodes[to].pipe => {
-                                    data = output;
-                                    data_is_last = true;
-                                    last = None;
-                                }
-                                _ => {
-                                    last = Some(output);
-                                    data_is_last = false;
-                                }
-                            }
-                            match next {
-                                Some(to) => {
-                                    at = to;
-                                    continue;
-                                }
-                                None => break RunStatus::Completed,
-                            }
-                        }
-                        attempt => {
-                            if !observed {
-                                let ev = Ev::StepStarted {
-                                    node: ids.0,
-                                    member: 0,
-                                    attempt: 1,
-                                };
-                                trace.push((nanos(started), ev));
-                            }
-                            let (status, output, goto) = match task_result(attempt) {
-                                Ok(r) => r,
-                                Err(e) => {
-                                    Box::pin(retry_task(
-                                        step, ids, &data, &mut ctxs, &rec, &mut trace, e,
-                                    ))
-                                    .await
-                                }
-                            };
-                            NodeOutcome {
-                                status,
-                                output,
-                                goto,
-                                tasks: 1,
-                            }
-                        }
-                    }
-                }
                 None => {
-                    let (status, output, goto) = Box::pin(run_task(
-                        step, ids, &data, &mut ctxs, &rec, started, &mut trace,
-                    ))
-                    .await;
+                    let (status, output, goto) = if step.options.executor == Executor::Inline
+                        && step.options.timeout.is_none()
+                    {
+                        // Unless an observer listens, the start is recorded when the
+                        // attempt ends: with the end when it succeeded, on its own otherwise.
+                        let observed = !inner.observers.is_empty();
+                        let ctx = if observed {
+                            start_attempt(ids, 1, &mut ctxs, &rec, started, &mut trace)
+                        } else {
+                            ctxs.lend(inner, ids, 1)
+                        };
+                        let (attempt, ctx) =
+                            attempt_in(step, &carry.data, ctx, slot.as_mut()).await;
+                        if let Some(ctx) = ctx {
+                            ctxs.give_back(ctx);
+                        }
+                        match attempt {
+                            Attempt::Success(output) if !step.options.stop_on_success => {
+                                let finished = rec.now();
+                                let took = nanos(finished.saturating_sub(started));
+                                if observed {
+                                    let ev = Ev::StepSucceeded {
+                                        node: ids.0,
+                                        tasks: 1,
+                                        took,
+                                    };
+                                    rec.emit_at(&mut trace, finished, ev);
+                                } else {
+                                    let ev = Ev::StepRan { node: ids.0, took };
+                                    trace.push((nanos(started), ev));
+                                }
+                                started = finished;
+                                let next = node.branches.get(&1).copied().or(node.next);
+                                carry.keep(output, next.is_some_and(|to| inner.nodes[to].pipe));
+                                match next {
+                                    Some(to) => {
+                                        at = to;
+                                        continue;
+                                    }
+                                    None => break RunStatus::Completed,
+                                }
+                            }
+                            attempt => {
+                                if !observed {
+                                    let ev = Ev::StepStarted {
+                                        node: ids.0,
+                                        member: 0,
+                                        attempt: 1,
+                                    };
+                                    trace.push((nanos(started), ev));
+                                }
+                                match task_result(attempt) {
+                                    Ok(r) => r,
+                                    Err(e) => {
+                                        Box::pin(retry_task(
+                                            step,
+                                            ids,
+                                            &carry.data,
+                                            &mut ctxs,
+                                            &rec,
+                                            &mut trace,
+                                            e,
+                                        ))
+                                        .await
+                                    }
+                                }
+                            }
+                        }
+                    } else {
+                        Box::pin(run_task(
+                            step,
+                            ids,
+                            &carry.data,
+                            &mut ctxs,
+                            &rec,
+                            started,
+                            &mut trace,
+                        ))
+                        .await
+                    };
                     NodeOutcome {
                         status,
                         output,
@@ -1087,12 +1084,13 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
                     .iter()
                     .enumerate()
                     .map(|(i, s)| {
-                        run_task_owned(s, (ids.0, i as u32), &data, shared.clone(), &rec, started)
+                        let data = &carry.data;
+                        run_task_owned(s, (ids.0, i as u32), data, shared.clone(), &rec, started)
                     })
                     .collect();
                 Box::pin(many(tasks, node.evaluation, &mut trace)).await
             }
-            NodeKind::ForEach(step) => match data.downcast_ref::<ForEachInput>() {
+            NodeKind::ForEach(step) => match carry.data.downcast_ref::<ForEachInput>() {
                 Some(items) => {
                     let shared = ctxs.shared_now();
                     let tasks: Vec<_> = items
@@ -1139,10 +1137,7 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
                     );
                     let _ = g.success;
                     at = to;
-                    let before = std::mem::replace(&mut data, g.result);
-                    if std::mem::take(&mut data_is_last) {
-                        last = Some(before);
-                    }
+                    carry.switch(g.result);
                     continue;
                 }
                 None => {
@@ -1175,17 +1170,10 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
             node.branches.get(&0).copied()
         };
         if success && let Some(o) = out.output {
-            match next {
-                Some(to) if stop.is_none() && inner.nodes[to].pipe => {
-                    data = o;
-                    data_is_last = true;
-                    last = None;
-                }
-                _ => {
-                    last = Some(o);
-                    data_is_last = false;
-                }
-            }
+            carry.keep(
+                o,
+                stop.is_none() && next.is_some_and(|to| inner.nodes[to].pipe),
+            );
         }
         if let Some(reason) = stop {
             break RunStatus::Stopped {
@@ -1212,11 +1200,54 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
     }
     PipelineRun {
         status,
-        output: if data_is_last { Some(data) } else { last },
+        output: carry.output(),
         inner: inner.clone(),
         raw: trace,
         finished_at: started,
         trace: std::sync::OnceLock::new(),
+    }
+}
+
+/// What the next step takes, and the run's output so far. Steps get their input cloned
+/// out of `data`, so that it is still here for a retry, a failure branch, or a `->` step
+/// after.
+struct Carry {
+    data: Datum,
+    /// The last successful step's output, unless that is `data` itself (piped on, so that
+    /// there is no second reference to count).
+    last: Option<Datum>,
+    data_is_last: bool,
+}
+
+impl Carry {
+    /// A successful step's output: the next step's input when `piped`, else kept as the
+    /// run's output while the next step takes the same input.
+    fn keep(&mut self, output: Datum, piped: bool) {
+        if piped {
+            self.data = output;
+            self.data_is_last = true;
+            self.last = None;
+        } else {
+            self.last = Some(output);
+            self.data_is_last = false;
+        }
+    }
+
+    /// A goto: the next step takes `input`.
+    fn switch(&mut self, input: Datum) {
+        let before = std::mem::replace(&mut self.data, input);
+        if std::mem::take(&mut self.data_is_last) {
+            self.last = Some(before);
+        }
+    }
+
+    /// The run's output.
+    fn output(self) -> Option<Datum> {
+        if self.data_is_last {
+            Some(self.data)
+        } else {
+            self.last
+        }
     }
 }
 
@@ -1469,20 +1500,14 @@ fn attempt_in<'a>(
 }
 
 /// One attempt on the step's executor, with its timeout; a panic is an exception. The
-/// common case (Inline, no timeout) polls the step's future right here; the others go
-/// through a boxed driver, so that this future stays small.
+/// common case (Inline, no timeout) goes through [`attempt_in`] with a slot of its own;
+/// the others through a boxed driver, so that this future stays small.
 async fn attempt_once(step: &StepDef, data: &Datum, ctx: ExecutionContext) -> Attempted {
     if step.options.executor != Executor::Inline || step.options.timeout.is_some() {
         return Box::pin(attempt_elsewhere(step, data, ctx)).await;
     }
-    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| (step.run)(data, ctx))) {
-        Ok(f) => f,
-        Err(p) => return panicked(p),
-    };
-    match AssertUnwindSafe(fut).catch_unwind().await {
-        Ok((a, ctx)) => (a, Some(ctx)),
-        Err(p) => panicked(p),
-    }
+    let slot = std::pin::pin!(None);
+    attempt_in(step, data, ctx, slot).await
 }
 
 async fn attempt_elsewhere(step: &StepDef, data: &Datum, ctx: ExecutionContext) -> Attempted {
