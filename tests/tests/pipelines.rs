@@ -1238,3 +1238,88 @@ async fn an_inline_step_that_panics_fails_that_attempt_and_is_retried() {
         run.status()
     );
 }
+
+/// A value that counts its clones.
+#[derive(Debug)]
+struct Counted(u32, Arc<AtomicU32>);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        Counted(self.0, self.1.clone())
+    }
+}
+
+#[tokio::test]
+async fn a_step_is_given_its_input_unless_something_reads_it_after() {
+    let counted = |n| {
+        let clones = Arc::new(AtomicU32::new(0));
+        (Counted(n, clones.clone()), clones)
+    };
+    let take = || step("take", |c: Counted| Outcome::success(c.0));
+
+    // Nothing reads the input after the step: it is moved in, not cloned.
+    let plain = Pipeline::builder("plain").then(take()).build().unwrap();
+    let (value, clones) = counted(1);
+    let run = plain.run(value).await;
+    assert_eq!(run.output::<u32>(), Some(1));
+    assert_eq!(clones.load(Ordering::SeqCst), 0);
+
+    // A failure branch gets the same input: the step gets a clone, the branch the value.
+    let refund = Pipeline::builder("refund")
+        .then(step("decline", |_c: Counted| Outcome::<u32>::failure("no")))
+        .on_failure(step("refund", |c: Counted| Outcome::success(c.0 + 100)))
+        .build()
+        .unwrap();
+    let (value, clones) = counted(2);
+    let run = refund.run(value).await;
+    assert_eq!(run.output::<u32>(), Some(102), "{}", run.trace_text());
+    assert_eq!(clones.load(Ordering::SeqCst), 1);
+
+    // A step that may be retried gets a clone per attempt.
+    let tries = Arc::new(AtomicU32::new(0));
+    let flaky = StepDef::from_fn(
+        "flaky",
+        StepOptions {
+            retry: eventflow::RetryPolicy::attempts(3).backoff(0.0, 0.0),
+            ..StepOptions::DEFAULT
+        },
+        {
+            let tries = tries.clone();
+            move |ctx: ExecutionContext, c: Counted| {
+                let tries = tries.clone();
+                async move {
+                    if tries.fetch_add(1, Ordering::SeqCst) == 0 {
+                        return (ctx, Err(std::io::Error::other("first try fails").into()));
+                    }
+                    (ctx, Outcome::success(c.0))
+                }
+            }
+        },
+    );
+    let retried = Pipeline::builder("retried").then(flaky).build().unwrap();
+    let (value, clones) = counted(3);
+    let run = retried.run(value).await;
+    assert_eq!(run.output::<u32>(), Some(3), "{}", run.trace_text());
+    assert_eq!(clones.load(Ordering::SeqCst), 2);
+
+    // `->` passes the same input on: the first step gets a clone, the last the value.
+    let again = step("again", |c: Counted| Outcome::success(c.0 * 10));
+    let seq = Pipeline::from_pointy_with("take -> again", vec![take(), again]).unwrap();
+    let (value, clones) = counted(4);
+    let run = seq.run(value).await;
+    assert_eq!(run.output::<u32>(), Some(40), "{}", run.trace_text());
+    assert_eq!(clones.load(Ordering::SeqCst), 1);
+
+    // A failed first step that was given its input leaves the run without an output,
+    // as before: the run's output is the last successful step's.
+    let fails = Pipeline::builder("fails")
+        .then(step("no", |_c: Counted| Outcome::<u32>::failure("no")))
+        .build()
+        .unwrap();
+    let (value, clones) = counted(5);
+    let run = fails.run(value).await;
+    assert!(!run.is_success());
+    assert_eq!(run.output::<Counted>().map(|c| c.0), None);
+    assert_eq!(clones.load(Ordering::SeqCst), 0);
+}

@@ -27,6 +27,7 @@
 //! - A run takes at most `max_steps` steps (default 100; Pointy's `@recursive-depth:N`),
 //!   which bounds loops made with `goto`.
 
+mod datum;
 mod pointy;
 #[cfg(unix)]
 pub mod process;
@@ -56,7 +57,7 @@ pub use step::{
     StepDef, StepError, StepOptions, StepRecord, registered,
 };
 
-type Datum = Arc<dyn Any + Send + Sync>;
+use datum::{Datum, Input};
 type Shared = Option<step::SharedMap>;
 
 /// A problem found while building a pipeline.
@@ -106,6 +107,14 @@ struct Node {
     evaluation: EvaluationState,
     input: (TypeId, &'static str),
     output: (TypeId, &'static str),
+    /// Where a success goes (the success branch, else the next node), and whether that
+    /// node takes this one's output: set when the pipeline is built.
+    on_success: Option<usize>,
+    success_pipes: bool,
+    /// Whether the step may be given its input rather than a clone of it, as nothing reads
+    /// that input after it (no retry, no failure branch, no `->` step after it). The run
+    /// gives it only when the input is not also the run's output so far.
+    give_input: bool,
 }
 
 impl Node {
@@ -276,8 +285,7 @@ impl PipelineRun {
     /// The last step's output, if it is a `T`, taken out of the run (cloned only if
     /// something else still holds it).
     pub fn into_output<T: Any + Clone + Send + Sync>(self) -> Option<T> {
-        let any = self.output?.downcast::<T>().ok()?;
-        Some(Arc::try_unwrap(any).unwrap_or_else(|shared| (*shared).clone()))
+        self.output?.into_value::<T>()
     }
 
     /// Every signal of the run, with its time since the run began.
@@ -424,13 +432,16 @@ fn node(label: impl Into<Arc<str>>, kind: NodeKind, pipe: bool) -> Result<Node, 
         evaluation,
         input,
         output,
+        on_success: None,
+        success_pipes: false,
+        give_input: false,
     })
 }
 
 /// The outputs of a step of several tasks, in task order (failed tasks left out):
 /// take them with [`TaskOutputs::take`].
 #[derive(Clone)]
-pub struct TaskOutputs(Vec<Datum>);
+pub struct TaskOutputs(Vec<Arc<dyn Any + Send + Sync>>);
 
 impl TaskOutputs {
     /// The outputs that are `T`s.
@@ -454,12 +465,17 @@ impl TaskOutputs {
 
 /// The input of a `for_each` step: one task per item.
 #[derive(Clone)]
-pub struct ForEachInput(pub Vec<Datum>);
+pub struct ForEachInput(pub Vec<Arc<dyn Any + Send + Sync>>);
 
 impl ForEachInput {
     /// One task per item of `items`.
     pub fn new<T: Any + Send + Sync>(items: Vec<T>) -> Self {
-        ForEachInput(items.into_iter().map(|i| Arc::new(i) as Datum).collect())
+        ForEachInput(
+            items
+                .into_iter()
+                .map(|i| Arc::new(i) as Arc<dyn Any + Send + Sync>)
+                .collect(),
+        )
     }
 }
 
@@ -493,7 +509,7 @@ impl Pipeline {
 
     /// Runs the pipeline on `input`.
     pub async fn run<T: Any + Send + Sync>(&self, input: T) -> PipelineRun {
-        run(&self.inner, Arc::new(input)).await
+        run(&self.inner, Datum::new(input)).await
     }
 
     /// The pipeline as a Graphviz `digraph`.
@@ -694,7 +710,7 @@ impl PipelineBuilder {
 
 fn finish(
     name: String,
-    nodes: Vec<Node>,
+    mut nodes: Vec<Node>,
     max_steps: usize,
     observers: Vec<Arc<dyn Observer>>,
 ) -> Result<Pipeline, PipelineError> {
@@ -768,6 +784,21 @@ fn finish(
             "step `{}` cannot be reached",
             nodes[i].label
         )));
+    }
+    for i in 0..nodes.len() {
+        let on_success = nodes[i].branches.get(&1).copied().or(nodes[i].next);
+        let success_pipes = on_success.is_some_and(|to| nodes[to].pipe);
+        let n = &mut nodes[i];
+        n.on_success = on_success;
+        n.success_pipes = success_pipes;
+        n.give_input = match &n.kind {
+            NodeKind::Single(s) => {
+                s.options.retry.max_attempts <= 1
+                    && !n.branches.contains_key(&0)
+                    && (on_success.is_none() || success_pipes)
+            }
+            _ => false,
+        };
     }
     crate::telemetry::calibrate_clock();
     Ok(Pipeline {
@@ -1000,8 +1031,14 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
                         } else {
                             ctxs.lend(inner, ids, 1)
                         };
-                        let (attempt, ctx) =
-                            attempt_in(step, &carry.data, ctx, slot.as_mut()).await;
+                        // The input is given to the step, not cloned for it, when nothing
+                        // reads it after the step.
+                        let input = if node.give_input && !carry.data_is_last {
+                            Input::Given(&mut carry.data)
+                        } else {
+                            Input::Lent(&carry.data)
+                        };
+                        let (attempt, ctx) = attempt_in(step, input, ctx, slot.as_mut()).await;
                         if let Some(ctx) = ctx {
                             ctxs.give_back(ctx);
                         }
@@ -1021,9 +1058,8 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
                                     trace.push((nanos(started), ev));
                                 }
                                 started = finished;
-                                let next = node.branches.get(&1).copied().or(node.next);
-                                carry.keep(output, next.is_some_and(|to| inner.nodes[to].pipe));
-                                match next {
+                                carry.keep(output, node.success_pipes);
+                                match node.on_success {
                                     Some(to) => {
                                         at = to;
                                         continue;
@@ -1093,8 +1129,8 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
             NodeKind::ForEach(step) => match carry.data.downcast_ref::<ForEachInput>() {
                 Some(items) => {
                     let shared = ctxs.shared_now();
+                    let items: Vec<Datum> = items.0.iter().cloned().map(Datum::shared).collect();
                     let tasks: Vec<_> = items
-                        .0
                         .iter()
                         .map(|item| run_task_owned(step, ids, item, shared.clone(), &rec, started))
                         .collect();
@@ -1165,15 +1201,12 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
             None
         };
         let next = if success {
-            node.branches.get(&1).copied().or(node.next)
+            node.on_success
         } else {
             node.branches.get(&0).copied()
         };
         if success && let Some(o) = out.output {
-            carry.keep(
-                o,
-                stop.is_none() && next.is_some_and(|to| inner.nodes[to].pipe),
-            );
+            carry.keep(o, stop.is_none() && node.success_pipes);
         }
         if let Some(reason) = stop {
             break RunStatus::Stopped {
@@ -1296,7 +1329,7 @@ fn bypassed(
     );
     Some(NodeOutcome {
         status: StepStatus::Bypassed,
-        output: Some(Arc::from(data)),
+        output: Some(Datum::shared(Arc::from(data))),
         goto: None,
         tasks: 0,
     })
@@ -1336,7 +1369,11 @@ where
         .iter()
         .filter(|(s, _)| *s == StepStatus::Succeeded)
         .count();
-    let outputs = TaskOutputs(done.into_iter().filter_map(|(_, o)| o).collect());
+    let outputs = TaskOutputs(
+        done.into_iter()
+            .filter_map(|(_, o)| o.and_then(Datum::into_shared))
+            .collect(),
+    );
     let success =
         if evaluation == EvaluationState::FailureForPartialError && first_failure.is_some() {
             false
@@ -1354,7 +1391,7 @@ where
                     .unwrap_or_default()
             ))
         },
-        output: Some(Arc::new(outputs)),
+        output: Some(Datum::new(outputs)),
         goto: None,
         tasks: total,
     }
@@ -1470,15 +1507,15 @@ fn panicked(p: Box<dyn Any + Send>) -> Attempted {
 /// one more future.)
 fn attempt_in<'a>(
     step: &'a StepDef,
-    data: &'a Datum,
+    data: Input<'a>,
     ctx: ExecutionContext,
     mut slot: std::pin::Pin<&'a mut Option<step::StepFuture>>,
 ) -> impl std::future::Future<Output = Attempted> + 'a {
     use std::task::Poll;
-    let mut ctx = Some(ctx);
+    let mut start = Some((data, ctx));
     std::future::poll_fn(move |cx| {
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            if let Some(ctx) = ctx.take() {
+            if let Some((data, ctx)) = start.take() {
                 slot.set(Some((step.run)(data, ctx)));
             }
             slot.as_mut().as_pin_mut().map(|f| f.poll(cx))
@@ -1507,7 +1544,7 @@ async fn attempt_once(step: &StepDef, data: &Datum, ctx: ExecutionContext) -> At
         return Box::pin(attempt_elsewhere(step, data, ctx)).await;
     }
     let slot = std::pin::pin!(None);
-    attempt_in(step, data, ctx, slot).await
+    attempt_in(step, Input::Lent(data), ctx, slot).await
 }
 
 async fn attempt_elsewhere(step: &StepDef, data: &Datum, ctx: ExecutionContext) -> Attempted {
@@ -1515,7 +1552,7 @@ async fn attempt_elsewhere(step: &StepDef, data: &Datum, ctx: ExecutionContext) 
         // The child runs the step; the context's shared values do not cross.
         let attempt = match (&step.processes, step.codec) {
             (Some(pool), Some(codec)) => {
-                pool.run(&step.name, codec, data.clone(), step.options.timeout)
+                pool.run(&step.name, codec, data, step.options.timeout)
                     .await
             }
             _ => Attempt::Exception(HandlerError::permanent_msg(format!(
@@ -1525,10 +1562,11 @@ async fn attempt_elsewhere(step: &StepDef, data: &Datum, ctx: ExecutionContext) 
         };
         return (attempt, Some(ctx));
     }
-    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| (step.run)(data, ctx))) {
-        Ok(f) => f,
-        Err(p) => return panicked(p),
-    };
+    let fut =
+        match std::panic::catch_unwind(AssertUnwindSafe(|| (step.run)(Input::Lent(data), ctx))) {
+            Ok(f) => f,
+            Err(p) => return panicked(p),
+        };
     let caught = async move {
         match AssertUnwindSafe(fut).catch_unwind().await {
             Ok((a, ctx)) => (a, Some(ctx)),

@@ -35,7 +35,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,7 +50,7 @@ const SOCKET_VAR: &str = "EVENTFLOW_STEP_SOCKET";
 /// The name of the test that serves steps in a test binary.
 pub const WORKER_TEST: &str = "eventflow_process_worker";
 
-type Datum = Arc<dyn std::any::Any + Send + Sync>;
+use super::datum::Datum;
 
 /// Turns this process into a step worker if it was started as one; returns at once
 /// otherwise. See the [module documentation](self).
@@ -149,10 +149,12 @@ async fn run_here(
     let codec = step
         .codec
         .ok_or_else(|| format!("step `{name}` cannot cross processes (no serde codec)"))?;
-    let data = (codec.decode_input)(input)?;
+    let mut data = (codec.decode_input)(input)?;
     let ctx = ExecutionContext::new(None, step.name.clone(), 1);
-    let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (step.run)(&data, ctx)))
-        .map_err(|p| format!("the step panicked: {}", crate::executor::panic_message(&*p)))?;
+    let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        (step.run)(super::datum::Input::Given(&mut data), ctx)
+    }))
+    .map_err(|p| format!("the step panicked: {}", crate::executor::panic_message(&*p)))?;
     match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut)).await {
         Ok((a, _ctx)) => Ok(a),
         Err(p) => Err(format!(
@@ -246,10 +248,10 @@ impl ProcessPool {
         &self,
         step: &str,
         codec: Codec,
-        data: Datum,
+        data: &Datum,
         timeout: Option<Duration>,
     ) -> Attempt {
-        let input = match (codec.encode_input)(&data) {
+        let input = match (codec.encode_input)(data) {
             Ok(b) => b,
             Err(e) => {
                 return Attempt::Exception(HandlerError::permanent_msg(format!(

@@ -1,14 +1,13 @@
 //! The Process executor needs Unix sockets; on other systems a step on it fails each
 //! attempt with an error saying so.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::step::{Attempt, Codec};
 use crate::error::HandlerError;
 use crate::executor::ExecutorConfig;
 
-type Datum = Arc<dyn std::any::Any + Send + Sync>;
+use super::datum::Datum;
 
 /// The name of the test that serves steps in a test binary.
 pub const WORKER_TEST: &str = "eventflow_process_worker";
@@ -31,7 +30,7 @@ impl ProcessPool {
         &self,
         step: &str,
         _codec: Codec,
-        _data: Datum,
+        _data: &Datum,
         _timeout: Option<Duration>,
     ) -> Attempt {
         Attempt::Exception(HandlerError::permanent_msg(format!(

@@ -11,6 +11,8 @@ use crate::executor::{Executor, ExecutorConfig, ThreadPool};
 use crate::registry::SourceLocation;
 use crate::retry::RetryPolicy;
 
+use super::datum::{Datum, Input};
+
 /// The error a step raised: volnux's exception. Any `std::error::Error` converts, so `?`
 /// works in `process`; [`RetryPolicy::retry_on`] looks at its type.
 pub type StepError = HandlerError;
@@ -196,7 +198,7 @@ pub(crate) type SharedMap = Arc<RwLock<HashMap<String, Arc<dyn Any + Send + Sync
 pub(crate) struct GotoRequest {
     pub(crate) descriptor: u32,
     pub(crate) success: bool,
-    pub(crate) result: Arc<dyn Any + Send + Sync>,
+    pub(crate) result: Datum,
     pub(crate) reason: String,
 }
 
@@ -329,7 +331,7 @@ impl ExecutionContext {
         self.goto = Some(Box::new(GotoRequest {
             descriptor,
             success,
-            result: Arc::new(result),
+            result: Datum::new(result),
             reason: if reason.is_empty() {
                 "manual".into()
             } else {
@@ -342,15 +344,15 @@ impl ExecutionContext {
 
 /// One attempt's result, type-erased.
 pub(crate) enum Attempt {
-    Success(Arc<dyn Any + Send + Sync>),
+    Success(Datum),
     Failure(String),
     Exception(StepError),
     Goto(Box<GotoRequest>),
 }
 
-/// Takes the step's input out of the datum (a clone) and starts the step; the future gives
-/// the context back, with what the step stored in it.
-type RunFn = dyn Fn(&Arc<dyn Any + Send + Sync>, ExecutionContext) -> StepFuture + Send + Sync;
+/// Takes the step's input out of the datum (a clone, or the value itself when given) and
+/// starts the step; the future gives the context back, with what the step stored in it.
+type RunFn = dyn Fn(Input<'_>, ExecutionContext) -> StepFuture + Send + Sync;
 
 /// Bytes a step's future may take and still be held by the run itself rather than on the
 /// heap (larger ones are boxed).
@@ -375,11 +377,9 @@ pub(crate) struct Codec {
     pub(crate) decode_output: DecodeFn,
 }
 
-type EncodeFn = fn(&Arc<dyn Any + Send + Sync>) -> Result<Vec<u8>, String>;
+type EncodeFn = fn(&Datum) -> Result<Vec<u8>, String>;
 
-fn encode<T: serde::Serialize + 'static>(
-    d: &Arc<dyn Any + Send + Sync>,
-) -> Result<Vec<u8>, String> {
+fn encode<T: serde::Serialize + 'static>(d: &Datum) -> Result<Vec<u8>, String> {
     let v = d
         .downcast_ref::<T>()
         .ok_or_else(|| format!("not a `{}`", std::any::type_name::<T>()))?;
@@ -388,12 +388,12 @@ fn encode<T: serde::Serialize + 'static>(
 
 fn decode<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
     b: &[u8],
-) -> Result<Arc<dyn Any + Send + Sync>, String> {
+) -> Result<Datum, String> {
     serde_json::from_slice::<T>(b)
-        .map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)
+        .map(Datum::new)
         .map_err(|e| format!("not a `{}`: {e}", std::any::type_name::<T>()))
 }
-type DecodeFn = fn(&[u8]) -> Result<Arc<dyn Any + Send + Sync>, String>;
+type DecodeFn = fn(&[u8]) -> Result<Datum, String>;
 
 /// A step as a pipeline runs it: built from a [`Process`] type or a function.
 #[derive(Clone)]
@@ -414,7 +414,7 @@ fn erase<O: Send + Sync + 'static>(
     mut ctx: ExecutionContext,
 ) -> (Attempt, ExecutionContext) {
     let attempt = match outcome {
-        Ok(Done::Success(v)) => Attempt::Success(Arc::new(v)),
+        Ok(Done::Success(v)) => Attempt::Success(Datum::new(v)),
         Ok(Done::Failure(m)) => Attempt::Failure(m),
         Ok(Done::Goto) => match ctx.goto.take() {
             Some(g) => Attempt::Goto(g),
@@ -427,11 +427,9 @@ fn erase<O: Send + Sync + 'static>(
     (attempt, ctx)
 }
 
-fn input_of<I: Clone + 'static>(
-    data: &Arc<dyn Any + Send + Sync>,
-    step: &str,
-) -> Result<I, Attempt> {
-    data.downcast_ref::<I>().cloned().ok_or_else(|| {
+#[inline]
+fn input_of<I: Clone + 'static>(data: Input<'_>, step: &str) -> Result<I, Attempt> {
+    data.get::<I>().ok_or_else(|| {
         Attempt::Exception(HandlerError::permanent_msg(format!(
             "step `{step}` expects a `{}`",
             std::any::type_name::<I>()
@@ -682,7 +680,7 @@ where
         return Attempt::Failure(format!("`{program}` exited with {}: {stderr}", out.status));
     }
     match serde_json::from_slice::<O>(&out.stdout) {
-        Ok(v) => Attempt::Success(Arc::new(v)),
+        Ok(v) => Attempt::Success(Datum::new(v)),
         Err(e) => Attempt::Exception(HandlerError::permanent_msg(format!(
             "step `{step}`: the output of `{program}` is not a `{}`: {e}",
             std::any::type_name::<O>()
