@@ -203,11 +203,17 @@ pub(crate) struct GotoRequest {
 }
 
 /// What steps share during one run, and what one step asks of the run.
+///
+/// One pointer wide: it is handed to each step and back, so it is cheap to move.
 pub struct ExecutionContext {
+    state: Box<State>,
+}
+
+struct State {
     /// Made on the first `set` of the run (so that a run whose steps share nothing pays
     /// nothing for it), then handed from step to step.
     shared: OnceLock<SharedMap>,
-    pub(crate) goto: Option<Box<GotoRequest>>,
+    goto: Option<Box<GotoRequest>>,
     step: StepRef,
     attempt: u32,
 }
@@ -235,51 +241,62 @@ impl ExecutionContext {
     #[cfg_attr(not(unix), allow(dead_code))] // only a Process executor's child runs one
     pub(crate) fn new(shared: Option<SharedMap>, step: Arc<str>, attempt: u32) -> Self {
         ExecutionContext {
-            shared: shared.map_or_else(OnceLock::new, OnceLock::from),
-            goto: None,
-            step: StepRef::Alone(step),
-            attempt,
+            state: Box::new(State {
+                shared: shared.map_or_else(OnceLock::new, OnceLock::from),
+                goto: None,
+                step: StepRef::Alone(step),
+                attempt,
+            }),
         }
     }
 
     /// A context for the steps of a run, placed on each with [`place`](Self::place).
     pub(crate) fn in_run(names: Arc<dyn StepNames>, shared: Option<SharedMap>) -> Self {
         ExecutionContext {
-            shared: shared.map_or_else(OnceLock::new, OnceLock::from),
-            goto: None,
-            step: StepRef::InRun {
-                names,
-                node: 0,
-                member: 0,
-            },
-            attempt: 0,
+            state: Box::new(State {
+                shared: shared.map_or_else(OnceLock::new, OnceLock::from),
+                goto: None,
+                step: StepRef::InRun {
+                    names,
+                    node: 0,
+                    member: 0,
+                },
+                attempt: 0,
+            }),
         }
     }
 
     /// Points the context at a step and attempt of its run, with the run's shared values.
     pub(crate) fn place(&mut self, at: (u32, u32), attempt: u32, shared: Option<&SharedMap>) {
-        if let StepRef::InRun { node, member, .. } = &mut self.step {
+        let state = &mut *self.state;
+        if let StepRef::InRun { node, member, .. } = &mut state.step {
             (*node, *member) = at;
         }
-        self.attempt = attempt;
-        self.goto = None;
+        state.attempt = attempt;
+        state.goto = None;
         if let Some(s) = shared
-            && self.shared.get().is_none()
+            && state.shared.get().is_none()
         {
-            let _ = self.shared.set(s.clone());
+            let _ = state.shared.set(s.clone());
         }
+    }
+
+    /// The `goto` the step asked for, if it did.
+    pub(crate) fn take_goto(&mut self) -> Option<Box<GotoRequest>> {
+        self.state.goto.take()
     }
 
     /// The values steps stored, if any did.
     pub(crate) fn shared_map(&self) -> Option<&SharedMap> {
-        self.shared.get()
+        self.state.shared.get()
     }
 
     /// Stores a value for later steps (and their `can_bypass`). Values stay with the run
     /// whatever the step then returns; the one exception is an attempt that panics or
     /// times out before the run's first value was stored, whose values are lost with it.
     pub fn set<T: Any + Send + Sync>(&self, key: impl Into<String>, value: T) {
-        self.shared
+        self.state
+            .shared
             .get_or_init(SharedMap::default)
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -288,7 +305,8 @@ impl ExecutionContext {
 
     /// A value an earlier step stored, if it is a `T`.
     pub fn get<T: Any + Send + Sync + Clone>(&self, key: &str) -> Option<T> {
-        self.shared
+        self.state
+            .shared
             .get()?
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -298,7 +316,7 @@ impl ExecutionContext {
 
     /// The step being run.
     pub fn step(&self) -> &str {
-        match &self.step {
+        match &self.state.step {
             StepRef::InRun {
                 names,
                 node,
@@ -310,7 +328,7 @@ impl ExecutionContext {
 
     /// The attempt, starting at 1.
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.state.attempt
     }
 
     /// Ends the step and moves execution to its branch `descriptor` (0 is the failure
@@ -328,7 +346,7 @@ impl ExecutionContext {
         T: Any + Send + Sync,
     {
         let reason = reason.into();
-        self.goto = Some(Box::new(GotoRequest {
+        self.state.goto = Some(Box::new(GotoRequest {
             descriptor,
             success,
             result: Datum::new(result),
@@ -416,7 +434,7 @@ fn erase<O: Send + Sync + 'static>(
     let attempt = match outcome {
         Ok(Done::Success(v)) => Attempt::Success(Datum::new(v)),
         Ok(Done::Failure(m)) => Attempt::Failure(m),
-        Ok(Done::Goto) => match ctx.goto.take() {
+        Ok(Done::Goto) => match ctx.take_goto() {
             Some(g) => Attempt::Goto(g),
             None => Attempt::Exception(HandlerError::msg(
                 "the step returned Done::Goto without calling ctx.goto",
