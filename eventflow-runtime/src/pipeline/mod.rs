@@ -284,6 +284,7 @@ impl PipelineRun {
 
     /// The last step's output, if it is a `T`, taken out of the run (cloned only if
     /// something else still holds it).
+    #[inline]
     pub fn into_output<T: Any + Clone + Send + Sync>(self) -> Option<T> {
         self.output?.into_value::<T>()
     }
@@ -508,8 +509,14 @@ impl Pipeline {
     }
 
     /// Runs the pipeline on `input`.
-    pub async fn run<T: Any + Send + Sync>(&self, input: T) -> PipelineRun {
-        run(&self.inner, Datum::new(input)).await
+    // Not an `async fn`: the run's future is returned as it is, with no layer around it
+    // for its result to pass through.
+    #[allow(clippy::manual_async_fn)]
+    pub fn run<T: Any + Send + Sync>(
+        &self,
+        input: T,
+    ) -> impl std::future::Future<Output = PipelineRun> + Send + '_ {
+        run(&self.inner, Datum::new(input))
     }
 
     /// The pipeline as a Graphviz `digraph`.
@@ -1017,7 +1024,11 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
         // the run's own future stays small.
         let ids = (at as u32, 0);
         let out = match &node.kind {
-            NodeKind::Single(step) => match bypassed(step, ids, &mut ctxs, &rec, &mut trace) {
+            NodeKind::Single(step) => match step
+                .bypass
+                .as_ref()
+                .and_then(|_| bypassed(step, ids, &mut ctxs, &rec, &mut trace))
+            {
                 Some(out) => out,
                 None => {
                     let (status, output, goto) = if step.options.executor == Executor::Inline
