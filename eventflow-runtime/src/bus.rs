@@ -1280,13 +1280,17 @@ async fn deliver_to(
             );
             start_attempt(slot, ctx, &inner.runtime, own_task)
         };
-        let t0 = tally.timed().then(quanta::Instant::now);
+        let t0 = tally.timed().then(|| crate::telemetry::clock().now());
         let result = match started {
             Ok(fut) => flatten_panic(AssertUnwindSafe(fut.instrument(span)).catch_unwind().await),
             Err(e) => Err(e),
         };
         if let Some(t0) = t0 {
-            tally.attempt_took(t0.elapsed());
+            tally.attempt_took(
+                crate::telemetry::clock()
+                    .now()
+                    .saturating_duration_since(t0),
+            );
         }
         drop(permit);
         let err = match result {
@@ -1450,7 +1454,7 @@ async fn run_batch(inner: Arc<Inner>, idx: usize, items: Vec<Waiting>) {
                 inner: inner.clone(),
             },
         );
-        let t0 = tally.timed().then(quanta::Instant::now);
+        let t0 = tally.timed().then(|| crate::telemetry::clock().now());
         let result = match std::panic::catch_unwind(AssertUnwindSafe(|| run(ctx))) {
             Ok(fut) => {
                 let caught = AssertUnwindSafe(fut).catch_unwind().instrument(span);
@@ -1462,7 +1466,11 @@ async fn run_batch(inner: Arc<Inner>, idx: usize, items: Vec<Waiting>) {
             Err(p) => Err(HandlerError::panicked(panic_message(&*p))),
         };
         if let Some(t0) = t0 {
-            tally.attempt_took(t0.elapsed());
+            tally.attempt_took(
+                crate::telemetry::clock()
+                    .now()
+                    .saturating_duration_since(t0),
+            );
         }
         let err = match result {
             Ok(()) => break None,

@@ -276,7 +276,13 @@ pub(crate) fn scheduled_run(enabled: bool, schedule: &str, ok: bool) {
 /// steady, the monotonic clock elsewhere), so that its one-time calibration (under a
 /// millisecond) happens when a bus or pipeline is built, not in its first delivery.
 pub(crate) fn calibrate_clock() {
-    let _ = quanta::Instant::now();
+    let _ = clock();
+}
+
+/// The clock that times handler attempts and pipeline steps.
+pub(crate) fn clock() -> &'static quanta::Clock {
+    static CLOCK: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
 }
 
 thread_local! {

@@ -935,24 +935,22 @@ impl Contexts {
 /// Entries with their time in nanoseconds since the run began.
 type Trace = Vec<(u64, Ev)>;
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 /// Tells observers of each signal and records it in the trace the caller holds (each task
 /// of a parallel step has its own, merged after; no lock on the way).
 struct Recorder<'a> {
     /// The TSC where it is steady (about a third of the cost of the system clock on
     /// virtual machines), the system's monotonic clock elsewhere.
-    start: quanta::Instant,
+    start: u64,
+    clock: &'static quanta::Clock,
     inner: &'a Arc<Inner>,
 }
 
 impl Recorder<'_> {
     /// Since the run began. (Reading the clock is a large part of a run of quick steps,
     /// so a run reads it about once per step and passes the time around.)
-    fn now(&self) -> Duration {
-        quanta::Instant::now().saturating_duration_since(self.start)
+    #[inline]
+    fn now(&self) -> u64 {
+        self.clock.delta_as_nanos(self.start, self.clock.raw())
     }
 
     fn emit(&self, trace: &mut Trace, s: Signal) {
@@ -960,11 +958,11 @@ impl Recorder<'_> {
     }
 
     #[inline]
-    fn emit_at(&self, trace: &mut Trace, at: Duration, ev: Ev) {
+    fn emit_at(&self, trace: &mut Trace, at: u64, ev: Ev) {
         if !self.inner.observers.is_empty() {
             self.notify_ev(&ev);
         }
-        trace.push((nanos(at), ev));
+        trace.push((at, ev));
     }
 
     #[cold]
@@ -989,13 +987,14 @@ struct NodeOutcome {
 
 async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
     let rec = Recorder {
-        start: quanta::Instant::now(),
+        start: crate::telemetry::clock().raw(),
+        clock: crate::telemetry::clock(),
         inner,
     };
     let mut trace: Trace = Vec::with_capacity(2 + 2 * inner.nodes.len());
-    rec.emit_at(&mut trace, Duration::ZERO, Ev::PipelineStarted);
+    rec.emit_at(&mut trace, 0, Ev::PipelineStarted);
     // Each step starts when the one before finished.
-    let mut started = Duration::ZERO;
+    let mut started = 0u64;
     let mut ctxs = Contexts::default();
     // Where a plain Inline step's future lives while it runs: made there, polled there.
     let mut slot = std::pin::pin!(None::<step::StepFuture>);
@@ -1056,7 +1055,7 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
                         match attempt {
                             Attempt::Success(output) if !step.options.stop_on_success => {
                                 let finished = rec.now();
-                                let took = nanos(finished.saturating_sub(started));
+                                let took = finished.saturating_sub(started);
                                 if observed {
                                     let ev = Ev::StepSucceeded {
                                         node: ids.0,
@@ -1066,7 +1065,7 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
                                     rec.emit_at(&mut trace, finished, ev);
                                 } else {
                                     let ev = Ev::StepRan { node: ids.0, took };
-                                    trace.push((nanos(started), ev));
+                                    trace.push((started, ev));
                                 }
                                 started = finished;
                                 carry.keep(output, node.success_pipes);
@@ -1085,7 +1084,7 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
                                         member: 0,
                                         attempt: 1,
                                     };
-                                    trace.push((nanos(started), ev));
+                                    trace.push((started, ev));
                                 }
                                 match task_result(attempt) {
                                     Ok(r) => r,
@@ -1164,9 +1163,14 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
             StepStatus::Succeeded => Ev::StepSucceeded {
                 node: at as u32,
                 tasks: out.tasks as u32,
-                took: nanos(took),
+                took,
             },
-            other => Ev::StepFinished(Box::new((at as u32, other.clone(), out.tasks as u32, took))),
+            other => Ev::StepFinished(Box::new((
+                at as u32,
+                other.clone(),
+                out.tasks as u32,
+                Duration::from_nanos(took),
+            ))),
         };
         rec.emit_at(&mut trace, finished, ev);
         started = finished;
@@ -1247,7 +1251,7 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
         output: carry.output(),
         inner: inner.clone(),
         raw: trace,
-        finished_at: started,
+        finished_at: Duration::from_nanos(started),
         trace: std::sync::OnceLock::new(),
     }
 }
@@ -1305,7 +1309,7 @@ async fn run_task_owned(
     data: &Datum,
     shared: step::SharedMap,
     rec: &Recorder<'_>,
-    started: Duration,
+    started: u64,
 ) -> (TaskResult, Trace) {
     let mut trace = Vec::new();
     let mut ctxs = Contexts {
@@ -1417,7 +1421,7 @@ async fn run_task(
     data: &Datum,
     ctxs: &mut Contexts,
     rec: &Recorder<'_>,
-    started: Duration,
+    started: u64,
     trace: &mut Trace,
 ) -> TaskResult {
     let ctx = start_attempt(ids, 1, ctxs, rec, started, trace);
@@ -1438,7 +1442,7 @@ fn start_attempt(
     attempt: u32,
     ctxs: &mut Contexts,
     rec: &Recorder<'_>,
-    at: Duration,
+    at: u64,
     trace: &mut Trace,
 ) -> ExecutionContext {
     rec.emit_at(
