@@ -911,6 +911,7 @@ struct Contexts {
 }
 
 impl Contexts {
+    #[inline]
     fn lend(&mut self, inner: &Arc<Inner>, at: (u32, u32), attempt: u32) -> ExecutionContext {
         let mut ctx = self.spare.take().unwrap_or_else(|| {
             ExecutionContext::in_run(inner.clone() as Arc<dyn step::StepNames>, None)
@@ -919,6 +920,7 @@ impl Contexts {
         ctx
     }
 
+    #[inline]
     fn give_back(&mut self, ctx: ExecutionContext) {
         if self.shared.is_none() {
             self.shared = ctx.shared_map().cloned();
@@ -1270,6 +1272,7 @@ struct Carry {
 impl Carry {
     /// A successful step's output: the next step's input when `piped`, else kept as the
     /// run's output while the next step takes the same input.
+    #[inline]
     fn keep(&mut self, output: Datum, piped: bool) {
         if piped {
             self.data = output;

@@ -267,6 +267,7 @@ impl ExecutionContext {
     }
 
     /// Points the context at a step and attempt of its run, with the run's shared values.
+    #[inline]
     pub(crate) fn place(&mut self, at: (u32, u32), attempt: u32, shared: Option<&SharedMap>) {
         let state = &mut *self.state;
         if let StepRef::InRun { node, member, .. } = &mut state.step {
@@ -427,6 +428,7 @@ pub struct StepDef {
     pub(crate) processes: Option<Arc<super::process::ProcessPool>>,
 }
 
+#[inline]
 fn erase<O: Send + Sync + 'static>(
     outcome: Outcome<O>,
     mut ctx: ExecutionContext,
