@@ -1323,3 +1323,65 @@ async fn a_step_is_given_its_input_unless_something_reads_it_after() {
     assert_eq!(run.output::<Counted>().map(|c| c.0), None);
     assert_eq!(clones.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn runs_one_after_another_share_nothing() {
+    // Each run starts with a context of its own, whatever ran on the thread before.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = |name, key, fails| sharing(name, key, seen.clone(), fails);
+    let stores = Pipeline::builder("stores")
+        .then(s("store", Some("a"), false))
+        .then(s("after", Some("b"), false))
+        .build()
+        .unwrap();
+    let reads = Pipeline::builder("reads")
+        .then(s("read", None, false))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert!(stores.run(1u32).await.is_success());
+        assert!(reads.run(2u32).await.is_success());
+    }
+    // A run that fails, and one cancelled while its step waits, leave nothing behind either.
+    assert!(
+        !Pipeline::builder("fails")
+            .then(s("fail", Some("c"), true))
+            .build()
+            .unwrap()
+            .run(3u32)
+            .await
+            .is_success()
+    );
+    let waits = Pipeline::builder("waits")
+        .then(StepDef::from_fn(
+            "wait",
+            StepOptions::DEFAULT,
+            |ctx: ExecutionContext, n: u32| async move {
+                ctx.set("d", n);
+                std::future::pending::<()>().await;
+                (ctx, Outcome::success(n))
+            },
+        ))
+        .build()
+        .unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_millis(5), waits.run(4u32)).await;
+    assert!(cancelled.is_err());
+    assert!(reads.run(5u32).await.is_success());
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            "store#1:",
+            "after#1:a",
+            "read#1:",
+            "store#1:",
+            "after#1:a",
+            "read#1:",
+            "store#1:",
+            "after#1:a",
+            "read#1:",
+            "fail#1:",
+            "read#1:"
+        ]
+    );
+}

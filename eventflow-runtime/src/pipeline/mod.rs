@@ -1242,6 +1242,9 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
             }
         }
     };
+    if let Some(ctx) = ctxs.spare.take() {
+        ctx.recycle();
+    }
     if !inner.observers.is_empty() {
         rec.notify(&Signal::PipelineFinished {
             pipeline: inner.name.clone(),
