@@ -8,27 +8,14 @@ use smallbox::SmallBox;
 use smallbox::space::S4;
 
 /// A value held by a [`Datum`]: an `Option<T>`, so that it can be moved out through a
-/// `&mut` and leave `None` behind.
-pub(crate) trait Held: Send + Sync {
-    /// The value, unless it was taken.
-    fn get(&self) -> Option<&(dyn Any + Send + Sync)>;
-    /// Moves the value into `out` if `out` is an `Option<T>` of its type.
-    fn take_into(&mut self, out: &mut dyn Any);
+/// `&mut` and leave `None` behind. It is read and taken as a `dyn Any` (one virtual call
+/// to check its type, then typed code).
+pub(crate) trait Held: Any + Send + Sync {
     /// Moves the value to the heap, to be shared.
     fn share(&mut self) -> Option<Arc<dyn Any + Send + Sync>>;
 }
 
 impl<T: Any + Send + Sync> Held for Option<T> {
-    fn get(&self) -> Option<&(dyn Any + Send + Sync)> {
-        self.as_ref().map(|v| v as &(dyn Any + Send + Sync))
-    }
-
-    fn take_into(&mut self, out: &mut dyn Any) {
-        if let Some(out) = out.downcast_mut::<Option<T>>() {
-            *out = self.take();
-        }
-    }
-
     fn share(&mut self) -> Option<Arc<dyn Any + Send + Sync>> {
         self.take()
             .map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)
@@ -64,7 +51,10 @@ impl Datum {
     #[inline]
     pub(crate) fn downcast_ref<T: Any>(&self) -> Option<&T> {
         match self {
-            Datum::Own(held) => held.get()?.downcast_ref::<T>(),
+            Datum::Own(held) => {
+                let held: &dyn Any = &**held;
+                held.downcast_ref::<Option<T>>()?.as_ref()
+            }
             Datum::Shared(value) => value.downcast_ref::<T>(),
         }
     }
@@ -75,9 +65,8 @@ impl Datum {
     pub(crate) fn take<T: Any + Clone>(&mut self) -> Option<T> {
         match self {
             Datum::Own(held) => {
-                let mut out = None::<T>;
-                held.take_into(&mut out);
-                out
+                let held: &mut dyn Any = &mut **held;
+                held.downcast_mut::<Option<T>>()?.take()
             }
             Datum::Shared(value) => value.downcast_ref::<T>().cloned(),
         }

@@ -896,12 +896,6 @@ impl Inner {
     }
 }
 
-impl step::StepNames for Inner {
-    fn step_name(&self, node: u32, member: u32) -> &str {
-        self.member_name(node, member)
-    }
-}
-
 /// The values a run's steps share, and the one context handed from step to step (made
 /// again when an attempt loses it by panicking or timing out).
 #[derive(Default)]
@@ -913,9 +907,10 @@ struct Contexts {
 impl Contexts {
     #[inline]
     fn lend(&mut self, inner: &Arc<Inner>, at: (u32, u32), attempt: u32) -> ExecutionContext {
-        let mut ctx = self.spare.take().unwrap_or_else(|| {
-            ExecutionContext::in_run(inner.clone() as Arc<dyn step::StepNames>, None)
-        });
+        let mut ctx = self
+            .spare
+            .take()
+            .unwrap_or_else(|| ExecutionContext::in_run(inner.clone(), None));
         ctx.place(at, attempt, self.shared.as_ref());
         ctx
     }
@@ -1242,9 +1237,8 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
             }
         }
     };
-    if let Some(ctx) = ctxs.spare.take() {
-        ctx.recycle();
-    }
+    // The run's own reference to the pipeline is the one its context held.
+    let owner = ctxs.spare.take().and_then(ExecutionContext::recycle);
     if !inner.observers.is_empty() {
         rec.notify(&Signal::PipelineFinished {
             pipeline: inner.name.clone(),
@@ -1254,7 +1248,7 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
     PipelineRun {
         status,
         output: carry.output(),
-        inner: inner.clone(),
+        inner: owner.unwrap_or_else(|| inner.clone()),
         raw: trace,
         finished_at: Duration::from_nanos(started),
         trace: std::sync::OnceLock::new(),

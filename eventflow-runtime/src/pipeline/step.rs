@@ -218,17 +218,12 @@ struct State {
     attempt: u32,
 }
 
-/// The step names of a pipeline, by node and member.
-pub(crate) trait StepNames: Send + Sync {
-    fn step_name(&self, node: u32, member: u32) -> &str;
-}
-
 /// Which step a context is for.
 enum StepRef {
     /// A step of a pipeline run: one context goes from step to step, so the name is looked
     /// up when asked for rather than copied in at each step.
     InRun {
-        names: Arc<dyn StepNames>,
+        names: Arc<super::Inner>,
         node: u32,
         member: u32,
     },
@@ -259,7 +254,7 @@ impl ExecutionContext {
     }
 
     /// A context for the steps of a run, placed on each with [`place`](Self::place).
-    pub(crate) fn in_run(names: Arc<dyn StepNames>, shared: Option<SharedMap>) -> Self {
+    pub(super) fn in_run(names: Arc<super::Inner>, shared: Option<SharedMap>) -> Self {
         let state = State {
             shared: shared.map_or_else(OnceLock::new, OnceLock::from),
             goto: None,
@@ -282,16 +277,18 @@ impl ExecutionContext {
     }
 
     /// Ends the context's run: what it holds is dropped now, and its allocation is kept
-    /// for the next run on this thread.
-    pub(crate) fn recycle(self) {
+    /// for the next run on this thread. The pipeline it referred to is handed back.
+    pub(super) fn recycle(self) -> Option<Arc<super::Inner>> {
         let mut state = self.state;
-        *state = State {
-            shared: OnceLock::new(),
-            goto: None,
-            step: StepRef::Idle,
-            attempt: 0,
-        };
+        let step = std::mem::replace(&mut state.step, StepRef::Idle);
+        state.shared = OnceLock::new();
+        state.goto = None;
+        state.attempt = 0;
         let _ = SPARE.try_with(|spare| spare.set(Some(state)));
+        match step {
+            StepRef::InRun { names, .. } => Some(names),
+            _ => None,
+        }
     }
 
     /// Points the context at a step and attempt of its run, with the run's shared values.
@@ -350,7 +347,7 @@ impl ExecutionContext {
                 names,
                 node,
                 member,
-            } => names.step_name(*node, *member),
+            } => names.member_name(*node, *member),
             StepRef::Alone(name) => name,
             StepRef::Idle => "",
         }
