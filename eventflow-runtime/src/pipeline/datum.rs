@@ -73,6 +73,7 @@ impl Datum {
     }
 
     /// The value if it is a `T`, moved out unless something else shares it.
+    #[inline]
     pub(crate) fn into_value<T: Any + Clone + Send + Sync>(mut self) -> Option<T> {
         match self {
             Datum::Own(_) => self.take(),

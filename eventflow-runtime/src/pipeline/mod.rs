@@ -1290,6 +1290,7 @@ impl Carry {
     }
 
     /// The run's output.
+    #[inline]
     fn output(self) -> Option<Datum> {
         if self.data_is_last {
             Some(self.data)

@@ -313,6 +313,7 @@ impl ExecutionContext {
     }
 
     /// The values steps stored, if any did.
+    #[inline]
     pub(crate) fn shared_map(&self) -> Option<&SharedMap> {
         self.state.shared.get()
     }
