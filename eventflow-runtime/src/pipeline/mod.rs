@@ -34,6 +34,7 @@ pub mod process;
 #[cfg(not(unix))]
 #[path = "process_stub.rs"]
 pub mod process;
+mod slot;
 mod step;
 
 use std::any::{Any, TypeId};
@@ -994,7 +995,7 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
     let mut started = 0u64;
     let mut ctxs = Contexts::default();
     // Where a plain Inline step's future lives while it runs: made there, polled there.
-    let mut slot = std::pin::pin!(None::<step::StepFuture>);
+    let mut slot = std::pin::pin!(slot::Slot::new());
     let mut at = 0usize;
     let mut carry = Carry {
         data: input,
@@ -1525,16 +1526,16 @@ fn attempt_in<'a>(
     step: &'a StepDef,
     data: Input<'a>,
     ctx: ExecutionContext,
-    mut slot: std::pin::Pin<&'a mut Option<step::StepFuture>>,
+    mut slot: std::pin::Pin<&'a mut slot::Slot>,
 ) -> impl std::future::Future<Output = Attempted> + 'a {
     use std::task::Poll;
     let mut start = Some((data, ctx));
     std::future::poll_fn(move |cx| {
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
             if let Some((data, ctx)) = start.take() {
-                slot.set(Some((step.run)(data, ctx)));
+                slot.as_mut().fill_with(|v| (step.run)(data, ctx, v));
             }
-            slot.as_mut().as_pin_mut().map(|f| f.poll(cx))
+            slot.as_mut().poll(cx)
         }));
         let attempted = match r {
             Ok(Some(Poll::Pending)) => return Poll::Pending,
@@ -1547,7 +1548,7 @@ fn attempt_in<'a>(
             ),
             Err(p) => panicked(p),
         };
-        slot.set(None);
+        slot.as_mut().clear();
         Poll::Ready(attempted)
     })
 }
@@ -1559,7 +1560,7 @@ async fn attempt_once(step: &StepDef, data: &Datum, ctx: ExecutionContext) -> At
     if step.options.executor != Executor::Inline || step.options.timeout.is_some() {
         return Box::pin(attempt_elsewhere(step, data, ctx)).await;
     }
-    let slot = std::pin::pin!(None);
+    let slot = std::pin::pin!(slot::Slot::new());
     attempt_in(step, Input::Lent(data), ctx, slot).await
 }
 
@@ -1579,13 +1580,17 @@ async fn attempt_elsewhere(step: &StepDef, data: &Datum, ctx: ExecutionContext) 
         return (attempt, Some(ctx));
     }
     let fut =
-        match std::panic::catch_unwind(AssertUnwindSafe(|| (step.run)(Input::Lent(data), ctx))) {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| step.start(Input::Lent(data), ctx))) {
             Ok(f) => f,
             Err(p) => return panicked(p),
         };
     let caught = async move {
         match AssertUnwindSafe(fut).catch_unwind().await {
-            Ok((a, ctx)) => (a, Some(ctx)),
+            Ok(Some((a, ctx))) => (a, Some(ctx)),
+            Ok(None) => (
+                Attempt::Exception(HandlerError::msg("the step's future is gone")),
+                None,
+            ),
             Err(p) => panicked(p),
         }
     };

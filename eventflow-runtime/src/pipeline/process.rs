@@ -152,11 +152,12 @@ async fn run_here(
     let mut data = (codec.decode_input)(input)?;
     let ctx = ExecutionContext::new(None, step.name.clone(), 1);
     let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        (step.run)(super::datum::Input::Given(&mut data), ctx)
+        step.start(super::datum::Input::Given(&mut data), ctx)
     }))
     .map_err(|p| format!("the step panicked: {}", crate::executor::panic_message(&*p)))?;
     match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut)).await {
-        Ok((a, _ctx)) => Ok(a),
+        Ok(Some((a, _ctx))) => Ok(a),
+        Ok(None) => Err(format!("step `{name}`: its future is gone")),
         Err(p) => Err(format!(
             "the step panicked: {}",
             crate::executor::panic_message(&*p)

@@ -12,6 +12,7 @@ use crate::registry::SourceLocation;
 use crate::retry::RetryPolicy;
 
 use super::datum::{Datum, Input};
+use super::slot::{Filled, Slot, Vacant};
 
 /// The error a step raised: volnux's exception. Any `std::error::Error` converts, so `?`
 /// works in `process`; [`RetryPolicy::retry_on`] looks at its type.
@@ -397,8 +398,21 @@ pub(crate) enum Attempt {
 }
 
 /// Takes the step's input out of the datum (a clone, or the value itself when given) and
-/// starts the step; the future gives the context back, with what the step stored in it.
-type RunFn = dyn Fn(Input<'_>, ExecutionContext) -> StepFuture + Send + Sync;
+/// makes the step's future in the slot it is given; the future gives the context back, with
+/// what the step stored in it.
+type RunFn =
+    dyn for<'a, 'b> Fn(Input<'b>, ExecutionContext, Vacant<'a>) -> Filled<'a> + Send + Sync;
+
+/// A [`RunFn`] from a closure (which gets its signature from the bound).
+fn run_fn<F>(f: F) -> Arc<RunFn>
+where
+    F: for<'a, 'b> Fn(Input<'b>, ExecutionContext, Vacant<'a>) -> Filled<'a>
+        + Send
+        + Sync
+        + 'static,
+{
+    Arc::new(f)
+}
 
 /// Bytes a step's future may take and still be held by the run itself rather than on the
 /// heap (larger ones are boxed).
@@ -495,19 +509,18 @@ impl StepDef {
         let process = Arc::new(process);
         let p2 = process.clone();
         let step = name.clone();
-        let run: Arc<RunFn> =
-            Arc::new(
-                move |data, mut ctx| match input_of::<P::Input>(data, &step) {
-                    Ok(input) => {
-                        let process = process.clone();
-                        StepFuture::from_or_box(async move {
-                            let outcome = process.process(&mut ctx, input).await;
-                            erase(outcome, ctx)
-                        })
-                    }
-                    Err(a) => ready(a, ctx),
-                },
-            );
+        let run = run_fn(
+            move |data, mut ctx, slot| match input_of::<P::Input>(data, &step) {
+                Ok(input) => {
+                    let process = process.clone();
+                    slot.fill(StepFuture::from_or_box(async move {
+                        let outcome = process.process(&mut ctx, input).await;
+                        erase(outcome, ctx)
+                    }))
+                }
+                Err(a) => slot.fill(ready(a, ctx)),
+            },
+        );
         StepDef::new::<P::Input, P::Output>(name, run, options)
             .with_bypass(Arc::new(move |ctx| p2.can_bypass(ctx)))
     }
@@ -524,14 +537,15 @@ impl StepDef {
         let step = name.clone();
         // The input is taken and the function called here. The future is wrapped by `map`
         // rather than an `async` block, which would hold it twice over.
-        let run: Arc<RunFn> = Arc::new(move |data, ctx| match input_of::<I>(data, &step) {
+        let run = run_fn(move |data, ctx, slot| match input_of::<I>(data, &step) {
             Ok(input) => {
                 let fut = f(ctx, input);
-                StepFuture::from_or_box(futures::FutureExt::map(fut, |(ctx, outcome)| {
-                    erase(outcome, ctx)
-                }))
+                slot.fill(StepFuture::from_or_box(futures::FutureExt::map(
+                    fut,
+                    |(ctx, outcome)| erase(outcome, ctx),
+                )))
             }
-            Err(a) => ready(a, ctx),
+            Err(a) => slot.fill(ready(a, ctx)),
         });
         StepDef::new::<I, O>(name, run, options)
     }
@@ -566,16 +580,16 @@ impl StepDef {
         let program: Arc<str> = program.into().into();
         let args: Arc<[String]> = args.into_iter().map(Into::into).collect();
         let step = name.clone();
-        let run: Arc<RunFn> = Arc::new(move |data, ctx| {
+        let run = run_fn(move |data, ctx, slot| {
             let input = match input_of::<I>(data, &step) {
                 Ok(i) => i,
-                Err(a) => return ready(a, ctx),
+                Err(a) => return slot.fill(ready(a, ctx)),
             };
             let (program, args, step) = (program.clone(), args.clone(), step.clone());
-            StepFuture::from_or_box(async move {
+            slot.fill(StepFuture::from_or_box(async move {
                 let attempt = run_command::<I, O>(&step, &program, &args, &input).await;
                 (attempt, ctx)
-            })
+            }))
         });
         StepDef::new::<I, O>(name, run, options)
     }
@@ -597,6 +611,22 @@ impl StepDef {
             bypass: None,
             options,
         }
+    }
+
+    /// Starts the step as a future of its own, on the heap (for the executors that need
+    /// one): it ends with `None` only if polled after it ended. A panic while starting it
+    /// is the caller's to catch.
+    pub(crate) fn start(
+        &self,
+        data: Input<'_>,
+        ctx: ExecutionContext,
+    ) -> impl Future<Output = Option<(Attempt, ExecutionContext)>> + Send + 'static {
+        let mut slot = Box::pin(Slot::new());
+        slot.as_mut().fill_with(|v| (self.run)(data, ctx, v));
+        std::future::poll_fn(move |cx| match slot.as_mut().poll(cx) {
+            Some(p) => p.map(Some),
+            None => std::task::Poll::Ready(None),
+        })
     }
 
     /// Lets the step's input and output cross processes as JSON, which the Process
