@@ -911,7 +911,7 @@ impl Contexts {
         let mut ctx = self
             .spare
             .take()
-            .unwrap_or_else(|| ExecutionContext::in_run(inner.clone(), None));
+            .unwrap_or_else(|| ExecutionContext::in_run(inner.clone()));
         ctx.place(at, attempt, self.shared.as_ref());
         ctx
     }

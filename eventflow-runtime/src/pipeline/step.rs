@@ -255,24 +255,25 @@ impl ExecutionContext {
     }
 
     /// A context for the steps of a run, placed on each with [`place`](Self::place).
-    pub(super) fn in_run(names: Arc<super::Inner>, shared: Option<SharedMap>) -> Self {
-        let state = State {
-            shared: shared.map_or_else(OnceLock::new, OnceLock::from),
-            goto: None,
-            step: StepRef::InRun {
-                names,
-                node: 0,
-                member: 0,
-            },
-            attempt: 0,
+    pub(super) fn in_run(names: Arc<super::Inner>) -> Self {
+        let step = StepRef::InRun {
+            names,
+            node: 0,
+            member: 0,
         };
         // (`try_with`: a run may end while the thread's locals are being torn down.)
         let state = match SPARE.try_with(std::cell::Cell::take).ok().flatten() {
+            // The rest was emptied by `recycle`.
             Some(mut spare) => {
-                *spare = state;
+                spare.step = step;
                 spare
             }
-            None => Box::new(state),
+            None => Box::new(State {
+                shared: OnceLock::new(),
+                goto: None,
+                step,
+                attempt: 0,
+            }),
         };
         ExecutionContext { state }
     }
