@@ -1385,3 +1385,32 @@ async fn runs_one_after_another_share_nothing() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_success_branch_back_to_a_step_of_the_main_line_passes_the_output() {
+    // `b` and `c` follow `->` (each takes the input of the step before), and `c`'s success
+    // branch jumps back to `b`: there, `b` takes `c`'s output, as the types were checked
+    // when the pipeline was built.
+    let steps = vec![
+        step("a", |n: u32| Outcome::success(n + 1)),
+        step("b", |n: u32| {
+            if n >= 10 {
+                Outcome::failure(format!("big {n}"))
+            } else {
+                Outcome::success(n * 10)
+            }
+        }),
+        step("c", |n: u32| Outcome::success(n + 100)),
+    ];
+    let p = Pipeline::from_pointy_with("a -> b -> c (1 -> b)", steps).unwrap();
+    let run = p.run(1u32).await;
+    assert_eq!(
+        run.status(),
+        &RunStatus::Failed {
+            step: "b".into(),
+            message: "big 101".into()
+        },
+        "{}",
+        run.trace_text()
+    );
+}

@@ -794,8 +794,12 @@ fn finish(
         )));
     }
     for i in 0..nodes.len() {
-        let on_success = nodes[i].branches.get(&1).copied().or(nodes[i].next);
-        let success_pipes = on_success.is_some_and(|to| nodes[to].pipe);
+        // A success branch takes the step's output (as checked above), whatever the
+        // target's own place on the main line; the next node takes what its arrow says.
+        let (on_success, success_pipes) = match (nodes[i].branches.get(&1), nodes[i].next) {
+            (Some(&to), _) => (Some(to), true),
+            (None, next) => (next, next.is_some_and(|to| nodes[to].pipe)),
+        };
         let n = &mut nodes[i];
         n.on_success = on_success;
         n.success_pipes = success_pipes;
