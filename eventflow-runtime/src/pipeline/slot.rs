@@ -46,11 +46,17 @@ impl<'a> Vacant<'a> {
 
 impl Slot {
     /// An empty slot.
-    pub(crate) const fn new() -> Self {
-        Slot {
-            fut: MaybeUninit::uninit(),
-            full: false,
-            _pinned: PhantomPinned,
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        // Written field by field: as one value (`Slot { fut: MaybeUninit::uninit(), .. }`)
+        // the compiler zeroes all of `fut`'s bytes, which a run would pay for each time.
+        let mut slot = MaybeUninit::<Slot>::uninit();
+        // SAFETY: `full` is written through a raw pointer (no reference to uninitialised
+        // memory is made); `fut` is a `MaybeUninit`, valid uninitialised, and `_pinned` is
+        // zero-sized. With `full` written, every field holds a valid value.
+        unsafe {
+            std::ptr::addr_of_mut!((*slot.as_mut_ptr()).full).write(false);
+            slot.assume_init()
         }
     }
 
