@@ -1,8 +1,9 @@
 //! Where a step's future is made and polled: in place, inside the run's own (pinned)
 //! state, so that the future is neither allocated nor copied after it is made.
 //!
-//! This is the one module of the crate with `unsafe` code: a pinned place that may hold a
-//! future. Each `unsafe` block says why it is sound; the invariant they rest on is
+//! This is the one module of the crate with `unsafe` code of its own (`datum.rs` uses the
+//! `smallbox!` macro, whose expansion holds an `unsafe` block; the comment there says why
+//! that use is sound): a pinned place that may hold a future. Each `unsafe` block says why it is sound; the invariant they rest on is
 //! **`full` is true exactly when `fut` holds an initialised future, and a future held there
 //! is never moved, only polled in place and dropped in place.**
 #![allow(unsafe_code)]
