@@ -1286,11 +1286,7 @@ async fn deliver_to(
             Err(e) => Err(e),
         };
         if let Some(t0) = t0 {
-            tally.attempt_took(
-                crate::telemetry::clock()
-                    .now()
-                    .saturating_duration_since(t0),
-            );
+            tally.attempt_took(crate::telemetry::since(t0));
         }
         drop(permit);
         let err = match result {
@@ -1466,11 +1462,7 @@ async fn run_batch(inner: Arc<Inner>, idx: usize, items: Vec<Waiting>) {
             Err(p) => Err(HandlerError::panicked(panic_message(&*p))),
         };
         if let Some(t0) = t0 {
-            tally.attempt_took(
-                crate::telemetry::clock()
-                    .now()
-                    .saturating_duration_since(t0),
-            );
+            tally.attempt_took(crate::telemetry::since(t0));
         }
         let err = match result {
             Ok(()) => break None,

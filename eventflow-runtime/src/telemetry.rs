@@ -285,6 +285,11 @@ pub(crate) fn clock() -> &'static quanta::Clock {
     CLOCK.get_or_init(quanta::Clock::new)
 }
 
+/// The time since `t0`, read on [`clock`] (where `t0` was read).
+pub(crate) fn since(t0: quanta::Instant) -> std::time::Duration {
+    clock().now().saturating_duration_since(t0)
+}
+
 thread_local! {
     static RNG: Cell<u64> = Cell::new(seed());
 }

@@ -87,6 +87,20 @@ where
     )
 }
 
+/// Runs a pipeline of `step` alone on `input`.
+async fn run_alone<T: std::any::Any + Send + Sync>(
+    name: &str,
+    step: StepDef,
+    input: T,
+) -> eventflow::pipeline::PipelineRun {
+    Pipeline::builder(name)
+        .then(step)
+        .build()
+        .unwrap()
+        .run(input)
+        .await
+}
+
 fn order(id: u32) -> Order {
     Order {
         id,
@@ -636,12 +650,7 @@ async fn command_steps_talk_json_over_stdin_and_stdout() {
         ["-c", "read n; echo \"[$n, $((n * 2))]\""],
         StepOptions::DEFAULT,
     );
-    let run = Pipeline::builder("cmd")
-        .then(wrap)
-        .build()
-        .unwrap()
-        .run(21u32)
-        .await;
+    let run = run_alone("cmd", wrap, 21u32).await;
     assert_eq!(
         run.output::<Vec<u32>>(),
         Some(vec![21, 42]),
@@ -655,12 +664,7 @@ async fn command_steps_talk_json_over_stdin_and_stdout() {
         ["-c", "echo 'disk full' >&2; exit 3"],
         StepOptions::DEFAULT,
     );
-    let run = Pipeline::builder("cmd")
-        .then(fails)
-        .build()
-        .unwrap()
-        .run(1u32)
-        .await;
+    let run = run_alone("cmd", fails, 1u32).await;
     let RunStatus::Failed { message, .. } = run.status() else {
         panic!("{:?}", run.status());
     };
@@ -675,12 +679,7 @@ async fn command_steps_talk_json_over_stdin_and_stdout() {
         ["-c", "echo not-json"],
         StepOptions::DEFAULT,
     );
-    let run = Pipeline::builder("cmd")
-        .then(garbled)
-        .build()
-        .unwrap()
-        .run(1u32)
-        .await;
+    let run = run_alone("cmd", garbled, 1u32).await;
     assert!(
         matches!(run.status(), RunStatus::Failed { message, .. } if message.contains("is not a `u32`"))
     );
@@ -690,12 +689,7 @@ async fn command_steps_talk_json_over_stdin_and_stdout() {
         Vec::<String>::new(),
         StepOptions::DEFAULT,
     );
-    let run = Pipeline::builder("cmd")
-        .then(missing)
-        .build()
-        .unwrap()
-        .run(1u32)
-        .await;
+    let run = run_alone("cmd", missing, 1u32).await;
     assert!(
         matches!(run.status(), RunStatus::Failed { message, .. } if message.contains("cannot start"))
     );
@@ -709,12 +703,7 @@ async fn command_steps_talk_json_over_stdin_and_stdout() {
             ..StepOptions::DEFAULT
         },
     );
-    let run = Pipeline::builder("cmd")
-        .then(slow)
-        .build()
-        .unwrap()
-        .run(1u32)
-        .await;
+    let run = run_alone("cmd", slow, 1u32).await;
     assert!(
         matches!(run.status(), RunStatus::Failed { message, .. } if message.contains("timed out")),
         "{:?}",
@@ -1021,12 +1010,7 @@ async fn a_retried_step_sees_its_attempt_and_the_values_of_the_failed_attempt() 
             (ctx, out)
         },
     );
-    let run = Pipeline::builder("flaky")
-        .then(flaky)
-        .build()
-        .unwrap()
-        .run(1u32)
-        .await;
+    let run = run_alone("flaky", flaky, 1u32).await;
     assert_eq!(
         run.output::<String>().as_deref(),
         Some("flaky#3 after 2"),
@@ -1226,12 +1210,7 @@ async fn an_inline_step_that_panics_fails_that_attempt_and_is_retried() {
             (_ctx, Outcome::success(0u32))
         },
     );
-    let run = Pipeline::builder("once")
-        .then(once)
-        .build()
-        .unwrap()
-        .run(1u32)
-        .await;
+    let run = run_alone("once", once, 1u32).await;
     assert!(
         matches!(run.status(), RunStatus::Failed { message, .. } if message.contains("no retry here")),
         "{:?}",

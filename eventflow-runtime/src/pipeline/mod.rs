@@ -512,7 +512,6 @@ impl Pipeline {
     /// Runs the pipeline on `input`.
     // Not an `async fn`: the run's future is returned as it is, with no layer around it
     // for its result to pass through.
-    #[allow(clippy::manual_async_fn)]
     pub fn run<T: Any + Send + Sync>(
         &self,
         input: T,
@@ -1260,9 +1259,9 @@ async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
     }
 }
 
-/// What the next step takes, and the run's output so far. Steps get their input cloned
-/// out of `data`, so that it is still here for a retry, a failure branch, or a `->` step
-/// after.
+/// What the next step takes, and the run's output so far. A step gets a clone of `data`,
+/// so that it is still here for a retry, a failure branch, or a `->` step after; or, when
+/// nothing reads it after the step (`Node::give_input`), the value itself.
 struct Carry {
     data: Datum,
     /// The last successful step's output, unless that is `data` itself (piped on, so that
@@ -1522,6 +1521,14 @@ fn panicked(p: Box<dyn Any + Send>) -> Attempted {
     )
 }
 
+/// An attempt whose future is not there to poll (polled after it ended).
+fn no_future() -> Attempted {
+    (
+        Attempt::Exception(HandlerError::msg("the step's future is gone")),
+        None,
+    )
+}
+
 /// One attempt of a plain Inline step, its future made in `slot` and polled there: one
 /// guard against panics covers making the future and each poll of it. (A plain function
 /// returning the poller, not an `async fn`, so that the result is not passed up through
@@ -1546,10 +1553,7 @@ fn attempt_in<'a>(
             Ok(Some(Poll::Ready((a, ctx)))) => (a, Some(ctx)),
             // Polled again after it ended: cannot happen, as a future is not polled after
             // it is ready.
-            Ok(None) => (
-                Attempt::Exception(HandlerError::msg("the step's future is gone")),
-                None,
-            ),
+            Ok(None) => no_future(),
             Err(p) => panicked(p),
         };
         slot.as_mut().clear();
@@ -1591,10 +1595,7 @@ async fn attempt_elsewhere(step: &StepDef, data: &Datum, ctx: ExecutionContext) 
     let caught = async move {
         match AssertUnwindSafe(fut).catch_unwind().await {
             Ok(Some((a, ctx))) => (a, Some(ctx)),
-            Ok(None) => (
-                Attempt::Exception(HandlerError::msg("the step's future is gone")),
-                None,
-            ),
+            Ok(None) => no_future(),
             Err(p) => panicked(p),
         }
     };
