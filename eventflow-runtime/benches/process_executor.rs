@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use criterion::Criterion;
 use eventflow_runtime::Executor;
+use eventflow_runtime::SourceLocation;
 use eventflow_runtime::pipeline::{
     ExecutionContext, Outcome, OutcomeExt, Pipeline, StepDef, StepOptions, StepRecord,
 };
-use eventflow_runtime::registry::SourceLocation;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::backend::BackendHealth;
 use crate::bus::EventBus;
-use crate::stats::HandlerMetrics;
+use crate::telemetry::HandlerMetrics;
 
 /// The overall verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -188,7 +188,7 @@ impl HealthChecker {
             }
         }
         let now = self.bus.metrics();
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = crate::util::lock(&self.state);
         for h in &now.handlers {
             let before = state.previous.get(&h.handler).cloned().unwrap_or_default();
             let ok = h.succeeded.saturating_sub(before.succeeded);
@@ -223,11 +223,7 @@ impl HealthChecker {
 
     /// The last check's report, if any.
     pub fn latest(&self) -> Option<HealthReport> {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .latest
-            .clone()
+        crate::util::lock(&self.state).latest.clone()
     }
 
     /// Checks every `check_interval` in the background until the returned handle is

@@ -1,60 +1,72 @@
-//! The runtime of eventflow: registry, routing, bus, executors, retry, dead letters and
-//! backends. Users depend on the `eventflow` crate, which re-exports this one together with
-//! the macros.
+//! The runtime of eventflow: registry, routing, bus, executors, retry, dead letters,
+//! pipelines, models and stores, and the memory backend. Users depend on the `eventflow`
+//! crate, which re-exports this one together with the macros; backends and store drivers
+//! (`eventflow-redis`, `eventflow-sql`) are packages of their own built on this crate's
+//! public API.
+//!
+//! ## Layers
+//!
+//! Modules import one way, from the upper layers to the lower (a test checks it):
+//!
+//! | layer | modules |
+//! | --- | --- |
+//! | L0 | `util`, `source`, `error`, `event`, `pattern` |
+//! | L1 | `retry`, `executor`, `delivery`, `dead_letter`, `telemetry`, `schedule` (timing), `model` |
+//! | L2 | `backend` |
+//! | L2.5 | `pipeline` |
+//! | L3 | `bus` |
+//! | L4 | `store`, `health`, `testing` |
 
-pub mod backend;
-pub mod batch;
-pub mod bus;
+// L0
+mod error;
+mod event;
+mod pattern;
+mod source;
+mod util;
+// L1
 pub mod dead_letter;
-pub mod error;
-pub mod event;
-pub mod executor;
-mod gate;
-pub mod handler;
-pub mod health;
+mod delivery;
+mod executor;
 pub mod model;
-pub mod pattern;
-pub mod pipeline;
-#[cfg(feature = "redis")]
-pub mod redis_backend;
-pub mod registry;
-pub mod retry;
+mod retry;
 pub mod schedule;
-pub mod stats;
-pub mod store;
 pub mod telemetry;
+// L2
+pub mod backend;
+// L2.5
+pub mod pipeline;
+// L3
+mod bus;
+// L4
+mod health;
+pub mod store;
 pub mod testing;
-pub mod timer;
 
 pub use backend::{Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries};
-pub use batch::{BatchConfig, BatchContext, BatchError};
+pub use bus::batch;
 pub use bus::{
-    DeliveryReport, EventBus, EventBusBuilder, HandlerOutcome, OutcomeStatus, Redelivery,
-    ShutdownReport, UnfinishedDelivery,
+    BatchConfig, BatchContext, BatchError, EventBus, EventBusBuilder, EventRecord, FilterFn,
+    Handler, HandlerContext, HandlerOptions, HandlerRecord, IntoHandlerResult, Registry,
+    ScheduleContext, ScheduleStats, Scheduled, ScheduledRecord, ShutdownReport, TimerHandle,
+    UnfinishedDelivery,
 };
 pub use dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetters};
+pub use delivery::{DeliveryReport, HandlerOutcome, OutcomeStatus, Redelivery};
 pub use error::{
     ConnectionError, EventError, HandlerError, HandlerErrorKind, NoHandler, PanicError,
     PayloadError, PublishError, Result, TimeoutError, ValidationError,
 };
 pub use event::{Envelope, Event, EventId, EventName, Headers, Payload, TraceContext};
-pub use executor::{Executor, ExecutorConfig, ThreadPool};
-pub use handler::{
-    BoxFuture, FilterFn, Handler, HandlerContext, HandlerOptions, IntoHandlerResult,
-};
+pub use executor::{Executor, ExecutorConfig, Panicked, ThreadPool};
 pub use health::{HealthCheckHandle, HealthChecker, HealthReport, HealthStatus};
-pub use model::{HookContext, HookError, HookKind, Model, ModelEvent, ModelEventKind, Operation};
+pub use model::{HookError, HookKind, Model, ModelEvent, ModelEventKind, Operation};
 pub use pattern::{Pattern, Router, validate_name};
-#[cfg(feature = "redis")]
-pub use redis_backend::{RedisBackend, RedisConfig};
-pub use registry::{EventRecord, HandlerRecord, Registry, SourceLocation};
-pub use retry::RetryPolicy;
-pub use schedule::{
-    Schedule, ScheduleContext, ScheduleSpec, ScheduleStats, Scheduled, ScheduledRecord,
-};
-pub use stats::{HandlerMetrics, MetricsSnapshot};
-pub use store::{Store, StoreBuilder, StoreError, StoreStats, Tx};
-pub use timer::{MissedTicks, TimerHandle};
+pub use retry::{RetryOn, RetryPolicy};
+pub use schedule::{MissedTicks, Schedule, ScheduleSpec};
+pub use source::SourceLocation;
+pub use store::{HookContext, Store, StoreBuilder, StoreError, StoreStats, Tx};
+pub use telemetry::{HandlerMetrics, MetricsSnapshot};
+pub use util::BoxFuture;
 
 /// Keeps a crate's registrations in the binary.
 ///
@@ -77,26 +89,24 @@ macro_rules! link {
 /// Items the macros' generated code uses. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::batch::{BatchConfig, BatchContext, BatchInvoke, check_payload};
+    pub use crate::bus::{
+        AsyncInvoke, BatchConfig, BatchContext, BatchInvoke, BlockingInvoke, EventRecord, FilterFn,
+        HandlerContext, HandlerOptions, HandlerRecord, IntoHandlerResult, Invoke, ScheduleContext,
+        ScheduledInvoke, ScheduledRecord, check_payload, decode_event,
+    };
     pub use crate::error::HandlerError;
     pub use crate::event::{Envelope, Event};
     pub use crate::executor::{Executor, ExecutorConfig};
-    pub use crate::handler::{
-        AsyncInvoke, BlockingInvoke, BoxFuture, FilterFn, HandlerContext, HandlerOptions,
-        IntoHandlerResult, Invoke, decode_event,
-    };
-    pub use crate::model::{
-        HookContext, HookError, HookInvoke, HookKind, HookRecord, IntoHookResult, Model,
-        ModelRecord,
-    };
+    pub use crate::model::{HookError, HookKind, IntoHookResult, Model, ModelRecord};
     pub use crate::pipeline::{
         Bypass, Done, EvaluationState, ExecutionContext, Outcome, PipelineEvent, Process, StepDef,
         StepOptions, StepRecord,
     };
-    pub use crate::registry::{EventRecord, HandlerRecord, SourceLocation};
     pub use crate::retry::RetryPolicy;
-    pub use crate::schedule::{ScheduleContext, ScheduleSpec, ScheduledInvoke, ScheduledRecord};
-    pub use crate::timer::MissedTicks;
+    pub use crate::schedule::{MissedTicks, ScheduleSpec};
+    pub use crate::source::SourceLocation;
+    pub use crate::store::{HookContext, HookInvoke, HookRecord};
+    pub use crate::util::BoxFuture;
     pub use ::inventory;
     pub use ::serde;
     pub use std::any::{Any, TypeId};

@@ -163,12 +163,20 @@ pub use eventflow_macros::{
 };
 pub use eventflow_runtime::*;
 
+/// The Redis Streams backend (feature `redis`, on by default): the package
+/// `eventflow-redis`. Its builder methods (`.redis(url)`, `.queue(..)`, ...) come from
+/// [`RedisBusExt`](redis::RedisBusExt), which the prelude brings into scope.
+#[cfg(feature = "redis")]
+pub use eventflow_redis as redis;
+
 /// Everything a program using eventflow usually needs.
 pub mod prelude {
     pub use crate::event;
     pub use crate::pipeline::{
         Bypass, EvaluationState, ExecutionContext, Outcome, OutcomeExt, Pipeline, Process,
     };
+    #[cfg(feature = "redis")]
+    pub use crate::redis::RedisBusExt;
     pub use crate::{
         BatchContext, DeadLetter, DeliveryReport, Envelope, Event, EventBus, EventError, Executor,
         ExecutorConfig, Handler, HandlerContext, HandlerError, MissedTicks, RetryPolicy,

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use eventflow::redis::{RedisBusExt, RedisConfig};
 use eventflow::testing::Recorder;
 use eventflow::{
     Envelope, EventBus, EventError, Handler, HandlerError, HandlerErrorKind, Payload, PublishError,
-    RedisConfig, RetryPolicy,
+    RetryPolicy,
 };
 use eventflow_tests::{Log, RedisTest, redis_or_skip};
 

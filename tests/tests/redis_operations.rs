@@ -8,9 +8,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use eventflow::{
-    Envelope, EventBus, HandlerError, MissedTicks, Payload, RedisConfig, Schedule, Scheduled,
-};
+use eventflow::redis::{RedisBusExt, RedisConfig};
+use eventflow::{Envelope, EventBus, HandlerError, MissedTicks, Payload, Schedule, Scheduled};
 use eventflow_tests::{RedisTest, SpanCapture, redis_or_skip, span_field};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use eventflow::{Envelope, EventBus, Payload, RedisConfig};
+use eventflow::redis::{RedisBusExt, RedisConfig};
+use eventflow::{Envelope, EventBus, Payload};
 use eventflow_tests::{RedisTest, redis_or_skip};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use eventflow::redis::{RedisBusExt, RedisConfig};
 use eventflow::testing::Recorder;
-use eventflow::{Envelope, EventBus, EventError, Handler, Payload, RedisConfig};
+use eventflow::{Envelope, EventBus, EventError, Handler, Payload};
 
 struct TlsRedis {
     dir: PathBuf,

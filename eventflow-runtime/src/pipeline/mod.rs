@@ -811,7 +811,7 @@ fn finish(
             _ => false,
         };
     }
-    crate::telemetry::calibrate_clock();
+    crate::util::calibrate_clock();
     Ok(Pipeline {
         inner: Arc::new(Inner {
             name: name.into(),
@@ -988,8 +988,8 @@ struct NodeOutcome {
 
 async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
     let rec = Recorder {
-        start: crate::telemetry::clock().raw(),
-        clock: crate::telemetry::clock(),
+        start: crate::util::clock().raw(),
+        clock: crate::util::clock(),
         inner,
     };
     let mut trace: Trace = Vec::with_capacity(2 + 2 * inner.nodes.len());

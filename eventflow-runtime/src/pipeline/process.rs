@@ -263,7 +263,7 @@ impl ProcessPool {
         let Ok(_slot) = self.slots.acquire().await else {
             return Attempt::Exception(HandlerError::msg("the process pool is closed"));
         };
-        let reused = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let reused = crate::util::lock(&self.idle).pop();
         let mut child = match reused {
             Some(c) => c,
             None => match self.spawn().await {
@@ -323,10 +323,7 @@ impl ProcessPool {
             .max_tasks_per_child
             .is_some_and(|m| child.tasks >= m);
         if !retire {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(child);
+            crate::util::lock(&self.idle).push(child);
         }
         attempt
     }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::error::HandlerError;
 use crate::executor::{Executor, ExecutorConfig, ThreadPool};
-use crate::registry::SourceLocation;
 use crate::retry::RetryPolicy;
+use crate::source::SourceLocation;
 
 use super::datum::{Datum, Input};
 use super::slot::{Filled, Slot, Vacant};

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use std::sync::OnceLock;
 
-use eventflow::{EventBus, Handler, HandlerContext, HandlerError, RedisConfig, ScheduleContext};
+use eventflow::redis::{RedisBusExt, RedisConfig};
+use eventflow::{EventBus, Handler, HandlerContext, HandlerError, ScheduleContext};
 use eventflow_tests::SpanCapture;
 use tokio::io::AsyncReadExt;
 

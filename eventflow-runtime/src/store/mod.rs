@@ -58,7 +58,13 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::EventBus;
 use crate::event::Envelope;
 use crate::executor::panic_message;
-use crate::model::{HookContext, HookError, HookInvoke, Model, ModelEvent, Operation, hooks_for};
+use crate::model::{HookError, Model, ModelEvent, Operation};
+use crate::util::lock;
+use hooks::hooks_for;
+
+mod hooks;
+
+pub use hooks::{HookContext, HookInvoke, HookRecord, MutHook, RefHook};
 
 /// What went wrong in a store.
 #[derive(Debug, thiserror::Error)]
@@ -336,13 +342,6 @@ fn table_name(prefix: &str, model: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     format!("{prefix}m_{name}")
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Store {
@@ -734,10 +733,6 @@ impl Store {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn doc_column(flavor: Flavor) -> &'static str {
     match flavor {
@@ -815,7 +810,7 @@ enum TxDb {
     Sql(sqlx::Transaction<'static, sqlx::Any>),
 }
 
-type AfterCommit = Box<dyn FnOnce(Store) -> crate::handler::BoxFuture<'static, ()> + Send>;
+type AfterCommit = Box<dyn FnOnce(Store) -> crate::util::BoxFuture<'static, ()> + Send>;
 
 struct TxState {
     db: TxDb,
@@ -1078,7 +1073,7 @@ impl Tx {
                     .bind(env.id.to_string())
                     .bind(name)
                     .bind(json)
-                    .bind(now_ms())
+                    .bind(i64::try_from(crate::util::now_ms()).unwrap_or(i64::MAX))
                     .execute(&mut **tx)
                     .await?;
             }
@@ -1224,7 +1219,7 @@ async fn relay_once(inner: &Inner) -> Result<usize, StoreError> {
                 }
             };
             sqlx::query(&mark)
-                .bind(now_ms())
+                .bind(i64::try_from(crate::util::now_ms()).unwrap_or(i64::MAX))
                 .bind(error)
                 .bind(seq)
                 .execute(&mut *tx)

@@ -20,16 +20,7 @@ use tokio::time::MissedTickBehavior;
 use crate::bus::EventBus;
 use crate::error::{EventError, PublishError};
 use crate::event::Envelope;
-
-/// What a periodic timer does with ticks it missed because the process was busy.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MissedTicks {
-    /// Missed ticks are dropped; the next tick comes on the original schedule.
-    #[default]
-    Skip,
-    /// Missed ticks fire at once, one after another, until the timer has caught up.
-    CatchUp,
-}
+use crate::schedule::MissedTicks;
 
 /// A running timer. [`stop`](Self::stop) cancels it; dropping the handle leaves it running
 /// until the bus shuts down.

@@ -1,14 +1,14 @@
 //! Dead letters: events a handler could not process, kept for inspection and retry
 //! (earnorm's failed jobs).
 
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConnectionError, HandlerErrorKind};
-use crate::event::{Envelope, millis};
-use crate::handler::BoxFuture;
+use crate::event::Envelope;
+use crate::util::BoxFuture;
+use crate::util::millis;
 
 /// An event one handler gave up on: its retries ran out, or it failed permanently.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -32,6 +32,32 @@ pub struct DeadLetter {
     /// When the last attempt failed.
     #[serde(with = "epoch_millis")]
     pub failed_at: SystemTime,
+}
+
+impl DeadLetter {
+    /// A dead letter with a new id for `envelope`, which `handler` gave up on after
+    /// `attempts` attempts with `error`. Every dead letter of the crate and its backends is
+    /// made here.
+    pub fn new(
+        handler: impl Into<String>,
+        envelope: Envelope,
+        error: impl std::fmt::Display,
+        error_kind: HandlerErrorKind,
+        attempts: u32,
+        first_failed_at: SystemTime,
+        failed_at: SystemTime,
+    ) -> Self {
+        DeadLetter {
+            id: uuid::Uuid::new_v4(),
+            handler: handler.into(),
+            envelope,
+            error: error.to_string(),
+            error_kind,
+            attempts,
+            first_failed_at,
+            failed_at,
+        }
+    }
 }
 
 mod epoch_millis {
@@ -60,39 +86,6 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     fn len(&self) -> BoxFuture<'_, Result<usize, ConnectionError>>;
 }
 
-/// Dead letters in this process's memory.
-#[derive(Default)]
-pub struct MemoryDeadLetters {
-    letters: Mutex<Vec<DeadLetter>>,
-}
+mod memory;
 
-impl MemoryDeadLetters {
-    fn with<R>(&self, f: impl FnOnce(&mut Vec<DeadLetter>) -> R) -> Result<R, ConnectionError> {
-        // A panic while holding the lock cannot leave the Vec half-updated, so a poisoned
-        // lock is still safe to use.
-        let mut guard = self.letters.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(f(&mut guard))
-    }
-}
-
-impl DeadLetterStore for MemoryDeadLetters {
-    fn put(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), ConnectionError>> {
-        let r = self.with(|v| v.push(letter));
-        Box::pin(async move { r })
-    }
-
-    fn list(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, ConnectionError>> {
-        let r = self.with(|v| v.clone());
-        Box::pin(async move { r })
-    }
-
-    fn take(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<DeadLetter>, ConnectionError>> {
-        let r = self.with(|v| v.iter().position(|l| l.id == id).map(|i| v.remove(i)));
-        Box::pin(async move { r })
-    }
-
-    fn len(&self) -> BoxFuture<'_, Result<usize, ConnectionError>> {
-        let r = self.with(|v| v.len());
-        Box::pin(async move { r })
-    }
-}
+pub use memory::MemoryDeadLetters;

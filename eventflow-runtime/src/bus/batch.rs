@@ -29,7 +29,20 @@ use tokio::sync::oneshot;
 use crate::bus::EventBus;
 use crate::error::{EventError, HandlerError, HandlerErrorKind, PayloadError};
 use crate::event::{Envelope, Event};
-use crate::handler::BoxFuture;
+use crate::util::BoxFuture;
+use std::panic::AssertUnwindSafe;
+use std::time::SystemTime;
+
+use futures::FutureExt;
+use tracing::Instrument;
+
+use super::Inner;
+use super::attempt::give_up;
+use super::handler::HandlerFn;
+use crate::delivery::{HandlerOutcome, OutcomeStatus};
+use crate::executor::{bounded, flatten_panic, panic_message};
+use crate::telemetry::Tally;
+use crate::util::{clock, since};
 
 /// How a batched handler gathers events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,7 +180,7 @@ pub(crate) struct Batcher {
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     waiting: Vec<Waiting>,
     generation: u64,
 }
@@ -191,7 +204,7 @@ impl Batcher {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::util::lock(&self.state)
     }
 
     pub(crate) fn add(&self, item: Waiting) -> Added {
@@ -217,5 +230,157 @@ impl Batcher {
         }
         s.generation += 1;
         Some(std::mem::take(&mut s.waiting))
+    }
+}
+
+/// Puts the event in its handler's next batch and waits for the batch's outcome.
+pub(super) async fn deliver_batched(
+    inner: &Arc<Inner>,
+    idx: usize,
+    envelope: &Envelope,
+    tally: &Tally<'_>,
+    check: Option<&crate::bus::batch::DynCheck>,
+) -> HandlerOutcome {
+    let slot = &inner.handlers[idx];
+    tally.delivered();
+    let now = SystemTime::now();
+    if let Some(check) = check
+        && let Err(err) = check(envelope)
+    {
+        // A payload that cannot be decoded would fail every batch it joined.
+        tally.failed_attempts();
+        return give_up(inner, slot, tally, envelope, 1, err, now, now).await;
+    }
+    let Some(batcher) = &slot.batcher else {
+        let err = HandlerError::permanent_msg("a batched handler without batch settings");
+        return give_up(inner, slot, tally, envelope, 1, err, now, now).await;
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    match batcher.add((envelope.clone(), tx)) {
+        Added::Full(items) => {
+            tokio::spawn(run_batch(inner.clone(), idx, items));
+        }
+        Added::First(generation) => {
+            let (inner, wait) = (inner.clone(), batcher.config.max_wait);
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let items = inner.handlers[idx]
+                    .batcher
+                    .as_ref()
+                    .and_then(|b| b.take(generation));
+                if let Some(items) = items {
+                    run_batch(inner, idx, items).await;
+                }
+            });
+        }
+        Added::Queued => {}
+    }
+    match rx.await {
+        Ok((attempts, None)) => {
+            tally.succeeded();
+            if let Some(r) = &inner.recorder {
+                r.record_outcome(&slot.name, envelope, attempts, None);
+            }
+            HandlerOutcome {
+                handler: slot.name.clone(),
+                attempts,
+                status: OutcomeStatus::Succeeded,
+            }
+        }
+        Ok((attempts, Some((err, first_failed_at)))) => {
+            give_up(
+                inner,
+                slot,
+                tally,
+                envelope,
+                attempts,
+                err,
+                first_failed_at,
+                SystemTime::now(),
+            )
+            .await
+        }
+        Err(_) => HandlerOutcome {
+            handler: slot.name.clone(),
+            attempts: 0,
+            status: OutcomeStatus::Cancelled,
+        },
+    }
+}
+
+/// Runs one batch with retries, then tells each of its events how it ended.
+pub(super) async fn run_batch(inner: Arc<Inner>, idx: usize, items: Vec<Waiting>) {
+    let slot = &inner.handlers[idx];
+    let HandlerFn::Batch { run, .. } = &slot.func else {
+        return;
+    };
+    let (envelopes, senders): (Vec<Envelope>, Vec<_>) = items.into_iter().unzip();
+    let size = envelopes.len();
+    let Some(first_name) = envelopes.first().map(|e| e.name.clone()) else {
+        return;
+    };
+    let envelopes: Arc<[Envelope]> = envelopes.into();
+    if let Some(m) = &slot.metrics {
+        m.batch_size(size);
+    }
+    // Attempts and retries count once per batch, under its first event's name.
+    let tally = Tally::new(&slot.counters, slot.metrics.as_ref(), &first_name);
+    let mut attempt = 1;
+    let mut first_failed_at = None;
+    let failure = loop {
+        let span = if inner.telemetry.tracing {
+            tracing::debug_span!("eventflow.batch", handler = %slot.name, size, attempt)
+        } else {
+            tracing::Span::none()
+        };
+        let ctx = BatchContext::new(
+            envelopes.clone(),
+            attempt,
+            slot.name.clone(),
+            EventBus {
+                inner: inner.clone(),
+            },
+        );
+        let t0 = tally.timed().then(|| clock().now());
+        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| run(ctx))) {
+            Ok(fut) => {
+                let caught = AssertUnwindSafe(fut).catch_unwind().instrument(span);
+                match bounded(slot.options.timeout, caught).await {
+                    Ok(r) => flatten_panic(r),
+                    Err(timed_out) => Err(timed_out),
+                }
+            }
+            Err(p) => Err(HandlerError::panicked(panic_message(&*p))),
+        };
+        if let Some(t0) = t0 {
+            tally.attempt_took(since(t0));
+        }
+        let err = match result {
+            Ok(()) => break None,
+            Err(err) => err,
+        };
+        tally.failed_attempts();
+        let failed_at = *first_failed_at.get_or_insert_with(SystemTime::now);
+        if slot.options.retry.should_retry(&err, attempt) {
+            tally.retried();
+            let delay = slot.options.retry.delay(attempt);
+            tracing::warn!(handler = %slot.name, size, attempt, ?delay, error = %err,
+                "eventflow: batch failed; retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+            continue;
+        }
+        break Some((err, failed_at));
+    };
+    for tx in senders {
+        let outcome = failure.as_ref().map(|(err, at)| {
+            let each = BatchError {
+                size,
+                message: err.to_string(),
+            };
+            (HandlerError::with_kind(err.kind(), each), *at)
+        });
+        // A delivery that went away (cancelled at shutdown) needs no answer.
+        let _ = tx.send((attempt, outcome));
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::batch::{BatchConfig, BatchContext, BatchInvoke, DynBatch, DynCheck};
 use crate::bus::EventBus;
+use crate::bus::batch::{BatchConfig, BatchContext, BatchInvoke, DynBatch, DynCheck};
 use crate::error::{EventError, HandlerError};
 use crate::event::{Envelope, Event, Headers};
 use crate::executor::{Executor, ExecutorConfig};
@@ -140,7 +140,7 @@ impl HandlerContext {
         name: &str,
         payload: serde_json::Value,
     ) -> Result<(), EventError> {
-        let env = crate::bus::raw_envelope(name, payload)?;
+        let env = super::publish::raw_envelope(name, payload)?;
         self.bus
             .publish_envelope(env.caused_by(&self.envelope))
             .await
@@ -183,7 +183,7 @@ impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
 pub fn decode_event<T: DeserializeOwned + Clone + 'static>(
     ctx: &HandlerContext,
 ) -> Result<std::borrow::Cow<'_, T>, HandlerError> {
-    crate::batch::decode_one(ctx.envelope())
+    crate::bus::batch::decode_one(ctx.envelope())
 }
 
 type DynAsync =
@@ -334,7 +334,7 @@ impl Handler {
             Ok(events) => Box::pin(f(events, ctx)) as BoxFuture<'static, _>,
             Err(e) => Box::pin(std::future::ready(Err(e))),
         });
-        let check: Arc<DynCheck> = Arc::new(crate::batch::check_payload::<T>);
+        let check: Arc<DynCheck> = Arc::new(crate::bus::batch::check_payload::<T>);
         let mut h = Self::from_fn(
             name,
             pattern,
@@ -361,7 +361,7 @@ impl Handler {
     }
 
     /// From a registry record.
-    pub(crate) fn from_record(r: &crate::registry::HandlerRecord) -> Self {
+    pub(crate) fn from_record(r: &crate::bus::HandlerRecord) -> Self {
         Handler {
             filter: r.options.filter.map(|f| Arc::new(f) as Arc<DynFilter>),
             name: r.name.to_owned(),

@@ -4,6 +4,7 @@
 //! Needs Redis at `EVENTFLOW_REDIS_URL` (default `redis://127.0.0.1:6379/0`). Target: at
 //! least 60% of the raw throughput.
 
+#[path = "../../benches/support/mod.rs"]
 mod support;
 
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use eventflow_runtime::{Envelope, Event, EventBus, Handler, HandlerError, RedisConfig};
+use eventflow_redis::{RedisBusExt, RedisConfig};
+use eventflow_runtime::{Envelope, Event, EventBus, Handler, HandlerError};
 use redis::Value;
 use serde::{Deserialize, Serialize};
 

@@ -10,21 +10,12 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
+use super::handler::{HandlerOptions, Invoke};
+use super::scheduler::ScheduledRecord;
+use super::validate::check_handlers;
 use crate::error::ValidationError;
-use crate::handler::{HandlerOptions, Invoke};
-use crate::pattern::{Pattern, validate_name};
-use crate::schedule::ScheduledRecord;
-
-/// Where a registration was written.
-#[derive(Clone, Copy, Debug)]
-pub struct SourceLocation {
-    /// `module_path!()` of the item.
-    pub module: &'static str,
-    /// `file!()` of the item.
-    pub file: &'static str,
-    /// `line!()` of the item.
-    pub line: u32,
-}
+use crate::pattern::validate_name;
+use crate::source::SourceLocation;
 
 /// A type deriving `Event`.
 #[derive(Debug)]
@@ -194,46 +185,4 @@ impl Registry {
         }
         out
     }
-}
-
-/// Checks a set of handlers (name, pattern, options, where): unique names, valid patterns
-/// and options. Shared by the registry and the bus builder.
-pub(crate) fn check_handlers<'a>(
-    handlers: impl Iterator<Item = (&'a str, &'a str, &'a HandlerOptions, String)>,
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut seen: HashMap<&str, String> = HashMap::new();
-    for (name, pattern, options, at) in handlers {
-        if let Some(first) = seen.get(name) {
-            problems.push(format!(
-                "two handlers are named `{name}`: at {first} and at {at}"
-            ));
-        } else {
-            seen.insert(name, at.clone());
-        }
-        if let Err(reason) = Pattern::parse(pattern) {
-            problems.push(format!(
-                "handler `{name}` ({at}) has an invalid pattern `{pattern}`: {reason}"
-            ));
-        }
-        if let Err(reason) = options.retry.validate() {
-            problems.push(format!("handler `{name}` ({at}): {reason}"));
-        }
-        if options.concurrency == Some(0) {
-            problems.push(format!(
-                "handler `{name}` ({at}): concurrency must be at least 1"
-            ));
-        }
-        if options.executor_config.max_workers == Some(0) {
-            problems.push(format!(
-                "handler `{name}` ({at}): max_workers must be at least 1"
-            ));
-        }
-        if options.executor_config.max_tasks_per_child == Some(0) {
-            problems.push(format!(
-                "handler `{name}` ({at}): max_tasks_per_child must be at least 1"
-            ));
-        }
-    }
-    problems
 }

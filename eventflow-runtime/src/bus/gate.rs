@@ -84,7 +84,7 @@ impl PriorityGate {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Every critical section leaves the state consistent, so poisoning is harmless.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::util::lock(&self.state)
     }
 
     pub(crate) fn waiting(&self) -> usize {

@@ -7,14 +7,14 @@
 //! the sink's future has settled every handler's outcome: so a broker such as Redis
 //! Streams or NATS JetStream fits behind the same trait without changing users' handlers.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bus::DeliveryReport;
-use crate::dead_letter::{DeadLetterStore, MemoryDeadLetters};
-use crate::error::{ConnectionError, PublishError};
+use crate::dead_letter::DeadLetterStore;
+use crate::delivery::DeliveryReport;
+use crate::error::{ConnectionError, EventError, PublishError};
 use crate::event::Envelope;
-use crate::handler::BoxFuture;
+use crate::util::BoxFuture;
 
 /// Who retries a failed attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,92 +133,16 @@ pub trait Backend: Send + Sync + 'static {
     fn health(&self) -> BoxFuture<'_, BackendHealth>;
 }
 
-/// Delivers in this process: each accepted envelope is handed to the sink at once, on a
-/// tokio task of its own. Nothing is serialized. Delayed events wait in this process and
-/// are lost if it stops first.
-#[derive(Default)]
-pub struct MemoryBackend {
-    sink: OnceLock<Arc<dyn DeliverySink>>,
-    dead_letters: Arc<MemoryDeadLetters>,
+/// Settings a backend connects from when the bus is built
+/// ([`EventBusBuilder::backend_config`](crate::EventBusBuilder::backend_config)). A backend
+/// package implements it for its configuration type and adds builder methods that fill it
+/// through [`EventBusBuilder::backend_config_mut`](crate::EventBusBuilder::backend_config_mut).
+pub trait BackendConfig: std::any::Any + Send + 'static {
+    /// Connects to the broker and returns the backend.
+    fn connect(self: Box<Self>) -> BoxFuture<'static, Result<Arc<dyn Backend>, EventError>>;
 }
 
-impl MemoryBackend {
-    /// A new memory backend.
-    pub fn new() -> Self {
-        Self::default()
-    }
+pub mod broker;
+mod memory;
 
-    fn sink(&self, name: &str) -> Result<&Arc<dyn DeliverySink>, PublishError> {
-        self.sink.get().ok_or_else(|| PublishError::Backend {
-            name: name.to_owned(),
-            source: ConnectionError {
-                backend: "memory",
-                message: "the backend was not started".into(),
-                source: None,
-            },
-        })
-    }
-}
-
-impl Backend for MemoryBackend {
-    fn name(&self) -> &'static str {
-        "memory"
-    }
-
-    fn delivers_without_consume(&self) -> bool {
-        true
-    }
-
-    fn start(&self, sink: Arc<dyn DeliverySink>) -> BoxFuture<'_, Result<(), ConnectionError>> {
-        let res = self.sink.set(sink).map_err(|_| ConnectionError {
-            backend: "memory",
-            message: "this backend is already started by another bus".into(),
-            source: None,
-        });
-        Box::pin(async move { res })
-    }
-
-    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), PublishError>> {
-        let res = self.sink(&envelope.name).map(|sink| {
-            tokio::spawn(sink.deliver(Delivery::new(envelope)));
-        });
-        Box::pin(async move { res })
-    }
-
-    fn publish_delayed(
-        &self,
-        envelope: Envelope,
-        delay: Duration,
-    ) -> BoxFuture<'_, Result<(), PublishError>> {
-        let res = self.sink(&envelope.name).map(|sink| {
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                sink.deliver(Delivery::new(envelope)).await
-            });
-        });
-        Box::pin(async move { res })
-    }
-
-    fn stop(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
-    }
-
-    fn dead_letters(&self) -> Arc<dyn DeadLetterStore> {
-        self.dead_letters.clone()
-    }
-
-    fn health(&self) -> BoxFuture<'_, BackendHealth> {
-        let reachable = self.sink.get().is_some();
-        let dead = self.dead_letters.clone();
-        Box::pin(async move {
-            BackendHealth {
-                reachable,
-                lag: Some(0),
-                pending: Some(0),
-                dead_letters: dead.len().await.ok().map(|n| n as u64),
-                detail: None,
-            }
-        })
-    }
-}
+pub use memory::MemoryBackend;

@@ -1,0 +1,399 @@
+//! The backend itself: publisher connections, publishing, and the `Backend` trait.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use eventflow_runtime::{
+    Backend, BackendHealth, BoxFuture, ConnectionError, DeadLetterStore, DeliverySink, Envelope,
+    PublishError,
+};
+use redis::Value;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+
+use crate::ack::*;
+use crate::config::{RedisConfig, redact};
+use crate::dead_letters::RedisDeadLetters;
+use crate::reply::{int, pairs, text};
+use crate::scripts::*;
+use crate::worker::*;
+
+pub(crate) struct Shared {
+    pub(crate) cfg: RedisConfig,
+    pub(crate) keys: Keys,
+    pub(crate) client: redis::Client,
+    pub(crate) publishers: Vec<ConnectionManager>,
+    pub(crate) next: AtomicUsize,
+    pub(crate) consumer: String,
+    pub(crate) sink: OnceLock<Arc<dyn DeliverySink>>,
+    pub(crate) dead: Arc<RedisDeadLetters>,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) wake: Notify,
+    pub(crate) in_flight: Arc<Semaphore>,
+    pub(crate) tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Plain acknowledgements (no retry to schedule), sent in batches by one task.
+    pub(crate) acks: OnceLock<mpsc::UnboundedSender<(String, oneshot::Sender<()>)>>,
+    /// Ids of the entries this worker is handling; their idle time is refreshed so that no
+    /// other worker claims them while they run.
+    pub(crate) running: Mutex<std::collections::HashSet<String>>,
+}
+
+/// The Redis Streams backend. See the [module documentation](self).
+pub struct RedisBackend {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) fn unique_consumer_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".into());
+    let rand = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &rand[..8])
+}
+
+impl RedisBackend {
+    /// Connects the publisher connections and checks the server answers.
+    pub async fn connect(cfg: RedisConfig) -> Result<Self, ConnectionError> {
+        if cfg.url.starts_with("rediss://") {
+            // One crypto provider for the process; an error means one is already installed.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = match &cfg.tls_root_cert_pem {
+            Some(pem) => redis::Client::build_with_tls(
+                cfg.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(cfg.url.as_str()),
+        }
+        .map_err(|e| conn_err(format!("invalid Redis URL `{}`", redact(&cfg.url)), Some(e)))?;
+        let manager_cfg = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(cfg.publish_timeout))
+            .set_connection_timeout(Some(cfg.publish_timeout))
+            .set_number_of_retries(2);
+        let n = cfg.pool_min.clamp(1, cfg.pool_max.max(1));
+        let mut publishers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let conn = ConnectionManager::new_with_config(client.clone(), manager_cfg.clone())
+                .await
+                .map_err(|e| {
+                    conn_err(format!("cannot connect to {}", redact(&cfg.url)), Some(e))
+                })?;
+            publishers.push(conn);
+        }
+        let keys = Keys {
+            stream: format!("{}:stream", cfg.queue),
+            delayed: format!("{}:delayed", cfg.queue),
+            dead: format!("{}:dead", cfg.queue),
+        };
+        let dead = Arc::new(RedisDeadLetters {
+            conn: publishers[0].clone(),
+            key: keys.dead.clone(),
+        });
+        Ok(RedisBackend {
+            shared: Arc::new(Shared {
+                in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
+                cfg,
+                keys,
+                client,
+                publishers,
+                next: AtomicUsize::new(0),
+                consumer: unique_consumer_name(),
+                sink: OnceLock::new(),
+                dead,
+                stopping: AtomicBool::new(false),
+                wake: Notify::new(),
+                tasks: Mutex::new(Vec::new()),
+                acks: OnceLock::new(),
+                running: Mutex::new(std::collections::HashSet::new()),
+            }),
+        })
+    }
+
+    /// This process's consumer name in the group.
+    pub fn consumer_name(&self) -> &str {
+        &self.shared.consumer
+    }
+}
+
+pub(crate) fn conn_err(
+    message: impl Into<String>,
+    source: Option<redis::RedisError>,
+) -> ConnectionError {
+    ConnectionError {
+        backend: "redis",
+        message: message.into(),
+        source: source.map(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+    }
+}
+
+impl Shared {
+    pub(crate) fn schedule_key(&self, schedule: &str) -> String {
+        format!("{}:sched:{schedule}", self.cfg.queue)
+    }
+
+    pub(crate) fn publisher(&self) -> ConnectionManager {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.publishers.len();
+        self.publishers[i].clone()
+    }
+
+    pub(crate) fn encode(&self, envelope: &Envelope) -> Result<String, PublishError> {
+        let json = serde_json::to_string(envelope).map_err(|source| PublishError::Serialize {
+            name: envelope.name.to_string(),
+            source,
+        })?;
+        if json.len() > self.cfg.max_entry_bytes {
+            return Err(PublishError::TooLarge {
+                name: envelope.name.to_string(),
+                size: json.len(),
+                max: self.cfg.max_entry_bytes,
+            });
+        }
+        Ok(json)
+    }
+
+    pub(crate) async fn xadd(&self, fields: &[(&str, &str)]) -> Result<(), ConnectionError> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.keys.stream);
+        if let Some(n) = self.cfg.max_len {
+            cmd.arg("MAXLEN").arg("~").arg(n);
+        }
+        cmd.arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        let mut c = self.publisher();
+        match tokio::time::timeout(self.cfg.publish_timeout, cmd.query_async::<String>(&mut c))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(conn_err("XADD failed", Some(e))),
+            Err(_) => Err(conn_err(
+                format!("XADD took longer than {:?}", self.cfg.publish_timeout),
+                None,
+            )),
+        }
+    }
+}
+
+pub(crate) fn delayed_member(envelope_json: &str, handler: Option<&str>) -> String {
+    serde_json::json!({ "e": envelope_json, "h": handler }).to_string()
+}
+
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn start(&self, sink: Arc<dyn DeliverySink>) -> BoxFuture<'_, Result<(), ConnectionError>> {
+        let res = self
+            .shared
+            .sink
+            .set(sink)
+            .map_err(|_| conn_err("this backend is already started by another bus", None));
+        Box::pin(async move { res })
+    }
+
+    fn consume(&self) -> BoxFuture<'_, Result<(), ConnectionError>> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let mut tasks = shared.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            if !tasks.is_empty() {
+                return Ok(());
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = shared.acks.set(tx);
+            // Not among `tasks`: acknowledgements go on after reading stops, until the
+            // backend itself is dropped.
+            tokio::spawn(ack_loop(Arc::downgrade(&shared), rx));
+            tasks.push(tokio::spawn(consume_loop(shared.clone())));
+            tasks.push(tokio::spawn(promote_loop(shared.clone())));
+            // Not among `tasks`: leases go on while in-flight work drains after reading stops.
+            tokio::spawn(lease_loop(shared.clone()));
+            Ok(())
+        })
+    }
+
+    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), PublishError>> {
+        Box::pin(async move {
+            let json = self.shared.encode(&envelope)?;
+            self.shared
+                .xadd(&[("envelope", &json)])
+                .await
+                .map_err(|source| PublishError::Backend {
+                    name: envelope.name.to_string(),
+                    source,
+                })
+        })
+    }
+
+    fn publish_delayed(
+        &self,
+        envelope: Envelope,
+        delay: Duration,
+    ) -> BoxFuture<'_, Result<(), PublishError>> {
+        Box::pin(async move {
+            let json = self.shared.encode(&envelope)?;
+            let mut c = self.shared.publisher();
+            let script = redis::Script::new(SCHEDULE);
+            let mut inv = script.key(&self.shared.keys.delayed);
+            inv.arg(delay.as_millis() as u64)
+                .arg(delayed_member(&json, None));
+            let call = inv.invoke_async::<i64>(&mut c);
+            let backend_err = |message: String, source| PublishError::Backend {
+                name: envelope.name.to_string(),
+                source: conn_err(message, source),
+            };
+            match tokio::time::timeout(self.shared.cfg.publish_timeout, call).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(backend_err(
+                    "scheduling a delayed event failed".into(),
+                    Some(e),
+                )),
+                Err(_) => Err(backend_err(
+                    "scheduling a delayed event timed out".into(),
+                    None,
+                )),
+            }
+        })
+    }
+
+    fn requeue(
+        &self,
+        envelope: Envelope,
+        handler: String,
+    ) -> BoxFuture<'_, Result<bool, ConnectionError>> {
+        Box::pin(async move {
+            let json = self
+                .shared
+                .encode(&envelope)
+                .map_err(|e| conn_err(format!("cannot requeue: {e}"), None))?;
+            self.shared
+                .xadd(&[("envelope", &json), ("handler", &handler)])
+                .await?;
+            Ok(true)
+        })
+    }
+
+    /// One atomic script on `{queue}:sched:{schedule}`, which holds the last tick granted.
+    fn claim_tick(
+        &self,
+        schedule: &str,
+        tick_ms: u64,
+    ) -> BoxFuture<'_, Result<bool, ConnectionError>> {
+        let key = self.shared.schedule_key(schedule);
+        let schedule = schedule.to_owned();
+        Box::pin(async move {
+            let mut c = self.shared.publisher();
+            let script = redis::Script::new(CLAIM_TICK);
+            let mut inv = script.key(&key);
+            inv.arg(tick_ms);
+            match tokio::time::timeout(
+                self.shared.cfg.publish_timeout,
+                inv.invoke_async::<i64>(&mut c),
+            )
+            .await
+            {
+                Ok(Ok(granted)) => Ok(granted == 1),
+                Ok(Err(e)) => Err(conn_err(
+                    format!("claiming a tick of `{schedule}` failed"),
+                    Some(e),
+                )),
+                Err(_) => Err(conn_err(
+                    format!("claiming a tick of `{schedule}` timed out"),
+                    None,
+                )),
+            }
+        })
+    }
+
+    fn last_tick(&self, schedule: &str) -> BoxFuture<'_, Result<Option<u64>, ConnectionError>> {
+        let key = self.shared.schedule_key(schedule);
+        let schedule = schedule.to_owned();
+        Box::pin(async move {
+            let mut c = self.shared.publisher();
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(&key);
+            let get = cmd.query_async::<Option<u64>>(&mut c);
+            match tokio::time::timeout(self.shared.cfg.publish_timeout, get).await {
+                Ok(r) => r.map_err(|e| {
+                    conn_err(
+                        format!("reading the last tick of `{schedule}` failed"),
+                        Some(e),
+                    )
+                }),
+                Err(_) => Err(conn_err(
+                    format!("reading the last tick of `{schedule}` timed out"),
+                    None,
+                )),
+            }
+        })
+    }
+
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            shared.stopping.store(true, Ordering::SeqCst);
+            shared.wake.notify_waiters();
+            let tasks: Vec<_> =
+                std::mem::take(&mut *shared.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+            for t in tasks {
+                let _ = tokio::time::timeout(shared.cfg.block + Duration::from_secs(1), t).await;
+            }
+        })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            // Every entry task holds a permit until its acknowledgement is done.
+            let all = shared.cfg.max_in_flight.max(1) as u32;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(10), shared.in_flight.acquire_many(all))
+                    .await;
+        })
+    }
+
+    fn dead_letters(&self) -> Arc<dyn DeadLetterStore> {
+        self.shared.dead.clone()
+    }
+
+    fn health(&self) -> BoxFuture<'_, BackendHealth> {
+        let shared = self.shared.clone();
+        Box::pin(async move { health(&shared).await })
+    }
+}
+
+pub(crate) async fn health(shared: &Shared) -> BackendHealth {
+    let mut c = shared.publisher();
+    let mut h = BackendHealth::default();
+    match redis::cmd("PING").query_async::<String>(&mut c).await {
+        Ok(_) => h.reachable = true,
+        Err(e) => {
+            h.detail = Some(format!("PING failed: {e}"));
+            return h;
+        }
+    }
+    if let Ok(Value::Array(groups)) = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&shared.keys.stream)
+        .query_async::<Value>(&mut c)
+        .await
+    {
+        for g in groups {
+            let map = pairs(&g);
+            if map.get("name").and_then(text).as_deref() == Some(shared.cfg.group.as_str()) {
+                h.pending = map.get("pending").and_then(int);
+                h.lag = map.get("lag").and_then(int);
+            }
+        }
+    }
+    h.dead_letters = shared.dead.len().await.ok().map(|n| n as u64);
+    h
+}

@@ -1,0 +1,55 @@
+//! The Redis Streams backend (feature `redis`): several processes or machines share the
+//! work of one consumer group, at least once.
+//!
+//! ## Keys
+//!
+//! With `queue = "myapp"`:
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `myapp:stream` | stream | every published event (field `envelope`, JSON; field `handler` when the entry is for one handler only) |
+//! | `myapp:delayed` | sorted set | delayed events and scheduled retries, scored by due time (ms, Redis's clock) |
+//! | `myapp:dead` | hash | dead letters by id (JSON) |
+//!
+//! **One stream per namespace, routing in the worker.** Every worker reads one stream with
+//! one `XREADGROUP`, and the bus's compiled router picks the handlers. A stream per event
+//! name would need a read over every stream a worker's patterns might match, could not see
+//! names that appear later (`user.*` and a new `user.banned`), and would multiply consumer
+//! groups and pending lists. The cost: a worker reads events none of its handlers wants
+//! (it acknowledges them at once), so give unrelated applications their own `queue`.
+//!
+//! ## Delivery
+//!
+//! Publish is `XADD` (with an approximate `MAXLEN` when set). A worker reads with
+//! `XREADGROUP` under a consumer name unique to the process (`host-pid-random`, never
+//! reused), runs the matching handlers, and acknowledges (`XACK`) only when every handler's
+//! outcome is settled: success, dead letter, or a retry scheduled. A retry is a new entry
+//! in the delayed set, added in the same Lua script as the `XACK`, so nothing is lost or
+//! doubled between the two and no worker sleeps through a backoff. A promoter in each
+//! worker moves due entries from the delayed set to the stream in one Lua script per batch;
+//! several workers running it at once neither duplicate nor lose entries.
+//!
+//! On start a worker first re-reads its own pending entries, then reads new ones. Entries
+//! left pending by a consumer that died are claimed with `XAUTOCLAIM` once idle for
+//! `claim_idle`; a live worker refreshes the idle time of the entries it is still handling
+//! (`XCLAIM ... JUSTID` every third of `claim_idle`), so a long handler is not claimed and
+//! run a second time elsewhere. The entry's delivery count is added to the envelope's `attempt`; an entry
+//! delivered more than `max_deliveries` times (its handler crashed or hung the worker each
+//! time) goes to dead letters.
+//!
+//! An entry that is not a valid envelope (not JSON, missing fields, a bad name) goes to
+//! dead letters under the handler name `""` with the reason, and is acknowledged.
+
+mod ack;
+mod backend;
+mod config;
+mod dead_letters;
+mod ext;
+mod reply;
+mod scripts;
+mod worker;
+
+pub use backend::RedisBackend;
+pub use config::RedisConfig;
+pub use dead_letters::RedisDeadLetters;
+pub use ext::RedisBusExt;

@@ -1,0 +1,342 @@
+//! The worker: reading, claiming and handling stream entries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use eventflow_runtime::backend::broker::{self, Settlement};
+use eventflow_runtime::{Delivery, Envelope, Retries};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Value};
+
+use crate::ack::*;
+use crate::backend::{Shared, delayed_member};
+use crate::reply::{Entry, entries_of, int, read_reply, text};
+
+pub(crate) async fn connect_consumer(
+    shared: &Shared,
+) -> Result<MultiplexedConnection, redis::RedisError> {
+    // A connection of its own: a blocking read must not stall anyone else's commands, and
+    // it must not be cut by a response timeout shorter than the block.
+    let cfg = AsyncConnectionConfig::new()
+        .set_response_timeout(None)
+        .set_connection_timeout(Some(Duration::from_secs(5)));
+    let mut conn = shared
+        .client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await?;
+    let created = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&shared.keys.stream)
+        .arg(&shared.cfg.group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async::<()>(&mut conn)
+        .await;
+    match created {
+        Ok(()) => Ok(conn),
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(conn),
+        Err(e) => Err(e),
+    }
+}
+
+pub(crate) async fn consume_loop(shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(100);
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let mut conn = match connect_consumer(&shared).await {
+            Ok(c) => {
+                backoff = Duration::from_millis(100);
+                c
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, ?backoff, "eventflow: Redis consumer cannot connect; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shared.wake.notified() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Err(e) = read_until_error(&shared, &mut conn).await {
+            tracing::warn!(error = %e, "eventflow: Redis consumer lost its connection; reconnecting");
+        }
+    }
+}
+
+/// Reads and dispatches entries until shutdown (`Ok`) or a Redis error (`Err`).
+pub(crate) async fn read_until_error(
+    shared: &Arc<Shared>,
+    conn: &mut MultiplexedConnection,
+) -> Result<(), redis::RedisError> {
+    // Own pending entries first (after a reconnect), then new ones.
+    let mut cursor = "0".to_owned();
+    let mut last_claim: Option<tokio::time::Instant> = None;
+    while !shared.stopping.load(Ordering::SeqCst) {
+        if last_claim.is_none_or(|t| t.elapsed() >= shared.cfg.claim_idle / 2) {
+            last_claim = Some(tokio::time::Instant::now());
+            claim_abandoned(shared, conn).await?;
+        }
+        let reading_pending = cursor != ">";
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&shared.cfg.group)
+            .arg(&shared.consumer)
+            .arg("COUNT")
+            .arg(shared.cfg.batch);
+        if !reading_pending {
+            cmd.arg("BLOCK").arg(shared.cfg.block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(&shared.keys.stream).arg(&cursor);
+        let reply: Value = cmd.query_async(conn).await?;
+        let entries = read_reply(&reply);
+        if reading_pending {
+            match entries.last() {
+                Some(last) => cursor = last.id.clone(),
+                None => cursor = ">".into(),
+            }
+            dispatch_redelivered(shared, conn, entries).await?;
+        } else {
+            for e in entries {
+                dispatch_entry(shared, e, 1).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Claims entries other consumers left pending longer than `claim_idle`.
+pub(crate) async fn claim_abandoned(
+    shared: &Arc<Shared>,
+    conn: &mut MultiplexedConnection,
+) -> Result<(), redis::RedisError> {
+    let mut start = "0-0".to_owned();
+    loop {
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&shared.keys.stream)
+            .arg(&shared.cfg.group)
+            .arg(&shared.consumer)
+            .arg(shared.cfg.claim_idle.as_millis() as u64)
+            .arg(&start)
+            .arg("COUNT")
+            .arg(shared.cfg.batch)
+            .query_async(conn)
+            .await?;
+        let Value::Array(parts) = reply else {
+            return Ok(());
+        };
+        let next = parts.first().and_then(text).unwrap_or_else(|| "0-0".into());
+        let entries = parts.get(1).map(entries_of).unwrap_or_default();
+        if !entries.is_empty() {
+            tracing::info!(
+                count = entries.len(),
+                "eventflow: claimed entries abandoned by another consumer"
+            );
+        }
+        dispatch_redelivered(shared, conn, entries).await?;
+        if next == "0-0" {
+            return Ok(());
+        }
+        start = next;
+    }
+}
+
+/// Dispatches entries that were delivered before (own pending or claimed), each with its
+/// delivery count.
+pub(crate) async fn dispatch_redelivered(
+    shared: &Arc<Shared>,
+    conn: &mut MultiplexedConnection,
+    entries: Vec<Entry>,
+) -> Result<(), redis::RedisError> {
+    let counts = delivery_counts(shared, conn, &entries).await?;
+    for e in entries {
+        let n = counts.get(&e.id).copied().unwrap_or(1);
+        dispatch_entry(shared, e, n).await;
+    }
+    Ok(())
+}
+
+/// How many times each entry has been delivered (`XPENDING`, extended form).
+pub(crate) async fn delivery_counts(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    entries: &[Entry],
+) -> Result<HashMap<String, u32>, redis::RedisError> {
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        return Ok(HashMap::new());
+    };
+    let reply: Value = redis::cmd("XPENDING")
+        .arg(&shared.keys.stream)
+        .arg(&shared.cfg.group)
+        .arg(&first.id)
+        .arg(&last.id)
+        .arg(entries.len())
+        .arg(&shared.consumer)
+        .query_async(conn)
+        .await?;
+    let mut out = HashMap::new();
+    if let Value::Array(rows) = reply {
+        for row in rows {
+            if let Value::Array(cols) = row
+                && let (Some(id), Some(n)) =
+                    (cols.first().and_then(text), cols.get(3).and_then(int))
+            {
+                out.insert(id, n as u32);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn dispatch_entry(shared: &Arc<Shared>, entry: Entry, delivered: u32) {
+    // Re-reading own pending entries after a reconnect (or claiming) can meet an entry
+    // that is still being handled here: it is not started twice.
+    if !shared
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(entry.id.clone())
+    {
+        return;
+    }
+    let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
+        return;
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let id = entry.id.clone();
+        handle_entry(&shared, entry, delivered).await;
+        shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        drop(permit);
+    });
+}
+
+/// Keeps the entries this worker is handling from looking abandoned: every third of
+/// `claim_idle`, `XCLAIM ... JUSTID` to this same consumer resets their idle time (without
+/// counting a delivery). A handler that hangs is bounded by its `timeout`, not by this.
+pub(crate) async fn lease_loop(shared: Arc<Shared>) {
+    let every = (shared.cfg.claim_idle / 3).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(every).await;
+        let idle = shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if idle && shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let ids: Vec<String> = shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        for chunk in ids.chunks(256) {
+            let mut c = shared.publisher();
+            let res = redis::cmd("XCLAIM")
+                .arg(&shared.keys.stream)
+                .arg(&shared.cfg.group)
+                .arg(&shared.consumer)
+                .arg(0)
+                .arg(chunk)
+                .arg("JUSTID")
+                .query_async::<Value>(&mut c)
+                .await;
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "eventflow: could not refresh the lease of running entries");
+            }
+        }
+    }
+}
+
+/// Why an entry is not a valid envelope, or the envelope and its target handler.
+pub(crate) fn parse_entry(
+    fields: Option<&HashMap<String, Value>>,
+) -> Result<(Envelope, Option<String>), String> {
+    let fields = fields.ok_or("the entry has no fields (it was trimmed from the stream)")?;
+    let raw = fields.get("envelope").ok_or_else(|| {
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        format!("the entry has no `envelope` field (fields: {names:?})")
+    })?;
+    let text = text(raw).ok_or("the `envelope` field is not text")?;
+    let envelope = broker::decode_entry(&text)?;
+    let handler = fields.get("handler").and_then(self::text);
+    Ok((envelope, handler))
+}
+
+pub(crate) fn raw_fields_json(fields: Option<&HashMap<String, Value>>) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = fields
+        .map(|f| {
+            f.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        serde_json::Value::String(text(v).unwrap_or_else(|| format!("{v:?}"))),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::Value::Object(map)
+}
+
+pub(crate) async fn handle_entry(shared: &Arc<Shared>, entry: Entry, delivered: u32) {
+    let (mut envelope, handler) = match parse_entry(entry.fields.as_ref()) {
+        Ok(v) => v,
+        Err(reason) => {
+            tracing::error!(id = %entry.id, %reason, "eventflow: invalid stream entry sent to dead letters");
+            let fields = raw_fields_json(entry.fields.as_ref());
+            store_dead_letter(
+                shared,
+                broker::invalid_entry(&entry.id, fields, reason, delivered),
+            )
+            .await;
+            ack(shared, &entry.id, Vec::new()).await;
+            return;
+        }
+    };
+    if let Err(letter) = broker::redelivered(
+        &mut envelope,
+        handler.as_deref(),
+        delivered,
+        shared.cfg.max_deliveries,
+    ) {
+        store_dead_letter(shared, *letter).await;
+        ack(shared, &entry.id, Vec::new()).await;
+        return;
+    }
+    let Some(sink) = shared.sink.get() else {
+        return;
+    };
+    let report = sink
+        .deliver(Delivery {
+            envelope: envelope.clone(),
+            handler,
+            retries: Retries::ByBackend,
+        })
+        .await;
+    let retries = match broker::settle(&envelope, &report) {
+        // Shutdown cut it short: leave it pending for another consumer to claim.
+        Settlement::LeavePending => return,
+        Settlement::Ack(retries) => retries,
+        _ => return,
+    };
+    let mut members = Vec::with_capacity(retries.len());
+    for r in retries {
+        match serde_json::to_string(&r.envelope) {
+            Ok(json) => members.push((
+                u64::try_from(r.delay.as_millis()).unwrap_or(u64::MAX),
+                delayed_member(&json, Some(&r.handler)),
+            )),
+            Err(e) => tracing::error!(error = %e, "eventflow: cannot serialize a retry"),
+        }
+    }
+    ack(shared, &entry.id, members).await;
+}

@@ -1,0 +1,147 @@
+//! One attempt of a handler, and giving up on an event (its dead letter).
+
+use std::panic::AssertUnwindSafe;
+use std::time::SystemTime;
+
+use futures::FutureExt;
+
+use super::Inner;
+use super::compiled::CompiledHandler;
+use super::deliver::OwnTask;
+use super::handler::{HandlerContext, HandlerFn};
+use crate::dead_letter::DeadLetter;
+use crate::delivery::{HandlerOutcome, OutcomeStatus};
+use crate::error::HandlerError;
+use crate::event::Envelope;
+use crate::executor::{AbortOnDrop, Executor, bounded, flatten_panic};
+use crate::telemetry::Tally;
+use crate::util::BoxFuture;
+
+/// Sends the event to dead letters for this handler and builds the outcome.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn give_up(
+    inner: &Inner,
+    slot: &CompiledHandler,
+    tally: &Tally<'_>,
+    envelope: &Envelope,
+    attempt: u32,
+    err: HandlerError,
+    first_failed_at: SystemTime,
+    failed_at: SystemTime,
+) -> HandlerOutcome {
+    tracing::error!(
+        handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, error = %err,
+        "eventflow: handler gave up; event sent to dead letters"
+    );
+    tally.dead_lettered();
+    let letter = DeadLetter::new(
+        &*slot.name,
+        envelope.clone(),
+        &err,
+        err.kind(),
+        attempt,
+        first_failed_at,
+        failed_at,
+    );
+    let dead_letter_id = letter.id;
+    if let Err(store_err) = inner.dead_letters.put(letter).await {
+        tracing::error!(handler = %slot.name, id = %envelope.id, error = %store_err,
+            "eventflow: could not store a dead letter");
+    }
+    if let Some(r) = &inner.recorder {
+        r.record_outcome(&slot.name, envelope, attempt, Some(err.to_string()));
+    }
+    HandlerOutcome {
+        handler: slot.name.clone(),
+        attempts: attempt,
+        status: OutcomeStatus::DeadLettered {
+            dead_letter_id,
+            error: err,
+        },
+    }
+}
+
+/// Starts one attempt: the handler's own future for an inline async handler (the common
+/// case, kept small and free of extra state), a boxed driver for everything else.
+///
+/// A `Tokio` handler whose delivery already runs on a task of its own is run on that task
+/// rather than on yet another one.
+pub(super) fn start_attempt<'a>(
+    slot: &'a CompiledHandler,
+    ctx: HandlerContext,
+    runtime: &'a tokio::runtime::Handle,
+    own_task: OwnTask,
+) -> Result<BoxFuture<'a, Result<(), HandlerError>>, HandlerError> {
+    let executor = match slot.options.executor {
+        Executor::Tokio if own_task == OwnTask::Yes => Executor::Inline,
+        other => other,
+    };
+    match (&slot.func, executor, slot.options.timeout) {
+        (HandlerFn::Batch { .. }, _, _) => Err(HandlerError::permanent_msg(
+            "a batched handler runs through its batcher",
+        )),
+        (HandlerFn::Async(f), Executor::Inline, None) => {
+            // Calling `f` may itself panic (a closure's synchronous part).
+            flatten_panic(std::panic::catch_unwind(AssertUnwindSafe(|| Ok(f(ctx)))))
+        }
+        _ => Ok(Box::pin(run_attempt_elsewhere(
+            slot, executor, ctx, runtime,
+        ))),
+    }
+}
+
+/// Attempts with a timeout, or on another task, pool or thread.
+pub(super) async fn run_attempt_elsewhere(
+    slot: &CompiledHandler,
+    executor: Executor,
+    ctx: HandlerContext,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), HandlerError> {
+    let timeout = slot.options.timeout;
+    match &slot.func {
+        HandlerFn::Async(f) => {
+            // Calling `f` may itself panic (a closure's synchronous part).
+            let fut = flatten_panic(std::panic::catch_unwind(AssertUnwindSafe(|| Ok(f(ctx)))))?;
+            match executor {
+                Executor::Tokio => AbortOnDrop::spawn(bounded(timeout, fut)).join().await??,
+                Executor::ThreadPool => {
+                    let rt = runtime.clone();
+                    let pool = slot.pool.clone();
+                    match pool {
+                        Some(pool) => {
+                            match pool.run(move || rt.block_on(bounded(timeout, fut))).await {
+                                Ok(r) => r?,
+                                Err(p) => Err(HandlerError::panicked(p.0)),
+                            }
+                        }
+                        None => Err(HandlerError::cancelled("no thread pool")),
+                    }
+                }
+                _ => flatten_panic(bounded(timeout, AssertUnwindSafe(fut).catch_unwind()).await?),
+            }
+        }
+        HandlerFn::Batch { .. } => Err(HandlerError::permanent_msg(
+            "a batched handler runs through its batcher",
+        )),
+        HandlerFn::Blocking(f) => {
+            // The thread cannot be stopped: on timeout the attempt is abandoned and counted
+            // as failed while the function runs to its end on its thread.
+            let f = f.clone();
+            match &slot.pool {
+                Some(pool) => match bounded(timeout, pool.run(move || f(ctx))).await? {
+                    Ok(r) => r,
+                    Err(p) => Err(HandlerError::panicked(p.0)),
+                },
+                None => {
+                    let task = tokio::task::spawn_blocking(move || {
+                        std::panic::catch_unwind(AssertUnwindSafe(|| f(ctx)))
+                    });
+                    match bounded(timeout, task).await? {
+                        Ok(r) => flatten_panic(r),
+                        Err(_) => Err(HandlerError::cancelled("the blocking task was cancelled")),
+                    }
+                }
+            }
+        }
+    }
+}

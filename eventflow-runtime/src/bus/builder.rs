@@ -1,0 +1,315 @@
+//! Configures and builds an [`EventBus`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::compiled::CompiledHandler;
+use super::handler::{Handler, HandlerFn};
+use super::inflight::InFlight;
+use super::recorder::Recorder;
+use super::registry::Registry;
+use super::scheduler::{Scheduled, Schedules};
+use super::sink::BusSink;
+use super::{EventBus, Inner};
+use crate::backend::{Backend, BackendConfig, MemoryBackend};
+use crate::error::{EventError, ValidationError};
+use crate::event::Headers;
+use crate::executor::Executor;
+use crate::pattern::{Pattern, Router};
+use crate::telemetry::Telemetry;
+use crate::util::calibrate_clock;
+
+/// Configures and builds an [`EventBus`].
+#[must_use]
+pub struct EventBusBuilder {
+    use_registry: bool,
+    only: Option<Vec<String>>,
+    extra: Vec<Handler>,
+    allow_unhandled: bool,
+    shutdown_timeout: Duration,
+    backend: Option<PendingBackend>,
+    recorder: Option<Recorder>,
+    headers: Headers,
+    metrics: bool,
+    tracing: bool,
+    schedules: bool,
+    extra_schedules: Vec<Scheduled>,
+}
+
+impl Default for EventBusBuilder {
+    fn default() -> Self {
+        EventBusBuilder {
+            use_registry: true,
+            only: None,
+            extra: Vec::new(),
+            allow_unhandled: false,
+            shutdown_timeout: Duration::from_secs(30),
+            backend: None,
+            recorder: None,
+            headers: Headers::new(),
+            metrics: true,
+            tracing: true,
+            schedules: true,
+            extra_schedules: Vec::new(),
+        }
+    }
+}
+
+impl EventBusBuilder {
+    /// Leaves out every handler of the registry; only handlers added with
+    /// [`handler`](Self::handler) run.
+    pub fn without_registry(mut self) -> Self {
+        self.use_registry = false;
+        self
+    }
+
+    /// Takes only the named handlers from the registry (unknown names fail the build).
+    pub fn only<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.only = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds a handler defined at run time.
+    pub fn handler(mut self, handler: Handler) -> Self {
+        self.extra.push(handler);
+        self
+    }
+
+    /// Accepts events no handler matches instead of failing with [`NoHandler`].
+    pub fn allow_unhandled(mut self, allow: bool) -> Self {
+        self.allow_unhandled = allow;
+        self
+    }
+
+    /// How long [`EventBus::shutdown`] waits for in-flight work (default 30 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Uses this backend instead of the in-memory one.
+    pub fn backend(mut self, backend: impl Backend) -> Self {
+        self.backend = Some(PendingBackend::Ready(Arc::new(backend)));
+        self
+    }
+
+    /// Uses a backend that connects when the bus is built, from its settings. Backend
+    /// packages add builder methods that fill these settings (`eventflow-redis`'s
+    /// `.redis(url)`, `.queue(..)`); see [`backend_config_mut`](Self::backend_config_mut).
+    /// The last of [`backend`](Self::backend) and this one wins.
+    pub fn backend_config(mut self, config: impl BackendConfig) -> Self {
+        self.backend = Some(PendingBackend::Config(Box::new(config)));
+        self
+    }
+
+    /// The pending backend settings of type `C`, made from `C::default()` first when the
+    /// builder holds none (or holds a backend of another kind, which they replace): what
+    /// a backend package's builder methods call, so that its settings compose in the
+    /// order they are written.
+    pub fn backend_config_mut<C: BackendConfig + Default>(&mut self) -> &mut C {
+        let is_c = matches!(&self.backend, Some(PendingBackend::Config(c)) if (&**c as &dyn std::any::Any).is::<C>());
+        if !is_c {
+            self.backend = Some(PendingBackend::Config(Box::new(C::default())));
+        }
+        match &mut self.backend {
+            Some(PendingBackend::Config(c)) => match (&mut **c as &mut dyn std::any::Any)
+                .downcast_mut::<C>()
+            {
+                Some(c) => c,
+                None => unreachable!("the pending backend settings were just made of this type"),
+            },
+            _ => unreachable!("the pending backend settings were just set"),
+        }
+    }
+
+    /// Records every published event and every handler outcome (for tests).
+    pub fn recorder(mut self, recorder: &Recorder) -> Self {
+        self.recorder = Some(recorder.clone());
+        self
+    }
+
+    /// A header added to every event published on this bus (unless the event sets it).
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(key, value);
+        self
+    }
+
+    /// Reports to the [`metrics`] facade (default on; see [`telemetry`](crate::telemetry)
+    /// for the names). [`EventBus::metrics`] counts either way.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// Creates `tracing` spans for publishes, deliveries and attempts, and gives each
+    /// published event a W3C trace context (default on). Off, events still carry the trace
+    /// context they were published with.
+    pub fn tracing(mut self, on: bool) -> Self {
+        self.tracing = on;
+        self
+    }
+
+    /// Runs scheduled functions (default on): the registered ones (unless
+    /// [`without_registry`](Self::without_registry)) and those added with
+    /// [`scheduled`](Self::scheduled). Off, none runs: for processes that only publish, or
+    /// tests. See [`schedule`](crate::schedule).
+    pub fn schedules(mut self, on: bool) -> Self {
+        self.schedules = on;
+        self
+    }
+
+    /// Adds a scheduled function defined at run time.
+    pub fn scheduled(mut self, scheduled: Scheduled) -> Self {
+        self.extra_schedules.push(scheduled);
+        self
+    }
+
+    /// Validates everything and starts the bus. Must run inside a tokio runtime.
+    ///
+    /// Fails with one [`ValidationError`] listing every problem: two handlers with one
+    /// name, two event types with one name, invalid patterns or options, unknown names
+    /// given to [`only`](Self::only).
+    pub async fn build(self) -> Result<EventBus, EventError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ValidationError {
+            problems: vec!["EventBus::build must be called inside a tokio runtime".into()],
+        })?;
+        if self.metrics {
+            calibrate_clock();
+        }
+        let registry = Registry::global();
+        let mut problems = Vec::new();
+        let mut handlers: Vec<Handler> = Vec::new();
+        if self.use_registry {
+            // Handler problems are checked below, on the handlers this bus actually uses.
+            problems.extend(registry.event_problems());
+            problems.extend(super::validate::startup_problems());
+            match &self.only {
+                None => {
+                    handlers.extend(registry.handlers().iter().map(|r| Handler::from_record(r)))
+                }
+                Some(names) => {
+                    for n in names {
+                        match registry.handler(n) {
+                            Some(r) => handlers.push(Handler::from_record(r)),
+                            None => problems.push(format!(
+                                "`only` names `{n}`, which is not a registered handler"
+                            )),
+                        }
+                    }
+                }
+            }
+        }
+        handlers.extend(self.extra);
+        problems.extend(super::validate::check_handlers(handlers.iter().map(|h| {
+            (
+                h.name.as_str(),
+                h.pattern.as_str(),
+                &h.options,
+                h.source.clone(),
+            )
+        })));
+        for h in &handlers {
+            if matches!(h.func, HandlerFn::Blocking(_)) && h.options.executor == Executor::Tokio {
+                problems.push(format!(
+                    "handler `{}` ({}) is a blocking fn and cannot run on the Tokio executor; use ThreadPool or Inline",
+                    h.name, h.source
+                ));
+            }
+            if h.options.executor == Executor::Process {
+                problems.push(format!(
+                    "handler `{}` ({}): the Process executor runs pipeline steps; a handler runs on Inline, Tokio or ThreadPool",
+                    h.name, h.source
+                ));
+            }
+            problems.extend(super::validate::batch_problems(h));
+        }
+        let mut schedules = Vec::new();
+        if self.schedules {
+            if self.use_registry {
+                for r in registry.scheduled() {
+                    match Scheduled::from_record(r) {
+                        Ok(s) => schedules.push(s),
+                        Err(reason) => problems.push(format!(
+                            "scheduled function `{}` ({}:{}): {reason}",
+                            r.name, r.location.file, r.location.line
+                        )),
+                    }
+                }
+            }
+            schedules.extend(self.extra_schedules);
+            schedules.sort_by(|a, b| a.name.cmp(&b.name));
+            for pair in schedules.windows(2) {
+                if pair[0].name == pair[1].name {
+                    problems.push(format!(
+                        "two scheduled functions are named `{}`: at {} and at {}",
+                        pair[0].name, pair[0].source, pair[1].source
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ValidationError { problems }.into());
+        }
+        // Higher priority first, then by name, so the order is stable.
+        handlers.sort_by(|a, b| {
+            b.options
+                .priority
+                .cmp(&a.options.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let mut router = Router::new();
+        let mut slots = Vec::with_capacity(handlers.len());
+        for (i, h) in handlers.into_iter().enumerate() {
+            // Checked above, so parsing cannot fail here; skip defensively if it does.
+            let Ok(pattern) = Pattern::parse(&h.pattern) else {
+                continue;
+            };
+            router.insert(&pattern, i);
+            slots.push(CompiledHandler::new(h, pattern, self.metrics));
+        }
+        let backend: Arc<dyn Backend> = match self.backend {
+            Some(PendingBackend::Ready(b)) => b,
+            Some(PendingBackend::Config(cfg)) => cfg.connect().await?,
+            None => Arc::new(MemoryBackend::new()),
+        };
+        let inner = Arc::new(Inner {
+            dead_letters: backend.dead_letters(),
+            handlers: slots,
+            router,
+            backend: backend.clone(),
+            allow_unhandled: self.allow_unhandled,
+            shutdown_timeout: self.shutdown_timeout,
+            headers: self.headers,
+            accepting: AtomicBool::new(true),
+            published: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            inflight: InFlight::default(),
+            cancel: CancellationToken::new(),
+            recorder: self.recorder,
+            runtime,
+            telemetry: Telemetry::new(self.metrics, self.tracing),
+            schedules: Schedules::new(schedules),
+        });
+        backend
+            .start(Arc::new(BusSink(Arc::downgrade(&inner))))
+            .await?;
+        let bus = EventBus { inner };
+        if backend.delivers_without_consume() {
+            bus.inner.schedules.start(&bus);
+        }
+        Ok(bus)
+    }
+}
+
+/// The backend a builder will use: one given ready, or settings to connect from.
+pub(super) enum PendingBackend {
+    Ready(Arc<dyn Backend>),
+    Config(Box<dyn BackendConfig>),
+}

@@ -1,0 +1,53 @@
+//! A handler as the bus runs it: its options compiled into a gate, a pool, a batcher,
+//! a filter and its counters.
+
+use std::sync::Arc;
+
+use super::batch::Batcher;
+use super::gate::PriorityGate;
+use super::handler::{Handler, HandlerFn, HandlerOptions};
+use crate::executor::{Executor, ThreadPool};
+use crate::pattern::Pattern;
+use crate::telemetry::{HandlerCounters, SlotMetrics};
+
+pub(super) struct CompiledHandler {
+    pub(super) name: Arc<str>,
+    pub(super) pattern: Pattern,
+    pub(super) options: HandlerOptions,
+    pub(super) func: HandlerFn,
+    pub(super) gate: Option<Arc<PriorityGate>>,
+    pub(super) pool: Option<ThreadPool>,
+    pub(super) filter: Option<Arc<super::handler::DynFilter>>,
+    pub(super) counters: HandlerCounters,
+    pub(super) metrics: Option<SlotMetrics>,
+    pub(super) batcher: Option<Batcher>,
+}
+
+impl CompiledHandler {
+    pub(super) fn new(h: Handler, pattern: Pattern, metrics: bool) -> Self {
+        let name: Arc<str> = h.name.into();
+        CompiledHandler {
+            metrics: metrics.then(|| SlotMetrics::new(name.clone())),
+            name,
+            pattern,
+            gate: h.options.concurrency.map(PriorityGate::new),
+            batcher: h.options.batch.map(Batcher::new),
+            pool: (h.options.executor == Executor::ThreadPool)
+                .then(|| ThreadPool::new(h.options.executor_config.clone())),
+            options: h.options,
+            func: h.func,
+            filter: h.filter,
+            counters: Default::default(),
+        }
+    }
+
+    /// Inline async handlers run on the delivering task; everything else on its own task.
+    /// A batched handler's delivery only waits for its batch, so it runs inline too.
+    pub(super) fn runs_inline(&self) -> bool {
+        match self.func {
+            HandlerFn::Async(_) => self.options.executor == Executor::Inline,
+            HandlerFn::Batch { .. } => true,
+            HandlerFn::Blocking(_) => false,
+        }
+    }
+}

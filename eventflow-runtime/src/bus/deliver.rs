@@ -1,0 +1,265 @@
+//! Delivering one event to its handlers, and to one handler with retries.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use futures::FutureExt;
+use tracing::Instrument;
+
+use super::attempt::{give_up, start_attempt};
+use super::batch::deliver_batched;
+use super::handler::{HandlerContext, HandlerFn};
+use super::inflight::InFlightGuard;
+use super::spans::{descend, parent_id};
+use super::{EventBus, Inner};
+use crate::backend::Retries;
+use crate::delivery::{DeliveryReport, HandlerOutcome, OutcomeStatus};
+use crate::event::Envelope;
+use crate::executor::{AbortOnDrop, Executor, flatten_panic};
+use crate::telemetry::Tally;
+use crate::util::Hex;
+use crate::util::{clock, since};
+
+/// Registers the delivery as in flight (and takes its place in publish order) at once,
+/// before the returned future is first polled, so shutdown sees every accepted event.
+/// Whether a delivery already runs on a task of its own (one the backend spawned), so
+/// that a lone handler that wants its own task can run right there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum OwnTask {
+    Yes,
+    No,
+}
+
+/// Delivers to the handlers at `targets`.
+pub(super) fn deliver_routed(
+    inner: Arc<Inner>,
+    mut envelope: Envelope,
+    targets: Arc<[usize]>,
+    own_task: OwnTask,
+    retries: Retries,
+) -> impl Future<Output = DeliveryReport> + Send + 'static {
+    let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
+    let key = inner.inflight.enter(&envelope);
+    let guard = InFlightGuard {
+        inner: inner.clone(),
+        key,
+    };
+    let span = if inner.telemetry.tracing {
+        let (trace_id, span_id, parent) = descend(&mut envelope);
+        let span = tracing::debug_span!(
+            "eventflow.deliver",
+            event = %envelope.name, id = %envelope.id, correlation = %envelope.correlation_id,
+            trace_id = %Hex(trace_id), span_id = %Hex(span_id), parent_id = parent_id(parent),
+        );
+        span
+    } else {
+        tracing::Span::none()
+    };
+    if inner.telemetry.metrics {
+        inner.telemetry.in_flight.increment(1.0);
+    }
+    deliver_registered(inner, envelope, targets, own_task, retries, seq, guard).instrument(span)
+}
+
+pub(super) async fn deliver_registered(
+    inner: Arc<Inner>,
+    envelope: Envelope,
+    targets: Arc<[usize]>,
+    own_task: OwnTask,
+    retries: Retries,
+    seq: u64,
+    _guard: InFlightGuard,
+) -> DeliveryReport {
+    if targets.is_empty() {
+        tracing::debug!(event = %envelope.name, id = %envelope.id, "eventflow: no handler matches");
+    }
+    // Handlers on other tasks start first, then the inline ones run here, in order. A lone
+    // async handler that wants a task of its own runs here when this delivery has one.
+    let alone_on_own_task = own_task == OwnTask::Yes
+        && targets.len() == 1
+        && matches!(inner.handlers[targets[0]].func, HandlerFn::Async(_))
+        && inner.handlers[targets[0]].options.executor == Executor::Tokio;
+    let runs_here = |i: usize| alone_on_own_task || inner.handlers[i].runs_inline();
+    let mut spawned = Vec::new();
+    for (pos, &i) in targets.iter().enumerate() {
+        if !runs_here(i) {
+            let (inner, envelope) = (inner.clone(), envelope.clone());
+            let task = tokio::spawn(async move {
+                deliver_to(&inner, i, &envelope, seq, OwnTask::Yes, retries).await
+            });
+            spawned.push((pos, AbortOnDrop(task)));
+        }
+    }
+    let mut outcomes = Vec::with_capacity(targets.len());
+    for &i in targets.iter() {
+        if runs_here(i) {
+            outcomes.push(deliver_to(&inner, i, &envelope, seq, own_task, retries).await);
+        }
+    }
+    if !spawned.is_empty() {
+        Box::pin(join_spawned(&inner, &targets, &mut outcomes, spawned)).await;
+    }
+    DeliveryReport {
+        event_id: envelope.id,
+        event: envelope.name,
+        outcomes,
+        cancelled: false,
+    }
+}
+
+/// Waits for the handlers that run on tasks of their own and puts their outcomes at their
+/// places in handler order (`outcomes` holds the inline ones, in order).
+pub(super) async fn join_spawned(
+    inner: &Inner,
+    targets: &[usize],
+    outcomes: &mut Vec<HandlerOutcome>,
+    spawned: Vec<(usize, AbortOnDrop<HandlerOutcome>)>,
+) {
+    for (pos, mut task) in spawned {
+        let outcome = match (&mut task.0).await {
+            Ok(o) => o,
+            Err(_) => HandlerOutcome {
+                handler: inner.handlers[targets[pos]].name.clone(),
+                attempts: 0,
+                status: OutcomeStatus::Cancelled,
+            },
+        };
+        // Positions ascend and every earlier place is filled, so `pos` is the right index.
+        outcomes.insert(pos, outcome);
+    }
+}
+
+pub(super) async fn deliver_to(
+    inner: &Arc<Inner>,
+    idx: usize,
+    envelope: &Envelope,
+    seq: u64,
+    own_task: OwnTask,
+    retries: Retries,
+) -> HandlerOutcome {
+    let slot = &inner.handlers[idx];
+    let tally = Tally::new(&slot.counters, slot.metrics.as_ref(), &envelope.name);
+    if let Some(keep) = &slot.filter
+        && !keep(envelope)
+    {
+        tally.filtered();
+        if let Some(r) = &inner.recorder {
+            r.record_filtered(&slot.name, envelope);
+        }
+        return HandlerOutcome {
+            handler: slot.name.clone(),
+            attempts: 0,
+            status: OutcomeStatus::Filtered,
+        };
+    }
+    if let HandlerFn::Batch { check, .. } = &slot.func {
+        return Box::pin(deliver_batched(
+            inner,
+            idx,
+            envelope,
+            &tally,
+            check.as_deref(),
+        ))
+        .await;
+    }
+    tally.delivered();
+    let mut first_failed_at: Option<SystemTime> = None;
+    let mut attempt = envelope.attempt.max(1);
+    if tally.timed() && attempt == 1 {
+        tally.waited(
+            SystemTime::now()
+                .duration_since(envelope.timestamp)
+                .unwrap_or_default(),
+        );
+    }
+    loop {
+        // Rare paths are boxed so that the common one stays a small future.
+        let permit = match &slot.gate {
+            Some(g) => Some(Box::pin(g.acquire(envelope.priority, seq)).await),
+            None => None,
+        };
+        let mut span = tracing::Span::none();
+        let started = {
+            let mut this = envelope.clone();
+            this.attempt = attempt;
+            if inner.telemetry.tracing {
+                let (trace_id, span_id, parent) = descend(&mut this);
+                span = tracing::debug_span!(
+                    "eventflow.attempt",
+                    handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt,
+                    correlation = %envelope.correlation_id,
+                    trace_id = %Hex(trace_id), span_id = %Hex(span_id), parent_id = parent_id(parent),
+                );
+            }
+            let ctx = HandlerContext::new(
+                this,
+                slot.name.clone(),
+                EventBus {
+                    inner: inner.clone(),
+                },
+            );
+            start_attempt(slot, ctx, &inner.runtime, own_task)
+        };
+        let t0 = tally.timed().then(|| clock().now());
+        let result = match started {
+            Ok(fut) => flatten_panic(AssertUnwindSafe(fut.instrument(span)).catch_unwind().await),
+            Err(e) => Err(e),
+        };
+        if let Some(t0) = t0 {
+            tally.attempt_took(since(t0));
+        }
+        drop(permit);
+        let err = match result {
+            Ok(()) => {
+                tally.succeeded();
+                if let Some(r) = &inner.recorder {
+                    r.record_outcome(&slot.name, envelope, attempt, None);
+                }
+                return HandlerOutcome {
+                    handler: slot.name.clone(),
+                    attempts: attempt,
+                    status: OutcomeStatus::Succeeded,
+                };
+            }
+            Err(err) => err,
+        };
+        tally.failed_attempts();
+        let now = SystemTime::now();
+        let first_failed_at = *first_failed_at.get_or_insert(now);
+        if slot.options.retry.should_retry(&err, attempt) {
+            tally.retried();
+            let delay = slot.options.retry.delay(attempt);
+            if retries == Retries::ByBackend {
+                tracing::warn!(
+                    handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, ?delay, error = %err,
+                    "eventflow: handler failed; the backend retries it later"
+                );
+                return HandlerOutcome {
+                    handler: slot.name.clone(),
+                    attempts: attempt,
+                    status: OutcomeStatus::RetryScheduled { delay, error: err },
+                };
+            }
+            tracing::warn!(
+                handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, ?delay, error = %err,
+                "eventflow: handler failed; retrying"
+            );
+            Box::pin(tokio::time::sleep(delay)).await;
+            attempt += 1;
+            continue;
+        }
+        return Box::pin(give_up(
+            inner,
+            slot,
+            &tally,
+            envelope,
+            attempt,
+            err,
+            first_failed_at,
+            now,
+        ))
+        .await;
+    }
+}

@@ -1,0 +1,176 @@
+//! Publishing and dispatching: accepting an event, then handing it to the backend or
+//! delivering it here.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+use tracing::Instrument;
+
+use super::EventBus;
+use super::deliver::{OwnTask, deliver_routed};
+use super::spans::{descend, parent_id};
+use crate::backend::Retries;
+use crate::delivery::DeliveryReport;
+use crate::error::{EventError, NoHandler, PublishError};
+use crate::event::{Envelope, Event, EventName, Payload, TraceContext};
+use crate::pattern::validate_name;
+use crate::util::Hex;
+
+pub(crate) fn raw_envelope(
+    name: &str,
+    payload: serde_json::Value,
+) -> Result<Envelope, PublishError> {
+    validate_name(name).map_err(|reason| PublishError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })?;
+    Ok(Envelope::with_payload(
+        EventName::from(name),
+        Payload::json(payload),
+    ))
+}
+
+impl EventBus {
+    /// Publishes an event; returns once the backend has accepted it, before handlers run.
+    pub async fn publish<E: Event + Serialize + Send + Sync>(
+        &self,
+        event: E,
+    ) -> Result<(), EventError> {
+        self.publish_envelope(Envelope::new(event)).await
+    }
+
+    /// Publishes an event given by name with a JSON payload.
+    pub async fn publish_raw(
+        &self,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), EventError> {
+        self.publish_envelope(raw_envelope(name, payload)?).await
+    }
+
+    /// Publishes a prepared envelope (to set priority, headers, correlation).
+    pub async fn publish_envelope(&self, envelope: Envelope) -> Result<(), EventError> {
+        let (mut envelope, _) = self.accept(envelope)?;
+        let span = self.publish_span(&mut envelope);
+        Ok(self
+            .inner
+            .backend
+            .publish(envelope)
+            .instrument(span)
+            .await?)
+    }
+
+    /// Publishes an event for delivery after `delay`. The memory backend keeps it in this
+    /// process (lost if the process stops first); the Redis backend keeps it in Redis.
+    pub async fn publish_delayed<E: Event + Serialize + Send + Sync>(
+        &self,
+        event: E,
+        delay: Duration,
+    ) -> Result<(), EventError> {
+        self.publish_envelope_delayed(Envelope::new(event), delay)
+            .await
+    }
+
+    /// [`publish_delayed`](Self::publish_delayed) for a prepared envelope.
+    pub async fn publish_envelope_delayed(
+        &self,
+        envelope: Envelope,
+        delay: Duration,
+    ) -> Result<(), EventError> {
+        let (mut envelope, _) = self.accept(envelope)?;
+        let span = self.publish_span(&mut envelope);
+        Ok(self
+            .inner
+            .backend
+            .publish_delayed(envelope, delay)
+            .instrument(span)
+            .await?)
+    }
+    /// Delivers an event in this process and waits for every matching handler's outcome
+    /// (retries included).
+    pub async fn dispatch<E: Event + Serialize + Send + Sync>(
+        &self,
+        event: E,
+    ) -> Result<DeliveryReport, EventError> {
+        Ok(self.start_dispatch(Envelope::new(event))?.await)
+    }
+
+    /// [`dispatch`](Self::dispatch) for an event given by name with a JSON payload.
+    pub async fn dispatch_raw(
+        &self,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<DeliveryReport, EventError> {
+        self.dispatch_envelope(raw_envelope(name, payload)?).await
+    }
+
+    /// [`dispatch`](Self::dispatch) for a prepared envelope.
+    pub async fn dispatch_envelope(
+        &self,
+        envelope: Envelope,
+    ) -> Result<DeliveryReport, EventError> {
+        Ok(self.start_dispatch(envelope)?.await)
+    }
+
+    /// Accepts the event and returns its delivery in this process (a plain function, so
+    /// that `dispatch` does not nest one more future around the delivery's).
+    fn start_dispatch(
+        &self,
+        envelope: Envelope,
+    ) -> Result<impl Future<Output = DeliveryReport> + Send + 'static, EventError> {
+        let (envelope, targets) = self.accept(envelope)?;
+        Ok(deliver_routed(
+            self.inner.clone(),
+            envelope,
+            targets,
+            OwnTask::No,
+            Retries::InProcess,
+        ))
+    }
+
+    /// The publish's span, whose id becomes the parent in the event's trace context.
+    fn publish_span(&self, envelope: &mut Envelope) -> tracing::Span {
+        if !self.inner.telemetry.tracing {
+            return tracing::Span::none();
+        }
+        let (trace_id, span_id, parent) = descend(envelope);
+        let span = tracing::debug_span!(
+            "eventflow.publish",
+            event = %envelope.name, id = %envelope.id, correlation = %envelope.correlation_id,
+            trace_id = %Hex(trace_id), span_id = %Hex(span_id), parent_id = parent_id(parent),
+        );
+        span
+    }
+
+    /// Checks that the bus takes the event, and finds its handlers.
+    fn accept(&self, mut envelope: Envelope) -> Result<(Envelope, Arc<[usize]>), EventError> {
+        let inner = &self.inner;
+        if !inner.accepting.load(Ordering::Acquire) {
+            return Err(PublishError::ShutDown {
+                name: envelope.name.to_string(),
+            }
+            .into());
+        }
+        let targets = inner.router.lookup(&envelope.name);
+        if !inner.allow_unhandled && targets.is_empty() {
+            return Err(NoHandler {
+                name: envelope.name.to_string(),
+            }
+            .into());
+        }
+        if envelope.trace.is_none()
+            && let Some(v) = envelope.headers.remove(TraceContext::HEADER)
+        {
+            envelope.trace = TraceContext::parse(&v);
+        }
+        envelope.headers.inherit(&inner.headers);
+        inner.published.fetch_add(1, Ordering::Relaxed);
+        inner.telemetry.published(&envelope.name);
+        if let Some(r) = &inner.recorder {
+            r.record_published(&envelope);
+        }
+        Ok((envelope, targets))
+    }
+}

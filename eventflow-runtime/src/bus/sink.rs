@@ -1,0 +1,53 @@
+//! The sink backends deliver envelopes into.
+
+use std::sync::{Arc, Weak};
+
+use super::Inner;
+use super::deliver::{OwnTask, deliver_routed};
+use crate::backend::{Delivery, DeliverySink};
+use crate::delivery::DeliveryReport;
+use crate::util::BoxFuture;
+
+pub(super) struct BusSink(pub(super) Weak<Inner>);
+
+impl DeliverySink for BusSink {
+    /// Deliveries coming from the backend run on tasks of their own; shutdown cancels the
+    /// ones still running when its timeout ends. (A `dispatch` runs in its caller's future,
+    /// which the caller owns: shutdown reports it but does not cancel it.)
+    fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, DeliveryReport> {
+        let Delivery {
+            envelope,
+            handler,
+            retries,
+        } = delivery;
+        match self.0.upgrade() {
+            Some(inner) => {
+                let cancel = inner.cancel.clone();
+                let (id, name) = (envelope.id, envelope.name.clone());
+                let targets: Arc<[usize]> = match &handler {
+                    None => inner.router.lookup(&envelope.name),
+                    Some(h) => inner
+                        .handlers
+                        .iter()
+                        .position(|s| *s.name == **h)
+                        .into_iter()
+                        .collect(),
+                };
+                let work = deliver_routed(inner, envelope, targets, OwnTask::Yes, retries);
+                Box::pin(async move {
+                    tokio::select! {
+                        biased;
+                        report = work => report,
+                        _ = cancel.cancelled() => DeliveryReport { event_id: id, event: name, outcomes: Vec::new(), cancelled: true },
+                    }
+                })
+            }
+            None => Box::pin(std::future::ready(DeliveryReport {
+                event_id: envelope.id,
+                event: envelope.name,
+                outcomes: Vec::new(),
+                cancelled: true,
+            })),
+        }
+    }
+}

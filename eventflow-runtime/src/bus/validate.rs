@@ -1,0 +1,100 @@
+//! Start-up checks of the handlers, schedules and registrations a bus is built from.
+
+use std::collections::HashMap;
+
+use super::handler::{Handler, HandlerFn, HandlerOptions};
+use crate::executor::Executor;
+use crate::pattern::Pattern;
+
+/// What is wrong with a handler's batching settings.
+pub(super) fn batch_problems(h: &Handler) -> Vec<String> {
+    let mut problems = Vec::new();
+    let batched = matches!(h.func, HandlerFn::Batch { .. });
+    match (&h.options.batch, batched) {
+        (Some(cfg), true) => {
+            if cfg.max_size == 0 {
+                problems.push(format!(
+                    "handler `{}` ({}): a batch's max_size must be at least 1",
+                    h.name, h.source
+                ));
+            }
+            if !matches!(h.options.executor, Executor::Inline | Executor::Tokio) {
+                problems.push(format!(
+                    "handler `{}` ({}): a batched handler runs on a tokio task; it takes no executor",
+                    h.name, h.source
+                ));
+            }
+        }
+        (None, true) => problems.push(format!(
+            "handler `{}` ({}) takes batches but has no batch settings",
+            h.name, h.source
+        )),
+        (Some(_), false) => problems.push(format!(
+            "handler `{}` ({}) has batch settings but takes one event at a time",
+            h.name, h.source
+        )),
+        (None, false) => {}
+    }
+    problems
+}
+
+/// Checks a set of handlers (name, pattern, options, where): unique names, valid patterns
+/// and options. Shared by the registry and the bus builder.
+pub(crate) fn check_handlers<'a>(
+    handlers: impl Iterator<Item = (&'a str, &'a str, &'a HandlerOptions, String)>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen: HashMap<&str, String> = HashMap::new();
+    for (name, pattern, options, at) in handlers {
+        if let Some(first) = seen.get(name) {
+            problems.push(format!(
+                "two handlers are named `{name}`: at {first} and at {at}"
+            ));
+        } else {
+            seen.insert(name, at.clone());
+        }
+        if let Err(reason) = Pattern::parse(pattern) {
+            problems.push(format!(
+                "handler `{name}` ({at}) has an invalid pattern `{pattern}`: {reason}"
+            ));
+        }
+        if let Err(reason) = options.retry.validate() {
+            problems.push(format!("handler `{name}` ({at}): {reason}"));
+        }
+        if options.concurrency == Some(0) {
+            problems.push(format!(
+                "handler `{name}` ({at}): concurrency must be at least 1"
+            ));
+        }
+        if options.executor_config.max_workers == Some(0) {
+            problems.push(format!(
+                "handler `{name}` ({at}): max_workers must be at least 1"
+            ));
+        }
+        if options.executor_config.max_tasks_per_child == Some(0) {
+            problems.push(format!(
+                "handler `{name}` ({at}): max_tasks_per_child must be at least 1"
+            ));
+        }
+    }
+    problems
+}
+
+/// A start-up check a subsystem above the bus registers (the store's check of the
+/// registered models and hooks), so that the bus runs it at build without naming that
+/// subsystem. Each returns its problems, one message each.
+pub(crate) struct StartupCheck {
+    /// What is checked, for messages.
+    pub(crate) name: &'static str,
+    /// The check.
+    pub(crate) problems: fn() -> Vec<String>,
+}
+
+inventory::collect!(StartupCheck);
+
+/// The problems of every registered start-up check, in the order of their names.
+pub(crate) fn startup_problems() -> Vec<String> {
+    let mut checks: Vec<&StartupCheck> = inventory::iter::<StartupCheck>.into_iter().collect();
+    checks.sort_by_key(|c| c.name);
+    checks.into_iter().flat_map(|c| (c.problems)()).collect()
+}

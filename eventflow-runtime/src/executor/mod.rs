@@ -1,0 +1,71 @@
+//! Executors: where a handler's (or a pipeline step's) work runs.
+//!
+//! | executor | runs the work | use it for |
+//! | --- | --- | --- |
+//! | [`Inline`](Executor::Inline) (default) | on the task delivering the event, one handler after another | quick async handlers |
+//! | [`Tokio`](Executor::Tokio) | in a task of its own on the tokio runtime, concurrently with the other handlers | slow async handlers (I/O) |
+//! | [`ThreadPool`](Executor::ThreadPool) | on a dedicated pool of OS threads | blocking or CPU-heavy code |
+//! | [`Process`](Executor::Process) | in child processes of this program (pipeline steps only) | code that may crash, leak or hold the GIL of a C library |
+//!
+//! A plain (non-`async`) handler never runs on the async workers: with `Inline` it runs on
+//! tokio's blocking pool, with `ThreadPool` on its own pool.
+//!
+//! [`ExecutorConfig`] sets the pool: `max_workers` (unset: the number of CPUs),
+//! `max_tasks_per_child` (unset: threads live as long as the pool; set: a thread retires
+//! after that many tasks and a fresh one replaces it) and `thread_name_prefix` (unset: no
+//! prefix; set: threads are named `prefix0`, `prefix1`, ...).
+
+use std::borrow::Cow;
+
+/// Where work runs. See the [module documentation](self).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Executor {
+    /// Sequentially, on the delivering task (volnux's DefaultExecutor).
+    #[default]
+    Inline,
+    /// In a tokio task of its own.
+    Tokio,
+    /// On a dedicated pool of OS threads.
+    ThreadPool,
+    /// In child processes of this program (pipeline steps only); see
+    /// [`pipeline::process`](crate::pipeline::process).
+    Process,
+}
+
+/// Settings of an executor's workers. Unset values take the defaults of the
+/// [module documentation](self).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecutorConfig {
+    /// Workers at most. Unset: the number of CPUs.
+    pub max_workers: Option<usize>,
+    /// Tasks a worker runs before it is replaced. Unset: unlimited.
+    pub max_tasks_per_child: Option<usize>,
+    /// Prefix of worker thread names. Unset: no prefix.
+    pub thread_name_prefix: Option<Cow<'static, str>>,
+}
+
+impl ExecutorConfig {
+    /// All defaults.
+    pub const fn new() -> Self {
+        ExecutorConfig {
+            max_workers: None,
+            max_tasks_per_child: None,
+            thread_name_prefix: None,
+        }
+    }
+
+    /// The number of workers after defaults.
+    pub fn workers(&self) -> usize {
+        self.max_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+}
+
+mod drive;
+mod pool;
+
+pub use drive::Panicked;
+pub(crate) use drive::{AbortOnDrop, bounded, flatten_panic, panic_message};
+pub use pool::ThreadPool;

@@ -1,0 +1,153 @@
+//! Lifecycle hooks as the store runs them: their context, the registered records, and
+//! their running order. The rules are in [`model`](crate::model).
+
+use std::any::{Any, TypeId};
+
+use serde::Serialize;
+
+use crate::bus::EventBus;
+use crate::error::EventError;
+use crate::event::Event;
+use crate::model::{HookError, HookKind, ModelRecord, Operation};
+use crate::source::SourceLocation;
+use crate::util::BoxFuture;
+
+/// What a hook gets besides the model: the operation, the store and the bus.
+#[derive(Clone)]
+pub struct HookContext {
+    pub(crate) operation: Operation,
+    pub(crate) kind: HookKind,
+    pub(crate) store: crate::store::Store,
+}
+
+impl HookContext {
+    /// The operation being run.
+    pub fn operation(&self) -> Operation {
+        self.operation
+    }
+
+    /// The hook's kind.
+    pub fn kind(&self) -> HookKind {
+        self.kind
+    }
+
+    /// The store (reads see committed data, not the running transaction's writes).
+    pub fn store(&self) -> &crate::store::Store {
+        &self.store
+    }
+
+    /// The bus the store publishes model events on.
+    pub fn bus(&self) -> &EventBus {
+        self.store.bus()
+    }
+
+    /// Publishes an event now (not deferred to the commit).
+    pub async fn publish<E: Event + Serialize + Send + Sync>(
+        &self,
+        event: E,
+    ) -> Result<(), EventError> {
+        self.store.bus().publish(event).await
+    }
+}
+
+/// A hook that may change the model (`&mut self`).
+pub type MutHook = for<'a> fn(
+    &'a mut (dyn Any + Send + Sync),
+    &'a HookContext,
+) -> BoxFuture<'a, Result<(), HookError>>;
+/// A hook that reads the model (`&self`).
+pub type RefHook = for<'a> fn(
+    &'a (dyn Any + Send + Sync),
+    &'a HookContext,
+) -> BoxFuture<'a, Result<(), HookError>>;
+
+/// How a registered hook is called.
+#[derive(Clone, Copy)]
+pub enum HookInvoke {
+    /// Takes `&mut self` (only before the write).
+    Mut(MutHook),
+    /// Takes `&self`.
+    Ref(RefHook),
+}
+
+/// A hook registered by `#[hooks]` or a free-function hook attribute.
+pub struct HookRecord {
+    /// `Type::method` or the function's path.
+    pub name: &'static str,
+    /// The model's type.
+    pub model: fn() -> TypeId,
+    /// The model's name (for messages).
+    pub model_name: &'static str,
+    /// When it runs.
+    pub kind: HookKind,
+    /// Its place in its `#[hooks]` block, or `None` for a free function.
+    pub position: Option<u32>,
+    /// How to call it.
+    pub invoke: HookInvoke,
+    /// Where it was defined (for `#[hooks]`, the impl block).
+    pub location: SourceLocation,
+}
+
+inventory::collect!(HookRecord);
+
+type Chains = std::collections::HashMap<(TypeId, HookKind), Vec<&'static HookRecord>>;
+
+/// The registered hooks of one model and kind, in running order. The chains are built once,
+/// from the registry, on first use.
+pub(crate) fn hooks_for(model: TypeId, kind: HookKind) -> &'static [&'static HookRecord] {
+    static CHAINS: std::sync::OnceLock<Chains> = std::sync::OnceLock::new();
+    let chains = CHAINS.get_or_init(|| {
+        let mut chains = Chains::new();
+        for h in inventory::iter::<HookRecord> {
+            chains.entry(((h.model)(), h.kind)).or_default().push(h);
+        }
+        for hooks in chains.values_mut() {
+            hooks.sort_by(|a, b| match (a.position, b.position) {
+                (Some(pa), Some(pb)) => (a.location.file, a.location.line, pa).cmp(&(
+                    b.location.file,
+                    b.location.line,
+                    pb,
+                )),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => a.name.cmp(b.name),
+            });
+        }
+        chains
+    });
+    chains.get(&(model, kind)).map_or(&[], Vec::as_slice)
+}
+
+/// Problems of the registered models: invalid or duplicate names, `&mut` after-hooks.
+fn model_problems() -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen: std::collections::HashMap<&str, &ModelRecord> = Default::default();
+    for m in inventory::iter::<ModelRecord> {
+        if let Err(reason) = crate::pattern::validate_name(m.name) {
+            problems.push(format!(
+                "model `{}` has an invalid name `{}`: {reason}",
+                m.type_name, m.name
+            ));
+        }
+        if let Some(first) = seen.insert(m.name, m) {
+            problems.push(format!(
+                "model name `{}` is used by `{}` and `{}`",
+                m.name, first.type_name, m.type_name
+            ));
+        }
+    }
+    for h in inventory::iter::<HookRecord> {
+        if !h.kind.is_before() && matches!(h.invoke, HookInvoke::Mut(_)) {
+            problems.push(format!(
+                "hook `{}` ({}) takes the model mutably after the write",
+                h.name,
+                h.kind.as_str()
+            ));
+        }
+    }
+    problems
+}
+
+inventory::submit! {
+    crate::bus::StartupCheck { name: "models and hooks", problems: model_problems }
+}
