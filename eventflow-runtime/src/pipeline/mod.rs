@@ -27,6 +27,7 @@
 //! - A run takes at most `max_steps` steps (default 100; Pointy's `@recursive-depth:N`),
 //!   which bounds loops made with `goto`.
 
+mod bridge;
 mod datum;
 mod pointy;
 #[cfg(unix)]
@@ -557,28 +558,6 @@ impl Pipeline {
         }
         out.push_str("}\n");
         out
-    }
-
-    /// A bus handler that runs this pipeline on each event's payload decoded as `T`; a run
-    /// that does not complete fails the delivery (and is retried per the handler's policy).
-    pub fn handler<T>(&self, name: impl Into<String>, pattern: impl Into<String>) -> crate::Handler
-    where
-        T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
-    {
-        let pipeline = self.clone();
-        crate::Handler::typed(name, pattern, move |input: T, _ctx| {
-            let pipeline = pipeline.clone();
-            async move {
-                let run = pipeline.run(input).await;
-                match run.status() {
-                    RunStatus::Failed { step, message } => Err(HandlerError::msg(format!(
-                        "pipeline `{}` failed at `{step}`: {message}",
-                        pipeline.name()
-                    ))),
-                    _ => Ok(()),
-                }
-            }
-        })
     }
 }
 
