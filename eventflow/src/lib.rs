@@ -169,6 +169,12 @@ pub use eventflow_runtime::*;
 #[cfg(feature = "redis")]
 pub use eventflow_redis as redis;
 
+/// The SQLite and PostgreSQL store drivers (features `sqlite`, on by default, and
+/// `postgres`): the package `eventflow-sql`. `Store::sqlite` and `Store::postgres` come
+/// from [`SqlStoreExt`](sql::SqlStoreExt), which the prelude brings into scope.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use eventflow_sql as sql;
+
 /// Everything a program using eventflow usually needs.
 pub mod prelude {
     pub use crate::event;
@@ -177,6 +183,8 @@ pub mod prelude {
     };
     #[cfg(feature = "redis")]
     pub use crate::redis::RedisBusExt;
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub use crate::sql::{SqlStoreBuilderExt, SqlStoreExt};
     pub use crate::{
         BatchContext, DeadLetter, DeliveryReport, Envelope, Event, EventBus, EventError, Executor,
         ExecutorConfig, Handler, HandlerContext, HandlerError, MissedTicks, RetryPolicy,

@@ -11,13 +11,20 @@ use crate::event::Event;
 use crate::model::{HookError, HookKind, ModelRecord, Operation};
 use crate::source::SourceLocation;
 use crate::util::BoxFuture;
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+
+use super::{Store, StoreError, bump};
+use crate::executor::panic_message;
+use crate::model::Model;
 
 /// What a hook gets besides the model: the operation, the store and the bus.
 #[derive(Clone)]
 pub struct HookContext {
     pub(crate) operation: Operation,
     pub(crate) kind: HookKind,
-    pub(crate) store: crate::store::Store,
+    pub(crate) store: Store,
 }
 
 impl HookContext {
@@ -32,7 +39,7 @@ impl HookContext {
     }
 
     /// The store (reads see committed data, not the running transaction's writes).
-    pub fn store(&self) -> &crate::store::Store {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 
@@ -94,7 +101,7 @@ type Chains = std::collections::HashMap<(TypeId, HookKind), Vec<&'static HookRec
 
 /// The registered hooks of one model and kind, in running order. The chains are built once,
 /// from the registry, on first use.
-pub(crate) fn hooks_for(model: TypeId, kind: HookKind) -> &'static [&'static HookRecord] {
+pub(super) fn hooks_for(model: TypeId, kind: HookKind) -> &'static [&'static HookRecord] {
     static CHAINS: std::sync::OnceLock<Chains> = std::sync::OnceLock::new();
     let chains = CHAINS.get_or_init(|| {
         let mut chains = Chains::new();
@@ -150,4 +157,68 @@ fn model_problems() -> Vec<String> {
 
 inventory::submit! {
     crate::bus::StartupCheck { name: "models and hooks", problems: model_problems }
+}
+
+async fn call_hook(
+    invoke: HookInvoke,
+    model: &mut (dyn Any + Send + Sync),
+    ctx: &HookContext,
+) -> Result<(), HookError> {
+    let fut = match invoke {
+        HookInvoke::Mut(f) => f(model, ctx),
+        HookInvoke::Ref(f) => f(&*model, ctx),
+    };
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(p) => Err(HookError::msg(format!(
+            "the hook panicked: {}",
+            panic_message(&*p)
+        ))),
+    }
+}
+
+pub(super) async fn run_before<M: Model>(
+    store: &Store,
+    op: Operation,
+    model: &mut M,
+) -> Result<(), StoreError> {
+    for &kind in op.before() {
+        for h in hooks_for(TypeId::of::<M>(), kind) {
+            let ctx = HookContext {
+                operation: op,
+                kind,
+                store: store.clone(),
+            };
+            if let Err(e) = call_hook(h.invoke, model, &ctx).await {
+                return Err(StoreError::Vetoed {
+                    hook: h.name.to_owned(),
+                    model: M::NAME,
+                    operation: op,
+                    message: e.message().to_owned(),
+                    deliberate: e.is_veto(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn run_after<M: Model>(store: &Store, op: Operation, model: &M) {
+    // After-hooks take `&self`; a copy keeps the `&mut` entry point from changing the
+    // model the caller got back.
+    let mut copy = model.clone();
+    for &kind in op.after() {
+        for h in hooks_for(TypeId::of::<M>(), kind) {
+            let ctx = HookContext {
+                operation: op,
+                kind,
+                store: store.clone(),
+            };
+            if let Err(e) = call_hook(h.invoke, &mut copy, &ctx).await {
+                bump(&store.inner.counters.after_hook_errors);
+                tracing::error!(hook = h.name, model = M::NAME, operation = %op, error = %e,
+                    "eventflow: after-hook failed; the write stays committed");
+            }
+        }
+    }
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use std::sync::OnceLock;
 
 use eventflow::redis::{RedisBusExt, RedisConfig};
+use eventflow::sql::SqlStoreBuilderExt;
 use eventflow::{EventBus, Handler, HandlerContext, HandlerError, ScheduleContext};
 use eventflow_tests::SpanCapture;
 use tokio::io::AsyncReadExt;
