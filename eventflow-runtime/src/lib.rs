@@ -50,7 +50,9 @@ pub use bus::{
     ScheduleContext, ScheduleStats, Scheduled, ScheduledRecord, ShutdownReport, TimerHandle,
     UnfinishedDelivery,
 };
-pub use dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetters};
+pub use dead_letter::{
+    DeadLetter, DeadLetterPage, DeadLetterQuery, DeadLetterStore, MemoryDeadLetters,
+};
 pub use delivery::{DeliveryReport, HandlerOutcome, OutcomeStatus, Redelivery};
 pub use error::{
     ConnectionError, EventError, HandlerError, HandlerErrorKind, NoHandler, PanicError,

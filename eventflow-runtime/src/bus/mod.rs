@@ -53,7 +53,7 @@ use self::deliver::{OwnTask, deliver_to};
 use self::inflight::InFlight;
 use self::scheduler::Schedules;
 use crate::backend::{Backend, BackendHealth, Retries};
-use crate::dead_letter::{DeadLetter, DeadLetterStore};
+use crate::dead_letter::{DeadLetter, DeadLetterPage, DeadLetterQuery, DeadLetterStore};
 use crate::delivery::Redelivery;
 use crate::error::EventError;
 use crate::event::Headers;
@@ -148,6 +148,15 @@ impl EventBus {
     /// Every dead letter, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, EventError> {
         Ok(self.inner.dead_letters.list().await?)
+    }
+
+    /// One page of dead letters, filtered by handler and event name; the page's `next`
+    /// cursor gives the page after it. Bounded work per call, whatever the store's size.
+    pub async fn dead_letters_page(
+        &self,
+        query: &DeadLetterQuery,
+    ) -> Result<DeadLetterPage, EventError> {
+        Ok(self.inner.dead_letters.page(query).await?)
     }
 
     /// Delivers a dead letter again to the handler that gave up on it, attempts starting

@@ -78,8 +78,44 @@ mod epoch_millis {
 pub trait DeadLetterStore: Send + Sync + 'static {
     /// Keeps a dead letter.
     fn put(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), ConnectionError>>;
-    /// Every dead letter, oldest first.
+    /// Every dead letter, oldest first. For a large store, use [`page`](Self::page).
     fn list(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, ConnectionError>>;
+    /// One page of the letters `query` selects, and the cursor of the next. The work
+    /// of one call is bounded by the page size (and, with filters, by a bounded scan that
+    /// may return a short page with a cursor to go on from), whatever the store's size.
+    ///
+    /// The default pages over [`list`](Self::list) by position: correct, but it reads
+    /// every letter; a store of its own should implement it.
+    fn page<'a>(
+        &'a self,
+        query: &'a DeadLetterQuery,
+    ) -> BoxFuture<'a, Result<DeadLetterPage, ConnectionError>> {
+        Box::pin(async move {
+            let all = self.list().await?;
+            let start: usize = query
+                .cursor
+                .as_deref()
+                .map_or(Ok(0), str::parse)
+                .map_err(|_| ConnectionError {
+                    backend: "dead letters",
+                    message: "the cursor is not one this store returned".into(),
+                    source: None,
+                })?;
+            let size = query.page_size();
+            let mut letters = Vec::new();
+            let mut next = None;
+            for (i, l) in all.into_iter().enumerate().skip(start) {
+                if letters.len() == size {
+                    next = Some(i.to_string());
+                    break;
+                }
+                if query.matches(&l) {
+                    letters.push(l);
+                }
+            }
+            Ok(DeadLetterPage { letters, next })
+        })
+    }
     /// Takes one dead letter out of the store, if it is there.
     fn take(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<DeadLetter>, ConnectionError>>;
     /// How many dead letters there are.
@@ -87,5 +123,7 @@ pub trait DeadLetterStore: Send + Sync + 'static {
 }
 
 mod memory;
+mod query;
 
 pub use memory::MemoryDeadLetters;
+pub use query::{DeadLetterPage, DeadLetterQuery, MAX_PAGE};
