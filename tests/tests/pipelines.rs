@@ -1393,3 +1393,39 @@ async fn a_success_branch_back_to_a_step_of_the_main_line_passes_the_output() {
         run.trace_text()
     );
 }
+
+/// A run that is dropped (its caller gave up on it) stops its Tokio steps: they do not
+/// run on in the background, as a handler's Tokio attempts do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_run_stops_its_tokio_steps() {
+    let (started, finished) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let (s, f) = (started.clone(), finished.clone());
+    let mut options = StepOptions::DEFAULT;
+    options.executor = eventflow::Executor::Tokio;
+    let slow = StepDef::from_fn("slow_on_tokio", options, move |ctx, n: u32| {
+        let (s, f) = (s.clone(), f.clone());
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            f.fetch_add(1, Ordering::SeqCst);
+            (ctx, Outcome::success(n))
+        }
+    });
+    let pipeline = Pipeline::builder("dropped").then(slow).build().unwrap();
+    let given_up = tokio::time::timeout(Duration::from_millis(100), pipeline.run(1u32)).await;
+    assert!(
+        given_up.is_err(),
+        "the run was still going when it was dropped"
+    );
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "the Tokio step had started"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        0,
+        "the Tokio step of a dropped run ran to its end"
+    );
+}

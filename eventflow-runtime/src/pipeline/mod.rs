@@ -49,7 +49,7 @@ use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::HandlerError;
-use crate::executor::{Executor, panic_message};
+use crate::executor::{AbortOnDrop, Executor, panic_message};
 
 pub use pointy::PointyError;
 pub use process::serve_process_steps;
@@ -1580,21 +1580,16 @@ async fn attempt_elsewhere(step: &StepDef, data: &Datum, ctx: ExecutionContext) 
     };
     let timeout = step.options.timeout;
     let bounded = async move {
-        match timeout {
-            None => caught.await,
-            Some(t) => tokio::time::timeout(t, caught)
-                .await
-                .unwrap_or_else(|_| (Attempt::Exception(HandlerError::timed_out(t)), None)),
-        }
+        crate::executor::bounded(timeout, caught)
+            .await
+            .unwrap_or_else(|timed_out| (Attempt::Exception(timed_out), None))
     };
     match (step.options.executor, &step.pool) {
-        (Executor::Tokio, _) => match tokio::spawn(bounded).await {
-            Ok(a) => a,
-            Err(e) => (
-                Attempt::Exception(HandlerError::msg(format!("the step's task ended: {e}"))),
-                None,
-            ),
-        },
+        // Aborted when this attempt is dropped (a run given up on), as a handler's is.
+        (Executor::Tokio, _) => AbortOnDrop::spawn(bounded)
+            .join()
+            .await
+            .unwrap_or_else(|ended| (Attempt::Exception(ended), None)),
         (Executor::ThreadPool, Some(pool)) => {
             let rt = tokio::runtime::Handle::current();
             match pool.run(move || rt.block_on(bounded)).await {
