@@ -183,7 +183,7 @@ impl Shared {
 }
 
 pub(crate) fn delayed_member(envelope_json: &str, handler: Option<&str>) -> String {
-    serde_json::json!({ "e": envelope_json, "h": handler }).to_string()
+    serde_json::json!({"e": envelope_json, "h": handler }).to_string()
 }
 
 impl Backend for RedisBackend {

@@ -42,7 +42,7 @@ pub fn invalid_entry(
 ) -> DeadLetter {
     let mut envelope = Envelope::with_payload(
         EventName::from(INVALID_ENTRY_EVENT),
-        Payload::json(serde_json::json!({ "stream_id": entry_id, "fields": fields })),
+        Payload::json(serde_json::json!({"stream_id": entry_id, "fields": fields })),
     );
     envelope.attempt = delivered.max(1);
     let now = SystemTime::now();

@@ -290,7 +290,7 @@ impl Handler {
     /// let h = Handler::batch(
     ///     "store-metrics",
     ///     "metric.*",
-    ///     BatchConfig { max_size: 100, max_wait: Duration::from_millis(50) },
+    ///     BatchConfig {max_size: 100, max_wait: Duration::from_millis(50) },
     ///     |batch| async move {
     ///         println!("storing {} metrics", batch.envelopes().len());
     ///         Ok::<(), HandlerError>(())

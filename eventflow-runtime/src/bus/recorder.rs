@@ -8,7 +8,7 @@
 //! let bus = EventBus::builder()
 //!     .without_registry()
 //!     .recorder(&recorder)
-//!     .handler(Handler::new("audit", "user.*", |_env, _ctx| async { Ok::<(), HandlerError>(()) }))
+//!     .handler(Handler::new("audit", "user.*", |_env, _ctx| async {Ok::<(), HandlerError>(()) }))
 //!     .build()
 //!     .await?;
 //! bus.publish_raw("user.created", serde_json::json!({"id": 1})).await?;

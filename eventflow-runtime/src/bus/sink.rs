@@ -38,7 +38,7 @@ impl DeliverySink for BusSink {
                     tokio::select! {
                         biased;
                         report = work => report,
-                        _ = cancel.cancelled() => DeliveryReport { event_id: id, event: name, outcomes: Vec::new(), cancelled: true },
+                        _ = cancel.cancelled() => DeliveryReport {event_id: id, event: name, outcomes: Vec::new(), cancelled: true },
                     }
                 })
             }

@@ -66,7 +66,7 @@ impl Envelope {
     /// ```
     /// # use eventflow_runtime::{Envelope, Event};
     /// # #[derive(serde::Serialize)] struct Ping;
-    /// # impl Event for Ping { const NAME: &'static str = "ping"; }
+    /// # impl Event for Ping {const NAME: &'static str = "ping"; }
     /// let env = Envelope::new(Ping).with_priority(10).with_header("tenant", "acme");
     /// assert_eq!((env.priority, env.headers.get("tenant")), (10, Some("acme")));
     /// ```

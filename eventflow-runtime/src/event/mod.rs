@@ -16,7 +16,7 @@ pub type EventId = uuid::Uuid;
 /// ```
 /// use eventflow_runtime::Event;
 /// struct UserCreated;
-/// impl Event for UserCreated { const NAME: &'static str = "user.created"; }
+/// impl Event for UserCreated {const NAME: &'static str = "user.created"; }
 /// assert_eq!(UserCreated::NAME, "user.created");
 /// ```
 #[diagnostic::on_unimplemented(

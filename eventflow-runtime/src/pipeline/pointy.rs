@@ -20,7 +20,9 @@
 
 use std::collections::HashMap;
 
-use super::{Node, NodeKind, PipelineError, StepDef, finish, node, registered};
+use super::builder::finish;
+use super::graph::{Node, NodeKind, node};
+use super::{PipelineError, StepDef, registered};
 
 /// Pointy text that does not parse.
 #[derive(Debug, thiserror::Error)]

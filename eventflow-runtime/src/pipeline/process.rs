@@ -221,7 +221,7 @@ impl ProcessPool {
                 let accept = tokio::time::timeout(Duration::from_secs(30), listener.accept());
                 tokio::select! {
                     r = accept => match r {
-                        Ok(Ok((socket, _))) => Ok(Child { process, socket, tasks: 0 }),
+                        Ok(Ok((socket, _))) => Ok(Child {process, socket, tasks: 0 }),
                         Ok(Err(e)) => Err(format!("the child did not connect: {e}")),
                         Err(_) => Err("the child did not connect within 30s: does `main` begin with \
                                        `eventflow::pipeline::serve_process_steps()` (or, in tests, \

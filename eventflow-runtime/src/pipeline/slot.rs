@@ -49,7 +49,7 @@ impl Slot {
     /// An empty slot.
     #[inline(always)]
     pub(crate) fn new() -> Self {
-        // Written field by field: as one value (`Slot { fut: MaybeUninit::uninit(), .. }`)
+        // Written field by field: as one value (`Slot {fut: MaybeUninit::uninit(), .. }`)
         // the compiler zeroes all of `fut`'s bytes, which a run would pay for each time.
         let mut slot = MaybeUninit::<Slot>::uninit();
         // SAFETY: `full` is written through a raw pointer (no reference to uninitialised

@@ -156,7 +156,7 @@ fn model_problems() -> Vec<String> {
 }
 
 inventory::submit! {
-    crate::bus::StartupCheck { name: "models and hooks", problems: model_problems }
+    crate::bus::StartupCheck {name: "models and hooks", problems: model_problems }
 }
 
 async fn call_hook(

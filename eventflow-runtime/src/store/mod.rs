@@ -118,16 +118,16 @@ impl Drop for Inner {
 /// ```
 /// use eventflow_runtime::{EventBus, Model, Store};
 /// # #[derive(Clone, serde::Serialize, serde::Deserialize)]
-/// # struct Note { id: Option<i64>, text: String }
+/// # struct Note {id: Option<i64>, text: String }
 /// # impl Model for Note {
 /// #     const NAME: &'static str = "note";
-/// #     fn id(&self) -> Option<i64> { self.id }
-/// #     fn set_id(&mut self, id: i64) { self.id = Some(id) }
+/// #     fn id(&self) -> Option<i64> {self.id }
+/// #     fn set_id(&mut self, id: i64) {self.id = Some(id) }
 /// # }
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let bus = EventBus::builder().without_registry().allow_unhandled(true).build().await?;
 /// let store = Store::memory(&bus);
-/// let note = store.create(Note { id: None, text: "hello".into() }).await?;
+/// let note = store.create(Note {id: None, text: "hello".into() }).await?;
 /// assert_eq!(note.id, Some(1));
 /// assert_eq!(store.get::<Note>(1).await?.map(|n| n.text), Some("hello".into()));
 /// # Ok(()) }
@@ -263,18 +263,18 @@ impl Store {
     /// ```
     /// # use eventflow_runtime::{EventBus, Model, Store, StoreError};
     /// # #[derive(Clone, serde::Serialize, serde::Deserialize)]
-    /// # struct Note { id: Option<i64>, text: String }
+    /// # struct Note {id: Option<i64>, text: String }
     /// # impl Model for Note {
     /// #     const NAME: &'static str = "note";
-    /// #     fn id(&self) -> Option<i64> { self.id }
-    /// #     fn set_id(&mut self, id: i64) { self.id = Some(id) }
+    /// #     fn id(&self) -> Option<i64> {self.id }
+    /// #     fn set_id(&mut self, id: i64) {self.id = Some(id) }
     /// # }
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let bus = EventBus::builder().without_registry().allow_unhandled(true).build().await?;
     /// let store = Store::memory(&bus);
     /// let result = store
     ///     .transaction(|tx| async move {
-    ///         tx.create(Note { id: None, text: "kept only if all succeed".into() }).await?;
+    ///         tx.create(Note {id: None, text: "kept only if all succeed".into() }).await?;
     ///         Err::<(), _>(StoreError::abort("changed my mind"))
     ///     })
     ///     .await;

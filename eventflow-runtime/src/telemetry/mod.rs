@@ -267,7 +267,7 @@ pub(crate) fn scheduled_run(enabled: bool, schedule: &str, ok: bool) {
         metrics::counter!(
             names::SCHEDULED_RUNS,
             "schedule" => schedule.to_owned(),
-            "outcome" => if ok { "ok" } else { "failed" },
+            "outcome" => if ok {"ok" } else {"failed" },
         )
         .increment(1);
     }

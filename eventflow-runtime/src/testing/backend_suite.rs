@@ -7,9 +7,9 @@
 //! ```ignore
 //! struct Memory;
 //! impl eventflow::testing::BackendFactory for Memory {
-//!     fn name(&self) -> &'static str { "memory" }
+//!     fn name(&self) -> &'static str {"memory" }
 //!     fn attach<'a>(&'a self, b: EventBusBuilder, _ns: &'a str) -> BoxFuture<'a, Option<EventBusBuilder>> {
-//!         Box::pin(async move { Some(b.backend(MemoryBackend::new())) })
+//!         Box::pin(async move {Some(b.backend(MemoryBackend::new())) })
 //!     }
 //! }
 //! eventflow::backend_suite!(Memory);
@@ -104,7 +104,7 @@ impl Seen {
 }
 
 fn event(name: &str, n: u64) -> Envelope {
-    Envelope::with_payload(name.into(), Payload::json(serde_json::json!({ "n": n })))
+    Envelope::with_payload(name.into(), Payload::json(serde_json::json!({"n": n })))
 }
 
 /// Builds and starts a bus with `handlers` on the factory's backend, or `None` to skip.

@@ -8,9 +8,9 @@
 //! ```ignore
 //! struct Memory;
 //! impl eventflow::testing::StoreFactory for Memory {
-//!     fn name(&self) -> &'static str { "memory" }
+//!     fn name(&self) -> &'static str {"memory" }
 //!     fn open<'a>(&'a self, b: StoreBuilder) -> BoxFuture<'a, Option<Store>> {
-//!         Box::pin(async move { Some(b.memory()) })
+//!         Box::pin(async move {Some(b.memory()) })
 //!     }
 //! }
 //! eventflow::store_suite!(Memory);
