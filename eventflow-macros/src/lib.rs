@@ -9,23 +9,27 @@
 use proc_macro::TokenStream;
 
 mod attr;
-mod expand;
+mod checks;
+mod event;
+mod handler;
 mod model;
 mod names;
 mod pipeline;
+mod scheduled;
 mod signature;
+mod tokens;
 
 /// Implements `Event` for a struct or enum and registers it. See the `eventflow` crate.
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
-    expand::derive_event(input).into()
+    event::derive_event(input).into()
 }
 
 /// Registers a function as a bus handler for a pattern. See the `eventflow` crate.
 #[proc_macro_attribute]
 pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::event_handler(args.into(), item.into()).into()
+    handler::event_handler(args.into(), item.into()).into()
 }
 
 /// A function-based pipeline event. See the `eventflow` crate.
@@ -37,7 +41,7 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Registers a function that runs on a schedule. See the `eventflow` crate.
 #[proc_macro_attribute]
 pub fn scheduled(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::scheduled(args.into(), item.into()).into()
+    scheduled::scheduled(args.into(), item.into()).into()
 }
 
 /// Implements `Model` for a struct and registers it. See the `eventflow` crate.
@@ -138,7 +142,7 @@ mod snapshots {
     fn typed_async_handler_with_options() {
         check(
             "typed_async_handler",
-            crate::expand::event_handler(
+            crate::handler::event_handler(
                 quote!(
                     "user.created",
                     retry(
@@ -164,7 +168,7 @@ mod snapshots {
     fn blocking_handler_on_a_pool() {
         check(
             "blocking_pool_handler",
-            crate::expand::event_handler(
+            crate::handler::event_handler(
                 quote!(
                     "order.*",
                     executor = ThreadPool,
@@ -181,7 +185,7 @@ mod snapshots {
     fn scheduled_function() {
         check(
             "scheduled_function",
-            crate::expand::scheduled(
+            crate::scheduled::scheduled(
                 quote!(every = "30s", missed = CatchUp),
                 quote!(
                     async fn sweep(ctx: &ScheduleContext) -> Result<(), HandlerError> {
@@ -196,7 +200,7 @@ mod snapshots {
     fn derived_event() {
         check(
             "derive_event",
-            crate::expand::derive_event(syn::parse_quote!(
+            crate::event::derive_event(syn::parse_quote!(
                 #[event(name = "user.created")]
                 struct UserCreated {
                     id: u64,

@@ -9,7 +9,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, Type};
 
 use crate::attr::{self, ExecutorKind, StepArgs};
-use crate::expand::{executor_config_tokens, executor_tokens, retry_tokens, timeout_tokens};
+use crate::tokens::{executor_config_tokens, executor_tokens, retry_tokens, timeout_tokens};
 
 /// The `StepOptions` expression of `args`, and the items it needs.
 pub fn options(
@@ -156,7 +156,7 @@ struct FnEventArgs {
 
 /// `#[event(...)]` on a function: a function-based pipeline event.
 pub fn event_fn(args: TokenStream, item: TokenStream) -> TokenStream {
-    crate::expand::on_function("event", args, item, event_fn_inner)
+    crate::tokens::on_function("event", args, item, event_fn_inner)
 }
 
 fn event_fn_inner(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream> {

@@ -1,142 +1,13 @@
-//! `#[derive(Model)]`, `#[hooks]` and the hook attributes (`#[before_create]`, ...).
+//! `#[hooks]` on an impl block and `#[before_create(User)]` (and the other seven) on free
+//! functions: hook records for the model.
 
-use darling::util::{Flag, SpannedValue};
-use darling::{FromDeriveInput, FromField};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, ImplItem, ReturnType, Type};
 
-use crate::names;
 use crate::signature::check_return_of;
-
-fn private(krate: &Option<syn::Path>) -> TokenStream {
-    match krate {
-        Some(p) => quote!(#p::__private),
-        None => quote!(::eventflow::__private),
-    }
-}
-
-#[derive(FromField)]
-#[darling(attributes(model))]
-struct ModelField {
-    ident: Option<syn::Ident>,
-    ty: Type,
-    id: Flag,
-}
-
-#[derive(FromDeriveInput)]
-#[darling(attributes(model), supports(struct_named))]
-struct ModelInput {
-    ident: syn::Ident,
-    generics: syn::Generics,
-    data: darling::ast::Data<(), ModelField>,
-    name: Option<SpannedValue<String>>,
-    #[darling(rename = "crate")]
-    krate: Option<syn::Path>,
-}
-
-/// `Option<i64>`, written so.
-fn is_option_i64(ty: &Type) -> bool {
-    let Type::Path(p) = ty else { return false };
-    let Some(last) = p.path.segments.last() else {
-        return false;
-    };
-    if last.ident != "Option" {
-        return false;
-    }
-    match &last.arguments {
-        syn::PathArguments::AngleBracketed(a) => matches!(
-            a.args.first(),
-            Some(syn::GenericArgument::Type(Type::Path(t))) if t.path.is_ident("i64")
-        ),
-        _ => false,
-    }
-}
-
-pub fn derive_model(input: syn::DeriveInput) -> TokenStream {
-    let opts = match ModelInput::from_derive_input(&input) {
-        Ok(o) => o,
-        Err(e) => return e.write_errors(),
-    };
-    let mut errors = darling::Error::accumulator();
-    let ident = &opts.ident;
-    if !opts.generics.params.is_empty() {
-        errors.push(
-            darling::Error::custom("a model cannot be generic: the store needs one concrete type")
-                .with_span(&opts.generics),
-        );
-    }
-    let name = match &opts.name {
-        Some(n) => crate::attr::given_name(n, "model", &mut errors),
-        None => names::snake_case(&ident.to_string()),
-    };
-    let fields = opts
-        .data
-        .as_ref()
-        .take_struct()
-        .map(|f| f.fields)
-        .unwrap_or_default();
-    let ids: Vec<&&ModelField> = fields.iter().filter(|f| f.id.is_present()).collect();
-    let id_field = match ids.as_slice() {
-        [one] => {
-            if !is_option_i64(&one.ty) {
-                errors.push(
-                    darling::Error::custom(
-                        "the id field is an `Option<i64>`: `None` until the store assigns one",
-                    )
-                    .with_span(&one.ty),
-                );
-            }
-            one.ident.clone()
-        }
-        [] => {
-            errors.push(
-                darling::Error::custom(
-                    "a model needs an id field: mark an `Option<i64>` field with `#[model(id)]`",
-                )
-                .with_span(ident),
-            );
-            None
-        }
-        [_, second, ..] => {
-            errors.push(
-                darling::Error::custom("only one field can be `#[model(id)]`")
-                    .with_span(&second.ident),
-            );
-            None
-        }
-    };
-    if let Err(e) = errors.finish() {
-        return e.write_errors();
-    }
-    let Some(id) = id_field else {
-        return quote!();
-    };
-    let p = private(&opts.krate);
-    quote! {
-        const _: () = {
-            impl #p::Model for #ident {
-                const NAME: &'static str = #name;
-                fn id(&self) -> ::core::option::Option<i64> {
-                    self.#id
-                }
-                fn set_id(&mut self, id: i64) {
-                    self.#id = ::core::option::Option::Some(id);
-                }
-            }
-            #p::inventory::submit! {
-                #p::ModelRecord {
-                    name: #name,
-                    type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
-                    location: #p::SourceLocation {
-                        module: ::core::module_path!(), file: ::core::file!(), line: ::core::line!(),
-                    },
-                }
-            }
-        };
-    }
-}
+use crate::tokens::private;
 
 const KINDS: &[&str] = &[
     "before_create",
@@ -297,7 +168,7 @@ fn record(
 }
 
 /// `#[hooks]` on an inherent impl block.
-pub fn hooks(args: TokenStream, item: TokenStream) -> TokenStream {
+pub(crate) fn hooks(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut imp: syn::ItemImpl = match syn::parse2(item.clone()) {
         Ok(i) => i,
         Err(_) => {
@@ -436,7 +307,7 @@ pub fn hooks(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// `#[before_create(User)]` on a free function, or misplaced on a method.
-pub fn hook_fn(kind: &'static str, args: TokenStream, item: TokenStream) -> TokenStream {
+pub(crate) fn hook_fn(kind: &'static str, args: TokenStream, item: TokenStream) -> TokenStream {
     let func: syn::ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {

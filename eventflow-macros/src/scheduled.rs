@@ -1,0 +1,175 @@
+//! `#[scheduled]`: a scheduled function's record.
+
+use darling::FromMeta;
+use darling::ast::NestedMeta;
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::spanned::Spanned;
+
+use crate::attr::{self};
+use crate::names;
+use crate::signature::{self};
+use crate::tokens::*;
+
+pub(crate) fn scheduled(args: TokenStream, item: TokenStream) -> TokenStream {
+    on_function("scheduled", args, item, scheduled_fn)
+}
+
+pub(crate) fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream> {
+    let mut errors = darling::Error::accumulator();
+    let metas = NestedMeta::parse_meta_list(args.clone()).map_err(darling::Error::from)?;
+    let opts = errors
+        .handle(attr::ScheduledArgs::from_list(&metas))
+        .unwrap_or_default();
+    let p = private(&opts.krate);
+    let schedule = match (&opts.every, &opts.cron) {
+        (Some(every), None) => match names::parse_duration(every) {
+            Ok(ns) if ns >= 1_000_000 => {
+                Some(quote!(#p::ScheduleSpec::Every(#p::Duration::from_nanos(#ns))))
+            }
+            Ok(_) => {
+                errors.push(
+                    darling::Error::custom("the interval must be at least 1ms")
+                        .with_span(&every.span()),
+                );
+                None
+            }
+            Err(reason) => {
+                errors.push(
+                    darling::Error::custom(format!(
+                        "cannot parse interval `{}`: {reason}",
+                        &**every
+                    ))
+                    .with_span(&every.span()),
+                );
+                None
+            }
+        },
+        (None, Some(cron)) => match <cron::Schedule as std::str::FromStr>::from_str(cron) {
+            Ok(_) => {
+                let c = &**cron;
+                Some(quote!(#p::ScheduleSpec::Cron(#c)))
+            }
+            Err(_) => {
+                let n = cron.split_whitespace().count();
+                let why = if (6..=7).contains(&n) {
+                    "a field is out of range or malformed".to_owned()
+                } else {
+                    format!("it has {n} field(s)")
+                };
+                errors.push(
+                    darling::Error::custom(format!(
+                        "invalid cron expression `{}`: {why}; write six or seven fields, \
+                             seconds first: \"0 */5 * * * *\" is every five minutes",
+                        &**cron
+                    ))
+                    .with_span(&cron.span()),
+                );
+                None
+            }
+        },
+        (Some(_), Some(cron)) => {
+            errors.push(
+                darling::Error::custom("give `every` or `cron`, not both").with_span(&cron.span()),
+            );
+            None
+        }
+        (None, None) => {
+            errors.push(
+                darling::Error::custom(
+                    "missing schedule: write `#[scheduled(every = \"30s\")]` or \
+                     `#[scheduled(cron = \"0 */5 * * * *\")]`",
+                )
+                .with_span(&args.span()),
+            );
+            None
+        }
+    };
+    if let Some(n) = &opts.name
+        && n.trim().is_empty()
+    {
+        errors.push(
+            darling::Error::custom("a scheduled function's name cannot be empty")
+                .with_span(&n.span()),
+        );
+    }
+    let missed = match &opts.missed {
+        Some(path) => errors
+            .handle(attr::missed(path))
+            .unwrap_or(attr::Missed::Skip),
+        None => attr::Missed::Skip,
+    };
+    let timeout = opts
+        .timeout
+        .as_ref()
+        .and_then(|t| errors.handle(attr::timeout(t)));
+    let sig = signature::analyze_scheduled(func, &mut errors);
+    errors.finish()?;
+    let (Some(sig), Some(schedule)) = (sig, schedule) else {
+        return Err(darling::Error::custom("invalid scheduled function"));
+    };
+
+    let fn_ident = &func.sig.ident;
+    let name = registered_name(&opts.name, fn_ident);
+    let arg = match sig.context {
+        None => quote!(),
+        Some(true) => quote!(&__ctx),
+        Some(false) => quote!(__ctx),
+    };
+    let convert = into_result(&p, func);
+    let invoke_ident = format_ident!("__eventflow_scheduled_{}", fn_ident);
+    let (invoke_fn, invoke) = if sig.is_async {
+        (
+            quote! {
+                fn #invoke_ident(__ctx: #p::ScheduleContext)
+                    -> #p::BoxFuture<'static, #p::Result<(), #p::HandlerError>>
+                {
+                    #p::Box::pin(async move { #convert(#fn_ident(#arg).await) })
+                }
+            },
+            quote!(#p::ScheduledInvoke::Async(#invoke_ident)),
+        )
+    } else {
+        (
+            quote! {
+                fn #invoke_ident(__ctx: #p::ScheduleContext) -> #p::Result<(), #p::HandlerError> {
+                    #convert(#fn_ident(#arg))
+                }
+            },
+            quote!(#p::ScheduledInvoke::Blocking(#invoke_ident)),
+        )
+    };
+    let missed = match missed {
+        attr::Missed::Skip => quote!(#p::MissedTicks::Skip),
+        attr::Missed::CatchUp => quote!(#p::MissedTicks::CatchUp),
+    };
+    let timeout = match timeout {
+        Some(ns) => quote!(::core::option::Option::Some(#p::Duration::from_nanos(#ns))),
+        None => quote!(::core::option::Option::None),
+    };
+    // An unused context parameter is fine: `__ctx` is moved or borrowed only when taken.
+    let allow_unused = sig
+        .context
+        .is_none()
+        .then(|| quote!(#[allow(unused_variables)]));
+    Ok(quote! {
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        const _: () = {
+            #allow_unused
+            #invoke_fn
+            #p::inventory::submit! {
+                #p::ScheduledRecord {
+                    name: #name,
+                    schedule: #schedule,
+                    missed: #missed,
+                    timeout: #timeout,
+                    invoke: #invoke,
+                    location: #p::SourceLocation {
+                        module: ::core::module_path!(), file: ::core::file!(), line: ::core::line!(),
+                    },
+                }
+            }
+        };
+    })
+}

@@ -1,0 +1,153 @@
+//! Token helpers every generator uses: the path to the runtime's private module, the
+//! function-attribute wrapper, and the tokens of options shared by handlers, scheduled
+//! functions and pipeline steps. Generators import this module, never each other.
+
+use darling::util::SpannedValue;
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::attr::{self, ExecutorKind};
+
+pub(crate) fn private(krate: &Option<syn::Path>) -> TokenStream {
+    match krate {
+        Some(p) => quote!(#p::__private),
+        None => quote!(::eventflow::__private),
+    }
+}
+
+/// Runs `expand` on the function an attribute is on, and emits the function followed by
+/// the generated code (or the errors: the function stays, so the crate keeps type-checking).
+pub(crate) fn on_function(
+    attribute: &str,
+    args: TokenStream,
+    item: TokenStream,
+    expand: fn(TokenStream, &syn::ItemFn) -> darling::Result<TokenStream>,
+) -> TokenStream {
+    let func: syn::ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let e = syn::Error::new(
+                proc_macro2::Span::call_site(),
+                format!("`#[{attribute}]` goes on a function (`async fn` or `fn`)"),
+            )
+            .to_compile_error();
+            return quote!(#e #item);
+        }
+    };
+    match expand(args, &func) {
+        Ok(ts) => quote!(#func #ts),
+        Err(e) => {
+            let errs = e.write_errors();
+            quote!(#func #errs)
+        }
+    }
+}
+
+/// The registered name: the one given, or `module::path::fn_name`.
+pub(crate) fn registered_name(
+    given: &Option<SpannedValue<String>>,
+    fn_ident: &syn::Ident,
+) -> TokenStream {
+    match given {
+        Some(n) => {
+            let n = &**n;
+            quote!(#n)
+        }
+        None => quote!(::core::concat!(
+            ::core::module_path!(),
+            "::",
+            ::core::stringify!(#fn_ident)
+        )),
+    }
+}
+
+/// The conversion of the function's return value, spanned on its return type.
+pub(crate) fn into_result(p: &TokenStream, func: &syn::ItemFn) -> TokenStream {
+    let ret_span = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => func.sig.ident.span(),
+    };
+    quote_spanned!(ret_span=> #p::IntoHandlerResult::into_handler_result)
+}
+
+/// A retry policy's tokens, and the `retry_on` check function they name (if any).
+pub(crate) fn retry_tokens(
+    p: &TokenStream,
+    retry: &Option<attr::Retry>,
+) -> (TokenStream, TokenStream) {
+    match retry {
+        None => (quote!(#p::RetryPolicy::NEVER), quote!()),
+        Some(r) => {
+            let max_attempts = r.max_attempts;
+            let factor = r.backoff_factor;
+            let cap = r.max_backoff;
+            let jitter = r.jitter;
+            let (retry_on, retry_on_fn) = if r.retry_on.is_empty() {
+                (quote!(::core::option::Option::None), quote!())
+            } else {
+                let checks = r
+                    .retry_on
+                    .iter()
+                    .map(|t| quote_spanned!(t.span()=> __err.is::<#t>()));
+                (
+                    quote!(::core::option::Option::Some(__eventflow_retry_on as fn(&#p::HandlerError) -> bool)),
+                    quote! {
+                        fn __eventflow_retry_on(__err: &#p::HandlerError) -> bool {
+                            false #(|| #checks)*
+                        }
+                    },
+                )
+            };
+            (
+                quote! {
+                    #p::RetryPolicy {
+                        max_attempts: #max_attempts,
+                        backoff_factor: #factor,
+                        max_backoff: #cap,
+                        jitter: #jitter,
+                        retry_on: #retry_on,
+                    }
+                },
+                retry_on_fn,
+            )
+        }
+    }
+}
+
+pub(crate) fn timeout_tokens(p: &TokenStream, timeout: Option<u64>) -> TokenStream {
+    match timeout {
+        Some(ns) => quote!(::core::option::Option::Some(#p::Duration::from_nanos(#ns))),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+pub(crate) fn executor_tokens(p: &TokenStream, executor: ExecutorKind) -> TokenStream {
+    match executor {
+        ExecutorKind::Inline => quote!(#p::Executor::Inline),
+        ExecutorKind::Tokio => quote!(#p::Executor::Tokio),
+        ExecutorKind::ThreadPool => quote!(#p::Executor::ThreadPool),
+        ExecutorKind::Process => quote!(#p::Executor::Process),
+    }
+}
+
+/// (max_workers, max_tasks_per_child, thread_name_prefix) of an `ExecutorConfig`.
+pub(crate) fn executor_config_tokens(
+    p: &TokenStream,
+    cfg: Option<attr::ExecutorSettings>,
+) -> (TokenStream, TokenStream, TokenStream) {
+    let cfg = cfg.unwrap_or_default();
+    let opt_usize = |v: Option<usize>| match v {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let prefix = match &cfg.thread_name_prefix {
+        Some(s) => quote!(::core::option::Option::Some(#p::Cow::Borrowed(#s))),
+        None => quote!(::core::option::Option::None),
+    };
+    (
+        opt_usize(cfg.max_workers),
+        opt_usize(cfg.max_tasks_per_child),
+        prefix,
+    )
+}
