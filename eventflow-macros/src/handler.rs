@@ -185,7 +185,7 @@ pub(crate) fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<
     let (retry_tokens, retry_on_fn) = retry_tokens(&p, &retry);
     let timeout = timeout_tokens(&p, timeout);
     let executor = executor_tokens(&p, executor);
-    let (max_workers, max_tasks, prefix) = executor_config_tokens(&p, exec_cfg);
+    let (max_workers, max_tasks, prefix) = executor_config_tokens(exec_cfg);
     let opt_usize = |v: Option<usize>| match v {
         Some(n) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
@@ -194,10 +194,10 @@ pub(crate) fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<
     let batch = match batch {
         Some((size, wait)) => {
             let size = size as usize;
-            quote!(::core::option::Option::Some(#p::BatchConfig {
-                max_size: #size,
-                max_wait: #p::Duration::from_nanos(#wait),
-            }))
+            quote!(::core::option::Option::Some(#p::batch_config(
+                #size,
+                #p::Duration::from_nanos(#wait),
+            )))
         }
         None => quote!(::core::option::Option::None),
     };
@@ -215,24 +215,18 @@ pub(crate) fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<
                     name: #name,
                     pattern: #pattern,
                     event_type: #event_type,
-                    options: #p::HandlerOptions {
-                        retry: #retry_tokens,
-                        timeout: #timeout,
-                        executor: #executor,
-                        executor_config: #p::ExecutorConfig {
-                            max_workers: #max_workers,
-                            max_tasks_per_child: #max_tasks,
-                            thread_name_prefix: #prefix,
-                        },
-                        priority: #priority,
-                        concurrency: #concurrency,
-                        filter: #filter,
-                        batch: #batch,
-                    },
+                    options: #p::handler_options(
+                        #retry_tokens,
+                        #timeout,
+                        #executor,
+                        #p::executor_config(#max_workers, #max_tasks, #prefix),
+                        #priority,
+                        #concurrency,
+                        #filter,
+                        #batch,
+                    ),
                     invoke: #invoke,
-                    location: #p::SourceLocation {
-                        module: ::core::module_path!(), file: ::core::file!(), line: ::core::line!(),
-                    },
+                    location: #p::SourceLocation::new(::core::module_path!(), ::core::file!(), ::core::line!()),
                 }
             }
         };
@@ -285,7 +279,7 @@ fn invoke_tokens(
             Param::Context { by_ref: false, .. } => quote!(__ctx.clone()),
         })
         .collect();
-    let convert = into_result(&p, func);
+    let convert = into_result(p, func);
     let invoke_ident = format_ident!("__eventflow_invoke_{}", fn_ident);
     let batched = matches!(sig.event, EventParam::Batch(_) | EventParam::BatchEnvelopes);
     let (invoke_fn, invoke) = if batched {

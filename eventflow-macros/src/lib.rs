@@ -1,6 +1,6 @@
 //! Procedural macros of eventflow. Use them through the `eventflow` crate, which
 //! re-exports them; their generated code reaches the runtime only through
-//! `::eventflow::__private` (or the path given with `crate = "..."`).
+//! `::eventflow::__private_<version>` (or under the path given with `crate = "..."`).
 //!
 //! Each macro parses its attribute into an options struct (darling), validates it, and
 //! expands. Every error is reported, each on the token at fault; on error the user's item

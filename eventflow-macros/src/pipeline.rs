@@ -47,7 +47,7 @@ pub fn options(
         .and_then(|t| errors.handle(attr::timeout(t)));
     let (retry, retry_fn) = retry_tokens(p, &retry);
     let executor = executor_tokens(p, executor);
-    let (max_workers, max_tasks, prefix) = executor_config_tokens(p, exec_cfg);
+    let (max_workers, max_tasks, prefix) = executor_config_tokens(exec_cfg);
     let evaluation = format_ident!("{}", evaluation);
     let timeout = timeout_tokens(p, timeout);
     let gotos = args.gotos(errors);
@@ -58,21 +58,17 @@ pub fn options(
     );
     (
         quote! {
-            #p::StepOptions {
-                executor: #executor,
-                executor_config: #p::ExecutorConfig {
-                    max_workers: #max_workers,
-                    max_tasks_per_child: #max_tasks,
-                    thread_name_prefix: #prefix,
-                },
-                retry: #retry,
-                evaluation: #p::EvaluationState::#evaluation,
-                stop_on_exception: #sox,
-                stop_on_success: #sos,
-                stop_on_error: #soe,
-                timeout: #timeout,
-                gotos: #p::Cow::Borrowed(&[#(#gotos),*]),
-            }
+            #p::step_options(
+                #executor,
+                #p::executor_config(#max_workers, #max_tasks, #prefix),
+                #retry,
+                #p::EvaluationState::#evaluation,
+                #sox,
+                #sos,
+                #soe,
+                #timeout,
+                &[#(#gotos),*],
+            )
         },
         retry_fn,
     )
@@ -137,9 +133,7 @@ pub fn derive_step(
                 name: #name,
                 type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
                 make: <#ident as #p::PipelineEvent>::step,
-                location: #p::SourceLocation {
-                    module: ::core::module_path!(), file: ::core::file!(), line: ::core::line!(),
-                },
+                location: #p::SourceLocation::new(::core::module_path!(), ::core::file!(), ::core::line!()),
             }
         }
     }
@@ -206,10 +200,7 @@ fn event_fn_inner(args: TokenStream, func: &syn::ItemFn) -> darling::Result<Toke
         }
     }
     let input = input.unwrap_or_else(|| syn::parse_quote!(()));
-    let p = match &opts.krate {
-        Some(k) => quote!(#k::__private),
-        None => quote!(::eventflow::__private),
-    };
+    let p = crate::tokens::private(&opts.krate);
     let (options, retry_fn) = options(&p, &opts.step, &sig.ident, &mut errors);
     let serde = if on_process(&opts.step) {
         match outcome_type(&sig.output) {
@@ -264,9 +255,7 @@ fn event_fn_inner(args: TokenStream, func: &syn::ItemFn) -> darling::Result<Toke
                     name: #name,
                     type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#fn_ident)),
                     make: #make,
-                    location: #p::SourceLocation {
-                        module: ::core::module_path!(), file: ::core::file!(), line: ::core::line!(),
-                    },
+                    location: #p::SourceLocation::new(::core::module_path!(), ::core::file!(), ::core::line!()),
                 }
             }
         };

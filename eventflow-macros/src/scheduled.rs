@@ -165,9 +165,7 @@ pub(crate) fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Re
                     missed: #missed,
                     timeout: #timeout,
                     invoke: #invoke,
-                    location: #p::SourceLocation {
-                        module: ::core::module_path!(), file: ::core::file!(), line: ::core::line!(),
-                    },
+                    location: #p::SourceLocation::new(::core::module_path!(), ::core::file!(), ::core::line!()),
                 }
             }
         };

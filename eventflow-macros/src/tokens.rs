@@ -9,10 +9,16 @@ use syn::spanned::Spanned;
 
 use crate::attr::{self, ExecutorKind};
 
+/// The runtime's private module of this crate's version (`__private_0_1_0`): a runtime of
+/// another version has no such module, so the mismatch is a compile error.
 pub(crate) fn private(krate: &Option<syn::Path>) -> TokenStream {
+    let module = quote::format_ident!(
+        "__private_{}",
+        env!("CARGO_PKG_VERSION").replace(['.', '-'], "_")
+    );
     match krate {
-        Some(p) => quote!(#p::__private),
-        None => quote!(::eventflow::__private),
+        Some(p) => quote!(#p::#module),
+        None => quote!(::eventflow::#module),
     }
 }
 
@@ -101,13 +107,7 @@ pub(crate) fn retry_tokens(
             };
             (
                 quote! {
-                    #p::RetryPolicy {
-                        max_attempts: #max_attempts,
-                        backoff_factor: #factor,
-                        max_backoff: #cap,
-                        jitter: #jitter,
-                        retry_on: #retry_on,
-                    }
+                    #p::retry_policy(#max_attempts, #factor, #cap, #jitter, #retry_on)
                 },
                 retry_on_fn,
             )
@@ -133,7 +133,6 @@ pub(crate) fn executor_tokens(p: &TokenStream, executor: ExecutorKind) -> TokenS
 
 /// (max_workers, max_tasks_per_child, thread_name_prefix) of an `ExecutorConfig`.
 pub(crate) fn executor_config_tokens(
-    p: &TokenStream,
     cfg: Option<attr::ExecutorSettings>,
 ) -> (TokenStream, TokenStream, TokenStream) {
     let cfg = cfg.unwrap_or_default();
@@ -142,7 +141,7 @@ pub(crate) fn executor_config_tokens(
         None => quote!(::core::option::Option::None),
     };
     let prefix = match &cfg.thread_name_prefix {
-        Some(s) => quote!(::core::option::Option::Some(#p::Cow::Borrowed(#s))),
+        Some(s) => quote!(::core::option::Option::Some(#s)),
         None => quote!(::core::option::Option::None),
     };
     (

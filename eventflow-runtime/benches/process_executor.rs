@@ -23,10 +23,7 @@ struct Reading {
 fn options() -> StepOptions {
     StepOptions {
         executor: Executor::Process,
-        executor_config: eventflow_runtime::ExecutorConfig {
-            max_workers: Some(1),
-            ..eventflow_runtime::ExecutorConfig::new()
-        },
+        executor_config: eventflow_runtime::ExecutorConfig::new().max_workers(1),
         ..StepOptions::DEFAULT
     }
 }
@@ -48,7 +45,7 @@ fn calibrate() -> StepDef {
     .with_serde::<Reading, Reading>()
 }
 
-eventflow_runtime::__private::inventory::submit! {
+eventflow_runtime::__private_0_1_0::inventory::submit! {
     StepRecord {
         name: "bench_calibrate",
         type_name: "process_executor::calibrate",

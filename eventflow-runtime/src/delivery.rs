@@ -25,7 +25,7 @@ pub enum OutcomeStatus {
     /// The delivery was cancelled by shutdown before it finished.
     Cancelled,
     /// The attempt failed and the backend schedules the next one after `delay` (backends
-    /// that retry through the broker, see [`Retries::ByBackend`]).
+    /// that retry through the broker, see [`Retries::ByBackend`](crate::Retries::ByBackend)).
     RetryScheduled {
         /// The wait before the next attempt.
         delay: Duration,
@@ -100,7 +100,7 @@ impl DeliveryReport {
     }
 }
 
-/// What [`EventBus::retry_dead_letter`] did.
+/// What [`EventBus::retry_dead_letter`](crate::EventBus::retry_dead_letter) did.
 #[derive(Debug)]
 pub enum Redelivery {
     /// Delivered in this process; the handler's outcome.

@@ -26,7 +26,7 @@ mod util;
 // L1
 pub mod dead_letter;
 mod delivery;
-mod executor;
+pub mod executor;
 pub mod model;
 mod retry;
 pub mod schedule;
@@ -38,7 +38,8 @@ pub mod pipeline;
 // L3
 mod bus;
 // L4
-mod health;
+pub mod health;
+mod macro_abi;
 pub mod store;
 pub mod testing;
 
@@ -89,8 +90,12 @@ macro_rules! link {
 }
 
 /// Items the macros' generated code uses. Not a public API: it may change in any release.
+///
+/// Its name carries the crate's version, and the macros name the module of their own
+/// version, so a macro crate and a runtime of different versions fail to compile together
+/// instead of misbehaving (the two are pinned to each other's exact version).
 #[doc(hidden)]
-pub mod __private {
+pub mod __private_0_1_0 {
     pub use crate::bus::{
         AsyncInvoke, BatchConfig, BatchContext, BatchInvoke, BlockingInvoke, EventRecord, FilterFn,
         HandlerContext, HandlerOptions, HandlerRecord, IntoHandlerResult, Invoke, ScheduleContext,
@@ -99,6 +104,9 @@ pub mod __private {
     pub use crate::error::HandlerError;
     pub use crate::event::{Envelope, Event};
     pub use crate::executor::{Executor, ExecutorConfig};
+    pub use crate::macro_abi::{
+        batch_config, executor_config, handler_options, retry_policy, step_options,
+    };
     pub use crate::model::{HookError, HookKind, IntoHookResult, Model, ModelRecord};
     pub use crate::pipeline::{
         Bypass, Done, EvaluationState, ExecutionContext, Outcome, PipelineEvent, Process, StepDef,
@@ -117,6 +125,19 @@ pub mod __private {
     pub use std::result::Result;
     pub use std::time::Duration;
 
-    /// The runtime's version; the macros check it matches theirs.
+    /// The runtime's version, which the module's name carries.
     pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_private_module_is_named_after_the_version() {
+        let lib = include_str!("lib.rs");
+        let name = format!(
+            "pub mod __private_{} {{",
+            env!("CARGO_PKG_VERSION").replace(['.', '-'], "_")
+        );
+        assert!(lib.contains(&name), "lib.rs must declare `{name}`");
+    }
 }

@@ -39,6 +39,7 @@ pub type RetryOn = fn(&HandlerError) -> bool;
 /// assert_eq!(p.delay(10).as_secs(), 5);
 /// ```
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included. At least 1.
     pub max_attempts: u32,

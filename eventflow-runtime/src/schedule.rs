@@ -33,7 +33,7 @@
 //!
 //! A run that fails (an error, a panic, or past its `timeout`) is logged and counted
 //! (`eventflow_scheduled_runs_total{outcome="failed"}` and
-//! [`ScheduleStats::failed`]); it is not retried: the next tick is the next try.
+//! [`ScheduleStats::failed`](crate::ScheduleStats::failed)); it is not retried: the next tick is the next try.
 use std::str::FromStr;
 use std::time::Duration;
 

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("store", 40),
     ("health", 40),
     ("testing", 40),
+    ("macro_abi", 40),
     // The one file of `pipeline` above the bus: a pipeline run as a bus handler.
     ("pipeline/bridge", 40),
 ];

@@ -199,7 +199,7 @@ pub mod prelude {
 }
 
 #[doc(hidden)]
-pub use eventflow_runtime::__private;
+pub use eventflow_runtime::__private_0_1_0;
 
 /// The README's code, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -1182,11 +1182,11 @@ impl eventflow::Backend for ScriptedBackend {
             if hang {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
-            eventflow::BackendHealth {
-                reachable,
-                dead_letters: Some(dead),
-                detail: (!reachable).then(|| "connection refused".to_owned()),
-                ..Default::default()
+            let health = eventflow::BackendHealth::new(reachable).with_dead_letters(Some(dead));
+            if reachable {
+                health
+            } else {
+                health.with_detail("connection refused")
             }
         })
     }

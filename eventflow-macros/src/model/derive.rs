@@ -121,9 +121,7 @@ pub(crate) fn derive_model(input: syn::DeriveInput) -> TokenStream {
                 #p::ModelRecord {
                     name: #name,
                     type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
-                    location: #p::SourceLocation {
-                        module: ::core::module_path!(), file: ::core::file!(), line: ::core::line!(),
-                    },
+                    location: #p::SourceLocation::new(::core::module_path!(), ::core::file!(), ::core::line!()),
                 }
             }
         };

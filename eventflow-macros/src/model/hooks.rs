@@ -159,9 +159,7 @@ fn record(
                 kind: #kind,
                 position: #position,
                 invoke: #invoke,
-                location: #p::SourceLocation {
-                    module: ::core::module_path!(), file: ::core::file!(), line: ::core::line!(),
-                },
+                location: #p::SourceLocation::new(::core::module_path!(), ::core::file!(), ::core::line!()),
             }
         }
     }

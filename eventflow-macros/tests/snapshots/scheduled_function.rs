@@ -5,26 +5,30 @@ async fn sweep(ctx: &ScheduleContext) -> Result<(), HandlerError> {
 #[allow(non_snake_case)]
 const _: () = {
     fn __eventflow_scheduled_sweep(
-        __ctx: ::eventflow::__private::ScheduleContext,
-    ) -> ::eventflow::__private::BoxFuture<
+        __ctx: ::eventflow::__private_0_1_0::ScheduleContext,
+    ) -> ::eventflow::__private_0_1_0::BoxFuture<
         'static,
-        ::eventflow::__private::Result<(), ::eventflow::__private::HandlerError>,
+        ::eventflow::__private_0_1_0::Result<
+            (),
+            ::eventflow::__private_0_1_0::HandlerError,
+        >,
     > {
-        ::eventflow::__private::Box::pin(async move {
-            ::eventflow::__private::IntoHandlerResult::into_handler_result(
+        ::eventflow::__private_0_1_0::Box::pin(async move {
+            ::eventflow::__private_0_1_0::IntoHandlerResult::into_handler_result(
                 sweep(&__ctx).await,
             )
         })
     }
-    ::eventflow::__private::inventory::submit! {
-        ::eventflow::__private::ScheduledRecord { name :
+    ::eventflow::__private_0_1_0::inventory::submit! {
+        ::eventflow::__private_0_1_0::ScheduledRecord { name :
         ::core::concat!(::core::module_path!(), "::", ::core::stringify!(sweep)),
         schedule :
-        ::eventflow::__private::ScheduleSpec::Every(::eventflow::__private::Duration::from_nanos(30000000000u64)),
-        missed : ::eventflow::__private::MissedTicks::CatchUp, timeout :
+        ::eventflow::__private_0_1_0::ScheduleSpec::Every(::eventflow::__private_0_1_0::Duration::from_nanos(30000000000u64)),
+        missed : ::eventflow::__private_0_1_0::MissedTicks::CatchUp, timeout :
         ::core::option::Option::None, invoke :
-        ::eventflow::__private::ScheduledInvoke::Async(__eventflow_scheduled_sweep),
-        location : ::eventflow::__private::SourceLocation { module :
-        ::core::module_path!(), file : ::core::file!(), line : ::core::line!(), }, }
+        ::eventflow::__private_0_1_0::ScheduledInvoke::Async(__eventflow_scheduled_sweep),
+        location :
+        ::eventflow::__private_0_1_0::SourceLocation::new(::core::module_path!(),
+        ::core::file!(), ::core::line!()), }
     }
 };

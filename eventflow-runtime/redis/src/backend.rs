@@ -39,7 +39,7 @@ pub(crate) struct Shared {
     pub(crate) running: Mutex<std::collections::HashSet<String>>,
 }
 
-/// The Redis Streams backend. See the [module documentation](self).
+/// The Redis Streams backend. See the [crate documentation](crate).
 pub struct RedisBackend {
     pub(crate) shared: Arc<Shared>,
 }

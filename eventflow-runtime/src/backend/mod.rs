@@ -58,6 +58,7 @@ pub trait DeliverySink: Send + Sync + 'static {
 
 /// What a backend reports about itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BackendHealth {
     /// Whether the backend answers.
     pub reachable: bool,
@@ -69,6 +70,40 @@ pub struct BackendHealth {
     pub dead_letters: Option<u64>,
     /// What went wrong, if anything.
     pub detail: Option<String>,
+}
+
+impl BackendHealth {
+    /// A backend that answers (`true`) or not; the figures are unknown until set.
+    pub fn new(reachable: bool) -> Self {
+        BackendHealth {
+            reachable,
+            ..Self::default()
+        }
+    }
+
+    /// Entries not yet read by this worker's group.
+    pub fn with_lag(mut self, lag: Option<u64>) -> Self {
+        self.lag = lag;
+        self
+    }
+
+    /// Entries read but not acknowledged.
+    pub fn with_pending(mut self, pending: Option<u64>) -> Self {
+        self.pending = pending;
+        self
+    }
+
+    /// Dead letters kept.
+    pub fn with_dead_letters(mut self, dead_letters: Option<u64>) -> Self {
+        self.dead_letters = dead_letters;
+        self
+    }
+
+    /// What went wrong.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
 }
 
 /// A transport for events. See the [module documentation](self).

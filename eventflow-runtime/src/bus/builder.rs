@@ -82,7 +82,7 @@ impl EventBusBuilder {
         self
     }
 
-    /// Accepts events no handler matches instead of failing with [`NoHandler`].
+    /// Accepts events no handler matches instead of failing with [`NoHandler`](crate::NoHandler).
     pub fn allow_unhandled(mut self, allow: bool) -> Self {
         self.allow_unhandled = allow;
         self

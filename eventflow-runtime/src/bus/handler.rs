@@ -37,6 +37,7 @@ pub enum Invoke {
 
 /// A handler's options: what `#[event_handler(...)]` accepts.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct HandlerOptions {
     /// When and how failed attempts are retried.
     pub retry: RetryPolicy,
@@ -72,6 +73,39 @@ impl HandlerOptions {
         filter: None,
         batch: None,
     };
+}
+
+impl HandlerOptions {
+    /// With this retry policy.
+    pub const fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// With this bound on one attempt.
+    pub const fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// On this executor, with these settings of its workers.
+    pub fn with_executor(mut self, executor: Executor, config: ExecutorConfig) -> Self {
+        self.executor = executor;
+        self.executor_config = config;
+        self
+    }
+
+    /// With this priority among the handlers of one event.
+    pub const fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// At most `limit` deliveries at once.
+    pub const fn with_concurrency(mut self, limit: usize) -> Self {
+        self.concurrency = Some(limit);
+        self
+    }
 }
 
 impl Default for HandlerOptions {

@@ -17,7 +17,7 @@ pub struct UnfinishedDelivery {
     pub event: String,
 }
 
-/// What [`EventBus::shutdown`] found.
+/// What [`EventBus::shutdown`](crate::EventBus::shutdown) found.
 #[derive(Clone, Debug, Default)]
 pub struct ShutdownReport {
     /// Deliveries that did not finish within the timeout; they were cancelled.

@@ -283,7 +283,7 @@ impl EventBus {
     /// then cancels the published events still being delivered and reports every delivery
     /// that did not finish. (A [`dispatch`](Self::dispatch) still running is reported but
     /// not cancelled: its caller owns it.) Publishing afterwards fails with
-    /// [`PublishError::ShutDown`], follow-up events published by handlers during the drain
+    /// [`PublishError::ShutDown`](crate::PublishError::ShutDown), follow-up events published by handlers during the drain
     /// included. Calling it again returns at once.
     pub async fn shutdown(&self) -> Result<ShutdownReport, EventError> {
         let inner = &self.inner;

@@ -36,6 +36,7 @@ pub enum Executor {
 /// Settings of an executor's workers. Unset values take the defaults of the
 /// [module documentation](self).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExecutorConfig {
     /// Workers at most. Unset: the number of CPUs.
     pub max_workers: Option<usize>,
@@ -53,6 +54,24 @@ impl ExecutorConfig {
             max_tasks_per_child: None,
             thread_name_prefix: None,
         }
+    }
+
+    /// At most `n` workers.
+    pub const fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = Some(n);
+        self
+    }
+
+    /// Each worker is replaced after `n` tasks.
+    pub const fn max_tasks_per_child(mut self, n: usize) -> Self {
+        self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// Worker threads are named `prefix0`, `prefix1`, ...
+    pub fn thread_name_prefix(mut self, prefix: impl Into<Cow<'static, str>>) -> Self {
+        self.thread_name_prefix = Some(prefix.into());
+        self
     }
 
     /// The number of workers after defaults.

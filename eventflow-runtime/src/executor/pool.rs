@@ -36,11 +36,7 @@ struct PoolShared {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use eventflow_runtime::{ExecutorConfig, ThreadPool};
-/// let pool = ThreadPool::new(ExecutorConfig {
-///     max_workers: Some(2),
-///     thread_name_prefix: Some("report-".into()),
-///     ..ExecutorConfig::new()
-/// });
+/// let pool = ThreadPool::new(ExecutorConfig::new().max_workers(2).thread_name_prefix("report-"));
 /// let name = pool.run(|| std::thread::current().name().map(str::to_owned)).await.unwrap();
 /// assert_eq!(name.as_deref(), Some("report-0"));
 /// # }

@@ -20,7 +20,7 @@
 //! ## Model events and the outbox
 //!
 //! A write publishes `<model>.created`, `.updated` or `.deleted` with a
-//! [`ModelEvent`] only after it commits. On SQL stores the event is written to the
+//! [`ModelEvent`](crate::ModelEvent) only after it commits. On SQL stores the event is written to the
 //! `<prefix>outbox` table in the same transaction as the model; a relay task publishes
 //! unsent rows in order and marks them sent. A crash between the commit and the publish
 //! loses nothing: the next store opened on the database publishes the row, once. (A crash

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::bus::{EventBus, Handler};
+use crate::bus::{EventBus, Handler, Recorder};
 use crate::error::HandlerError;
 use crate::model::{HookError, HookKind, Model, ModelEvent};
 use crate::source::SourceLocation;
@@ -98,13 +98,17 @@ inventory::submit! {
 
 type Seen = Arc<Mutex<Vec<String>>>;
 
-/// A bus recording the suite's model events as `name id changed`, and a store on it.
-async fn open<F: StoreFactory>(f: &F) -> Option<(Store, Seen)> {
+/// A bus recording the suite's model events as `name id changed` as they are handled (in
+/// any order: the memory bus handles each event on a task of its own) and, in its
+/// recorder, as they are published (in order), and a store on it.
+async fn open<F: StoreFactory>(f: &F) -> Option<(Store, Seen, Recorder)> {
     let seen: Seen = Arc::default();
+    let recorder = Recorder::new();
     let s = seen.clone();
     let bus = EventBus::builder()
         .without_registry()
         .schedules(false)
+        .recorder(&recorder)
         .handler(Handler::typed(
             "suite-note-events",
             "suite_note.*",
@@ -126,7 +130,7 @@ async fn open<F: StoreFactory>(f: &F) -> Option<(Store, Seen)> {
         .prefix(prefix)
         .relay_interval(Duration::from_millis(50));
     match f.open(builder).await {
-        Some(store) => Some((store, seen)),
+        Some(store) => Some((store, seen, recorder)),
         None => {
             eprintln!(
                 "SKIPPED: the {} store cannot be reached; its conformance test did not run",
@@ -161,7 +165,7 @@ async fn wait_for(seen: &Seen, n: usize) -> Vec<String> {
 
 /// Creates, reads, updates and deletes, with ids assigned by the store.
 pub async fn writes_round_trip<F: StoreFactory>(f: &F) {
-    let Some((store, _)) = open(f).await else {
+    let Some((store, _, _)) = open(f).await else {
         return;
     };
     let a = store.create(note("a")).await.expect("create a");
@@ -204,7 +208,7 @@ pub async fn writes_round_trip<F: StoreFactory>(f: &F) {
 
 /// A transaction whose closure fails writes nothing.
 pub async fn a_transaction_rolls_back_every_write<F: StoreFactory>(f: &F) {
-    let Some((store, seen)) = open(f).await else {
+    let Some((store, seen, _)) = open(f).await else {
         return;
     };
     let result = store
@@ -243,7 +247,7 @@ pub async fn a_transaction_rolls_back_every_write<F: StoreFactory>(f: &F) {
 
 /// A before-hook's veto writes nothing and publishes nothing.
 pub async fn a_veto_writes_and_publishes_nothing<F: StoreFactory>(f: &F) {
-    let Some((store, seen)) = open(f).await else {
+    let Some((store, seen, _)) = open(f).await else {
         return;
     };
     let vetoed = store.create(note("veto")).await;
@@ -272,7 +276,7 @@ pub async fn a_veto_writes_and_publishes_nothing<F: StoreFactory>(f: &F) {
 /// Model events are published after each commit, once each, in order, naming the
 /// changed fields of an update.
 pub async fn model_events_follow_the_commit_in_order<F: StoreFactory>(f: &F) {
-    let Some((store, seen)) = open(f).await else {
+    let Some((store, seen, recorder)) = open(f).await else {
         return;
     };
     let mut n = store.create(note("first")).await.expect("create");
@@ -280,16 +284,28 @@ pub async fn model_events_follow_the_commit_in_order<F: StoreFactory>(f: &F) {
     let n = store.update(&n).await.expect("update");
     store.delete(&n).await.expect("delete");
     let id = n.id.unwrap_or(-1);
-    let events = wait_for(&seen, 3).await;
+    let mut events = wait_for(&seen, 3).await;
+    let published = recorder.published_names();
     let pending = store.outbox_pending().await.expect("outbox");
     let stats = store.stats();
     close(&store).await;
     assert_eq!(
+        published,
+        [
+            "suite_note.created",
+            "suite_note.updated",
+            "suite_note.deleted"
+        ],
+        "{}: published in the order of the commits",
+        f.name()
+    );
+    events.sort();
+    assert_eq!(
         events,
         [
             format!("suite_note.created {id} "),
-            format!("suite_note.updated {id} text"),
             format!("suite_note.deleted {id} "),
+            format!("suite_note.updated {id} text"),
         ],
         "{}",
         f.name()
