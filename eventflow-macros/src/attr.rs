@@ -10,7 +10,7 @@ use crate::names;
 /// `#[event(...)]` on a type deriving `Event`.
 #[derive(FromDeriveInput)]
 #[darling(attributes(event), supports(struct_any, enum_any))]
-pub struct EventInput {
+pub(crate) struct EventInput {
     pub ident: syn::Ident,
     pub generics: syn::Generics,
     pub name: Option<SpannedValue<String>>,
@@ -23,7 +23,7 @@ pub struct EventInput {
 
 /// The settings of a pipeline event: `#[event(...)]` on a `Process` type or a function.
 #[derive(FromMeta, Default)]
-pub struct StepArgs {
+pub(crate) struct StepArgs {
     pub pipeline: darling::util::Flag,
     pub executor: Option<syn::Path>,
     pub executor_config: Option<ExecutorConfigArgs>,
@@ -38,7 +38,7 @@ pub struct StepArgs {
 
 impl StepArgs {
     /// `goto = [3, 5]`, checked.
-    pub fn gotos(&self, errors: &mut darling::error::Accumulator) -> Vec<u32> {
+    pub(crate) fn gotos(&self, errors: &mut darling::error::Accumulator) -> Vec<u32> {
         let Some(e) = &self.goto else {
             return Vec::new();
         };
@@ -66,7 +66,7 @@ impl StepArgs {
     }
 
     /// Whether any pipeline setting is given.
-    pub fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         self.pipeline.is_present()
             || self.executor.is_some()
             || self.executor_config.is_some()
@@ -88,7 +88,7 @@ const EVALUATIONS: &[&str] = &[
 ];
 
 /// An evaluation state's name, checked.
-pub fn evaluation(path: &syn::Path) -> darling::Result<String> {
+pub(crate) fn evaluation(path: &syn::Path) -> darling::Result<String> {
     let name = path
         .segments
         .last()
@@ -115,7 +115,7 @@ pub fn evaluation(path: &syn::Path) -> darling::Result<String> {
 
 /// `#[event_handler(pattern, ...)]`, after the leading pattern literal.
 #[derive(FromMeta, Default)]
-pub struct HandlerArgs {
+pub(crate) struct HandlerArgs {
     pub name: Option<SpannedValue<String>>,
     pub retry: Option<RetryArgs>,
     pub timeout: Option<SpannedValue<String>>,
@@ -131,14 +131,14 @@ pub struct HandlerArgs {
 
 /// `batch(max_size = 100, max_wait = "50ms")`.
 #[derive(FromMeta)]
-pub struct BatchArgs {
+pub(crate) struct BatchArgs {
     pub max_size: Expr,
     pub max_wait: SpannedValue<String>,
 }
 
 impl BatchArgs {
     /// (max_size, max_wait in nanoseconds).
-    pub fn validate(&self, errors: &mut darling::error::Accumulator) -> Option<(u64, u64)> {
+    pub(crate) fn validate(&self, errors: &mut darling::error::Accumulator) -> Option<(u64, u64)> {
         let size = errors.handle(positive_int(&self.max_size, "max_size"));
         let wait = errors.handle(names::parse_duration(&self.max_wait).map_err(|reason| {
             darling::Error::custom(format!(
@@ -153,7 +153,7 @@ impl BatchArgs {
 
 /// `#[scheduled(every = "30s" | cron = "...", ...)]`.
 #[derive(FromMeta, Default)]
-pub struct ScheduledArgs {
+pub(crate) struct ScheduledArgs {
     pub every: Option<SpannedValue<String>>,
     pub cron: Option<SpannedValue<String>>,
     pub name: Option<SpannedValue<String>>,
@@ -165,12 +165,12 @@ pub struct ScheduledArgs {
 
 /// `missed = Skip | CatchUp`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Missed {
+pub(crate) enum Missed {
     Skip,
     CatchUp,
 }
 
-pub fn missed(path: &syn::Path) -> darling::Result<Missed> {
+pub(crate) fn missed(path: &syn::Path) -> darling::Result<Missed> {
     let name = path
         .segments
         .last()
@@ -198,7 +198,7 @@ pub fn missed(path: &syn::Path) -> darling::Result<Missed> {
 
 /// `retry(max_attempts = 3, backoff_factor = 0.5, max_backoff = 10.0, jitter, retry_on = [..])`.
 #[derive(FromMeta, Default)]
-pub struct RetryArgs {
+pub(crate) struct RetryArgs {
     pub max_attempts: Option<Expr>,
     pub backoff_factor: Option<Expr>,
     pub max_backoff: Option<Expr>,
@@ -208,7 +208,7 @@ pub struct RetryArgs {
 
 /// `executor_config(max_workers = 4, max_tasks_per_child = 50, thread_name_prefix = "x-")`.
 #[derive(FromMeta, Default)]
-pub struct ExecutorConfigArgs {
+pub(crate) struct ExecutorConfigArgs {
     pub max_workers: Option<Expr>,
     pub max_tasks_per_child: Option<Expr>,
     pub thread_name_prefix: Option<SpannedValue<String>>,
@@ -216,7 +216,7 @@ pub struct ExecutorConfigArgs {
 
 /// A name given in an attribute (`name = "..."`), checked as an event name; a problem is
 /// reported on it as an invalid `what` name.
-pub fn given_name(
+pub(crate) fn given_name(
     n: &SpannedValue<String>,
     what: &str,
     errors: &mut darling::error::Accumulator,
@@ -232,7 +232,7 @@ pub fn given_name(
 
 /// The executors a handler may name.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum ExecutorKind {
+pub(crate) enum ExecutorKind {
     Inline,
     Tokio,
     ThreadPool,
@@ -247,7 +247,7 @@ const EXECUTORS: &[(&str, ExecutorKind)] = &[
 ];
 
 /// Validated retry settings.
-pub struct Retry {
+pub(crate) struct Retry {
     pub max_attempts: u32,
     pub backoff_factor: f64,
     pub max_backoff: f64,
@@ -257,7 +257,7 @@ pub struct Retry {
 
 /// Validated executor settings.
 #[derive(Default)]
-pub struct ExecutorSettings {
+pub(crate) struct ExecutorSettings {
     pub max_workers: Option<usize>,
     pub max_tasks_per_child: Option<usize>,
     pub thread_name_prefix: Option<String>,
@@ -291,7 +291,7 @@ fn number(expr: &Expr, what: &str) -> darling::Result<(f64, bool)> {
     Ok((if neg { -value.0 } else { value.0 }, value.1))
 }
 
-pub fn non_negative_float(expr: &Expr, what: &str) -> darling::Result<f64> {
+pub(crate) fn non_negative_float(expr: &Expr, what: &str) -> darling::Result<f64> {
     let (v, _) = number(expr, what)?;
     if v < 0.0 || !v.is_finite() {
         return Err(darling::Error::custom(format!(
@@ -302,7 +302,7 @@ pub fn non_negative_float(expr: &Expr, what: &str) -> darling::Result<f64> {
     Ok(v)
 }
 
-pub fn positive_int(expr: &Expr, what: &str) -> darling::Result<u64> {
+pub(crate) fn positive_int(expr: &Expr, what: &str) -> darling::Result<u64> {
     let (v, is_int) = number(expr, what)?;
     if !is_int {
         return Err(
@@ -317,7 +317,7 @@ pub fn positive_int(expr: &Expr, what: &str) -> darling::Result<u64> {
     Ok(v as u64)
 }
 
-pub fn int(expr: &Expr, what: &str) -> darling::Result<i32> {
+pub(crate) fn int(expr: &Expr, what: &str) -> darling::Result<i32> {
     let (v, is_int) = number(expr, what)?;
     if !is_int || v < i32::MIN as f64 || v > i32::MAX as f64 {
         return Err(
@@ -329,7 +329,7 @@ pub fn int(expr: &Expr, what: &str) -> darling::Result<i32> {
 }
 
 impl RetryArgs {
-    pub fn validate(&self, errors: &mut darling::error::Accumulator) -> Retry {
+    pub(crate) fn validate(&self, errors: &mut darling::error::Accumulator) -> Retry {
         let mut r = Retry {
             max_attempts: 3,
             backoff_factor: 0.5,
@@ -384,7 +384,7 @@ impl RetryArgs {
 }
 
 impl ExecutorConfigArgs {
-    pub fn validate(&self, errors: &mut darling::error::Accumulator) -> ExecutorSettings {
+    pub(crate) fn validate(&self, errors: &mut darling::error::Accumulator) -> ExecutorSettings {
         let mut s = ExecutorSettings::default();
         if let Some(e) = &self.max_workers {
             s.max_workers = errors
@@ -401,7 +401,7 @@ impl ExecutorConfigArgs {
     }
 }
 
-pub fn executor(path: &syn::Path) -> darling::Result<ExecutorKind> {
+pub(crate) fn executor(path: &syn::Path) -> darling::Result<ExecutorKind> {
     let name = path
         .segments
         .last()
@@ -441,7 +441,7 @@ fn similar(a: &str, b: &str) -> bool {
 }
 
 /// A timeout string, validated, in nanoseconds.
-pub fn timeout(value: &SpannedValue<String>) -> darling::Result<u64> {
+pub(crate) fn timeout(value: &SpannedValue<String>) -> darling::Result<u64> {
     names::parse_duration(value).map_err(|reason| {
         darling::Error::custom(format!("cannot parse timeout `{}`: {reason}", &**value))
             .with_span(&value.span())

@@ -2,7 +2,7 @@
 //! rules (`eventflow_runtime::pattern`) to names given at run time.
 
 /// Checks an event name (`wildcards = false`) or a pattern (`wildcards = true`).
-pub fn check(text: &str, wildcards: bool) -> Result<(), String> {
+pub(crate) fn check(text: &str, wildcards: bool) -> Result<(), String> {
     if text.is_empty() {
         return Err("it is empty".into());
     }
@@ -35,7 +35,7 @@ pub fn check(text: &str, wildcards: bool) -> Result<(), String> {
 }
 
 /// `UserCreated` -> `user_created`, `HTTPRequest` -> `http_request`.
-pub fn snake_case(ident: &str) -> String {
+pub(crate) fn snake_case(ident: &str) -> String {
     let chars: Vec<char> = ident.chars().collect();
     let mut out = String::new();
     for (i, &c) in chars.iter().enumerate() {
@@ -58,7 +58,7 @@ pub fn snake_case(ident: &str) -> String {
 }
 
 /// Parses `"5s"`, `"250ms"`, `"1.5s"`, `"2m"`, `"1h"` into nanoseconds.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -12,7 +12,7 @@ use crate::attr::{self, ExecutorKind, StepArgs};
 use crate::tokens::{executor_config_tokens, executor_tokens, retry_tokens, timeout_tokens};
 
 /// The `StepOptions` expression of `args`, and the items it needs.
-pub fn options(
+pub(crate) fn options(
     p: &TokenStream,
     args: &StepArgs,
     at: &dyn quote::ToTokens,
@@ -98,7 +98,7 @@ fn outcome_type(output: &syn::ReturnType) -> Option<Type> {
 }
 
 /// What `#[derive(Event)]` adds for a pipeline event.
-pub fn derive_step(
+pub(crate) fn derive_step(
     p: &TokenStream,
     ident: &syn::Ident,
     name: &str,
@@ -149,7 +149,7 @@ struct FnEventArgs {
 }
 
 /// `#[event(...)]` on a function: a function-based pipeline event.
-pub fn event_fn(args: TokenStream, item: TokenStream) -> TokenStream {
+pub(crate) fn event_fn(args: TokenStream, item: TokenStream) -> TokenStream {
     crate::tokens::on_function("event", args, item, event_fn_inner)
 }
 

@@ -5,7 +5,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, PathArguments, ReturnType, Type};
 
 /// How the handler receives the event.
-pub enum EventParam {
+pub(crate) enum EventParam {
     /// `Envelope`
     Envelope,
     /// `&Envelope`
@@ -21,7 +21,7 @@ pub enum EventParam {
 }
 
 /// One parameter, in order.
-pub enum Param {
+pub(crate) enum Param {
     Event,
     /// `HandlerContext`, or `BatchContext` when `batch` is set.
     Context {
@@ -30,7 +30,7 @@ pub enum Param {
     },
 }
 
-pub struct Signature {
+pub(crate) struct Signature {
     pub is_async: bool,
     pub event: EventParam,
     pub params: Vec<Param>,
@@ -59,7 +59,7 @@ fn vec_element(ty: &Type) -> Option<&Type> {
     }
 }
 
-pub fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) -> Option<Signature> {
+pub(crate) fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) -> Option<Signature> {
     let sig = &f.sig;
     let mut found: Vec<darling::Error> = Vec::new();
     let errors = &mut found;
@@ -178,12 +178,12 @@ pub fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) -> Option
     })
 }
 
-pub fn check_return(output: &ReturnType, what: &str, errors: &mut Vec<darling::Error>) {
+pub(crate) fn check_return(output: &ReturnType, what: &str, errors: &mut Vec<darling::Error>) {
     check_return_of(output, what, "HandlerError", errors)
 }
 
 /// `()` or `Result<(), E>` with `E: Into<error>`.
-pub fn check_return_of(
+pub(crate) fn check_return_of(
     output: &ReturnType,
     what: &str,
     error: &str,
@@ -231,13 +231,13 @@ pub fn check_return_of(
 
 /// A scheduled function's signature: no parameter, or the schedule context (by value or
 /// by reference).
-pub struct ScheduledSignature {
+pub(crate) struct ScheduledSignature {
     pub is_async: bool,
     /// `None`: no parameter; `Some(by_ref)`: the context.
     pub context: Option<bool>,
 }
 
-pub fn analyze_scheduled(
+pub(crate) fn analyze_scheduled(
     f: &syn::ItemFn,
     acc: &mut darling::error::Accumulator,
 ) -> Option<ScheduledSignature> {

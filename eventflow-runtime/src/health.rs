@@ -258,3 +258,15 @@ impl Drop for HealthCheckHandle {
         self.task.abort();
     }
 }
+
+impl std::fmt::Debug for HealthCheckHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthCheckHandle").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for HealthChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthChecker").finish_non_exhaustive()
+    }
+}

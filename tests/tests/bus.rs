@@ -881,8 +881,7 @@ async fn build_reports_every_problem_at_once() {
         )
         .build()
         .await
-        .err()
-        .expect("build must fail");
+        .expect_err("build must fail");
     let EventError::Validation(v) = err else {
         panic!("expected a validation error, got {err}")
     };

@@ -68,12 +68,12 @@ async fn open(kind: &Kind, bus: &EventBus, test: &str) -> Option<(Store, Option<
 
 mod tempdir {
     /// A directory removed when dropped.
-    pub struct Dir {
+    pub(crate) struct Dir {
         pub path: std::path::PathBuf,
     }
 
     impl Dir {
-        pub fn new(test: &str) -> Self {
+        pub(crate) fn new(test: &str) -> Self {
             let path = std::env::temp_dir().join(format!(
                 "eventflow-{test}-{}",
                 uuid::Uuid::new_v4().simple()

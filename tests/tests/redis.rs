@@ -473,8 +473,7 @@ async fn an_unreachable_redis_is_a_connection_error_at_build() {
         .redis_config(cfg)
         .build()
         .await
-        .err()
-        .expect("must fail");
+        .expect_err("must fail");
     assert!(matches!(err, EventError::Connection(_)), "{err}");
 }
 

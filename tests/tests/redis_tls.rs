@@ -165,8 +165,7 @@ async fn rediss_urls_work_and_untrusted_certificates_are_refused() {
         .redis_config(untrusted)
         .build()
         .await
-        .err()
-        .expect("must fail");
+        .expect_err("must fail");
     assert!(matches!(err, EventError::Connection(_)), "{err}");
 
     let mut cfg = RedisConfig::new(&url);

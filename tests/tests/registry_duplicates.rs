@@ -9,11 +9,11 @@ mod billing {
     #[derive(Event, Clone, Debug, Serialize, Deserialize)]
     #[event(name = "invoice.paid")]
     /// First type named `invoice.paid`.
-    pub struct InvoicePaid;
+    pub(crate) struct InvoicePaid;
 
     /// First handler named `notify`.
     #[event_handler("invoice.*", name = "notify")]
-    pub async fn notify(_e: &Envelope) {}
+    pub(crate) async fn notify(_e: &Envelope) {}
 }
 
 mod shipping {
@@ -22,11 +22,11 @@ mod shipping {
     #[derive(Event, Clone, Debug, Serialize, Deserialize)]
     #[event(name = "invoice.paid")]
     /// Second type named `invoice.paid`.
-    pub struct AlsoInvoicePaid;
+    pub(crate) struct AlsoInvoicePaid;
 
     /// Second handler named `notify`.
     #[event_handler("shipment.*", name = "notify")]
-    pub async fn notify(_e: &Envelope) {}
+    pub(crate) async fn notify(_e: &Envelope) {}
 }
 
 #[tokio::test]

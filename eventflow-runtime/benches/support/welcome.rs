@@ -7,7 +7,7 @@ use eventflow_runtime::{Event, HandlerError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct UserCreated {
+pub(crate) struct UserCreated {
     pub id: u64,
     pub email: String,
 }
@@ -16,9 +16,9 @@ impl Event for UserCreated {
     const NAME: &'static str = "user.created";
 }
 
-pub static WELCOMED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static WELCOMED: AtomicU64 = AtomicU64::new(0);
 
-pub async fn send_welcome(event: UserCreated) -> Result<(), HandlerError> {
+pub(crate) async fn send_welcome(event: UserCreated) -> Result<(), HandlerError> {
     if event.email.contains('@') {
         WELCOMED.fetch_add(event.id, Ordering::Relaxed);
     }

@@ -397,3 +397,9 @@ pub(crate) async fn health(shared: &Shared) -> BackendHealth {
     h.dead_letters = shared.dead.len().await.ok().map(|n| n as u64);
     h
 }
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend").finish_non_exhaustive()
+    }
+}

@@ -138,3 +138,9 @@ impl DeadLetterStore for RedisDeadLetters {
         })
     }
 }
+
+impl std::fmt::Debug for RedisDeadLetters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisDeadLetters").finish_non_exhaustive()
+    }
+}

@@ -384,3 +384,15 @@ pub(super) async fn run_batch(inner: Arc<Inner>, idx: usize, items: Vec<Waiting>
         let _ = tx.send((attempt, outcome));
     }
 }
+
+impl std::fmt::Debug for BatchInvoke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchInvoke").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for BatchContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchContext").finish_non_exhaustive()
+    }
+}

@@ -313,3 +313,9 @@ pub(super) enum PendingBackend {
     Ready(Arc<dyn Backend>),
     Config(Box<dyn BackendConfig>),
 }
+
+impl std::fmt::Debug for EventBusBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBusBuilder").finish_non_exhaustive()
+    }
+}

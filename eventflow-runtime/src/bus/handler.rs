@@ -17,7 +17,7 @@ use crate::executor::{Executor, ExecutorConfig};
 use crate::retry::RetryPolicy;
 
 /// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The entry point `#[event_handler]` generates for an `async fn`.
 pub type AsyncInvoke = fn(HandlerContext) -> BoxFuture<'static, Result<(), HandlerError>>;
@@ -446,5 +446,32 @@ impl Handler {
     pub fn concurrency(mut self, limit: usize) -> Self {
         self.options.concurrency = Some(limit);
         self
+    }
+}
+
+impl std::fmt::Debug for HandlerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerContext")
+            .field("handler", &self.handler_name())
+            .field("event", &self.envelope().name)
+            .field("id", &self.envelope().id)
+            .field("attempt", &self.attempt())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("name", &self.name)
+            .field("pattern", &self.pattern)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Invoke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invoke").finish_non_exhaustive()
     }
 }

@@ -309,3 +309,12 @@ impl EventBus {
         Ok(ShutdownReport { unfinished })
     }
 }
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("backend", &self.inner.backend.name())
+            .field("handlers", &self.handler_names())
+            .finish_non_exhaustive()
+    }
+}

@@ -22,9 +22,10 @@ use crate::source::SourceLocation;
 use crate::util::BoxFuture;
 
 /// The entry point `#[scheduled]` generates for an `async fn`.
-pub type AsyncScheduledInvoke = fn(ScheduleContext) -> BoxFuture<'static, Result<(), HandlerError>>;
+pub(super) type AsyncScheduledInvoke =
+    fn(ScheduleContext) -> BoxFuture<'static, Result<(), HandlerError>>;
 /// The entry point `#[scheduled]` generates for a plain `fn`.
-pub type BlockingScheduledInvoke = fn(ScheduleContext) -> Result<(), HandlerError>;
+pub(super) type BlockingScheduledInvoke = fn(ScheduleContext) -> Result<(), HandlerError>;
 
 /// How a registered scheduled function is called.
 #[derive(Clone, Copy)]
@@ -411,5 +412,29 @@ async fn run_once(sched: &Scheduled, ctx: ScheduleContext) -> Result<(), Handler
             }))
             .await
         }
+    }
+}
+
+impl std::fmt::Debug for ScheduleContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduleContext").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ScheduledInvoke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduledInvoke").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ScheduledRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduledRecord").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Scheduled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduled").finish_non_exhaustive()
     }
 }

@@ -91,3 +91,9 @@ impl EventBus {
         TimerHandle { task }
     }
 }
+
+impl std::fmt::Debug for TimerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimerHandle").finish_non_exhaustive()
+    }
+}

@@ -136,3 +136,15 @@ impl ForEachInput {
         )
     }
 }
+
+impl std::fmt::Debug for TaskOutputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskOutputs").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ForEachInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForEachInput").finish_non_exhaustive()
+    }
+}

@@ -248,3 +248,9 @@ pub(crate) fn describe(s: &Signal) -> String {
         }
     }
 }
+
+impl std::fmt::Debug for PipelineRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineRun").finish_non_exhaustive()
+    }
+}

@@ -222,3 +222,21 @@ pub(super) async fn run_after<M: Model>(store: &Store, op: Operation, model: &M)
         }
     }
 }
+
+impl std::fmt::Debug for HookContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookContext").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for HookInvoke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookInvoke").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for HookRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookRecord").finish_non_exhaustive()
+    }
+}

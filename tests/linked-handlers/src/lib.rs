@@ -7,7 +7,7 @@ mod inner {
 
     /// Registered from a submodule of a crate that nothing else references.
     #[event_handler("linked.ping", name = "linked_ping")]
-    pub async fn linked_ping(_event: &Envelope) -> eventflow::Result<()> {
+    pub(crate) async fn linked_ping(_event: &Envelope) -> eventflow::Result<()> {
         Ok(())
     }
 }

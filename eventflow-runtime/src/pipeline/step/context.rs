@@ -205,3 +205,9 @@ impl ExecutionContext {
         Ok(Done::Goto)
     }
 }
+
+impl std::fmt::Debug for ExecutionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutionContext").finish_non_exhaustive()
+    }
+}

@@ -325,3 +325,15 @@ where
         ))),
     }
 }
+
+impl std::fmt::Debug for StepDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepDef").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for StepRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepRecord").finish_non_exhaustive()
+    }
+}

@@ -194,3 +194,9 @@ impl Default for StepOptions {
         Self::DEFAULT
     }
 }
+
+impl std::fmt::Debug for Bypass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bypass").finish_non_exhaustive()
+    }
+}
