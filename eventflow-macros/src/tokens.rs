@@ -74,7 +74,7 @@ pub(crate) fn into_result(p: &TokenStream, func: &syn::ItemFn) -> TokenStream {
         syn::ReturnType::Type(_, ty) => ty.span(),
         syn::ReturnType::Default => func.sig.ident.span(),
     };
-    quote_spanned!(ret_span=> #p::IntoHandlerResult::into_handler_result)
+    quote_spanned!(ret_span=> #p::IntoResult::<#p::HandlerError>::into_result)
 }
 
 /// A retry policy's tokens, and the `retry_on` check function they name (if any).

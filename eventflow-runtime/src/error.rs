@@ -368,3 +368,38 @@ mod tests {
         assert!(e.to_string().contains("a.b"));
     }
 }
+
+/// What an annotated function may return: `()`, or `Result<(), E>` for any `E` that
+/// converts into the error `Err` the framework records ([`HandlerError`] for handlers and
+/// scheduled functions, [`HookError`](crate::HookError) for lifecycle hooks). One trait for
+/// every kind of annotated function.
+///
+/// ```
+/// use eventflow_runtime::{HandlerError, IntoResult};
+/// let ok: Result<(), HandlerError> = ().into_result();
+/// assert!(ok.is_ok());
+/// let io: Result<(), std::io::Error> = Err(std::io::Error::other("disk full"));
+/// let failed: Result<(), HandlerError> = io.into_result();
+/// assert!(failed.is_err());
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "an eventflow function cannot return `{Self}`",
+    label = "unsupported return type",
+    note = "it returns `()` or `Result<(), E>` where `E: Into<{Err}>` (for a handler: any `std::error::Error`, `HandlerError`, or `EventError`)"
+)]
+pub trait IntoResult<Err> {
+    /// Converts into the result the framework records.
+    fn into_result(self) -> Result<(), Err>;
+}
+
+impl<Err> IntoResult<Err> for () {
+    fn into_result(self) -> Result<(), Err> {
+        Ok(())
+    }
+}
+
+impl<Err, E: Into<Err>> IntoResult<Err> for Result<(), E> {
+    fn into_result(self) -> Result<(), Err> {
+        self.map_err(Into::into)
+    }
+}

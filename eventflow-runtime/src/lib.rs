@@ -47,16 +47,15 @@ pub use backend::{Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend,
 pub use bus::batch;
 pub use bus::{
     BatchConfig, BatchContext, BatchError, EventBus, EventBusBuilder, EventRecord, FilterFn,
-    Handler, HandlerContext, HandlerOptions, HandlerRecord, IntoHandlerResult, Registry,
-    ScheduleContext, ScheduleStats, Scheduled, ScheduledRecord, ShutdownReport, TimerHandle,
-    UnfinishedDelivery,
+    Handler, HandlerContext, HandlerOptions, HandlerRecord, Registry, ScheduleContext,
+    ScheduleStats, Scheduled, ScheduledRecord, ShutdownReport, TimerHandle, UnfinishedDelivery,
 };
 pub use dead_letter::{
     DeadLetter, DeadLetterPage, DeadLetterQuery, DeadLetterStore, MemoryDeadLetters,
 };
 pub use delivery::{DeliveryReport, HandlerOutcome, OutcomeStatus, Redelivery};
 pub use error::{
-    ConnectionError, EventError, HandlerError, HandlerErrorKind, NoHandler, PanicError,
+    ConnectionError, EventError, HandlerError, HandlerErrorKind, IntoResult, NoHandler, PanicError,
     PayloadError, PublishError, Result, TimeoutError, ValidationError,
 };
 pub use event::{Envelope, Event, EventId, EventName, Headers, Payload, TraceContext};
@@ -98,16 +97,16 @@ macro_rules! link {
 pub mod __private_0_1_0 {
     pub use crate::bus::{
         AsyncInvoke, BatchConfig, BatchContext, BatchInvoke, BlockingInvoke, EventRecord, FilterFn,
-        HandlerContext, HandlerOptions, HandlerRecord, IntoHandlerResult, Invoke, ScheduleContext,
-        ScheduledInvoke, ScheduledRecord, check_payload, decode_event,
+        HandlerContext, HandlerOptions, HandlerRecord, Invoke, ScheduleContext, ScheduledInvoke,
+        ScheduledRecord, check_payload, decode_event,
     };
-    pub use crate::error::HandlerError;
+    pub use crate::error::{HandlerError, IntoResult};
     pub use crate::event::{Envelope, Event};
     pub use crate::executor::{Executor, ExecutorConfig};
     pub use crate::macro_abi::{
         batch_config, executor_config, handler_options, retry_policy, step_options,
     };
-    pub use crate::model::{HookError, HookKind, IntoHookResult, Model, ModelRecord};
+    pub use crate::model::{HookError, HookKind, Model, ModelRecord};
     pub use crate::pipeline::{
         Bypass, Done, EvaluationState, ExecutionContext, Outcome, PipelineEvent, Process, StepDef,
         StepOptions, StepRecord,

@@ -251,29 +251,6 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for HookError {
     }
 }
 
-/// A hook's return value: `()` or `Result<(), E>` with `E: Into<HookError>`.
-#[diagnostic::on_unimplemented(
-    message = "a hook cannot return `{Self}`",
-    label = "unsupported return type",
-    note = "a hook returns `()` or `Result<(), E>` where `E: Into<HookError>`"
-)]
-pub trait IntoHookResult {
-    /// Converts into the result the store acts on.
-    fn into_hook_result(self) -> Result<(), HookError>;
-}
-
-impl IntoHookResult for () {
-    fn into_hook_result(self) -> Result<(), HookError> {
-        Ok(())
-    }
-}
-
-impl<E: Into<HookError>> IntoHookResult for Result<(), E> {
-    fn into_hook_result(self) -> Result<(), HookError> {
-        self.map_err(Into::into)
-    }
-}
-
 /// A model type deriving `Model`.
 #[derive(Debug)]
 pub struct ModelRecord {

@@ -98,7 +98,7 @@ fn wrapper(
     sig: &HookSig,
     ret_span: proc_macro2::Span,
 ) -> (TokenStream, TokenStream) {
-    let convert = quote_spanned!(ret_span=> #p::IntoHookResult::into_hook_result);
+    let convert = quote_spanned!(ret_span=> #p::IntoResult::<#p::HookError>::into_result);
     let ctx = if sig.context { quote!(__ctx) } else { quote!() };
     let body = if sig.is_async {
         quote!(#p::Box::pin(async move { #convert(#call(__this, #ctx).await) }))

@@ -8,9 +8,9 @@ const _: () = {
         (),
         ::eventflow::__private_0_1_0::HandlerError,
     > {
-        ::eventflow::__private_0_1_0::IntoHandlerResult::into_handler_result(
-            write_report(__ctx.envelope()),
-        )
+        ::eventflow::__private_0_1_0::IntoResult::<
+            ::eventflow::__private_0_1_0::HandlerError,
+        >::into_result(write_report(__ctx.envelope()))
     }
     ::eventflow::__private_0_1_0::inventory::submit! {
         ::eventflow::__private_0_1_0::HandlerRecord { name :

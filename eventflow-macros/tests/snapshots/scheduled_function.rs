@@ -14,9 +14,9 @@ const _: () = {
         >,
     > {
         ::eventflow::__private_0_1_0::Box::pin(async move {
-            ::eventflow::__private_0_1_0::IntoHandlerResult::into_handler_result(
-                sweep(&__ctx).await,
-            )
+            ::eventflow::__private_0_1_0::IntoResult::<
+                ::eventflow::__private_0_1_0::HandlerError,
+            >::into_result(sweep(&__ctx).await)
         })
     }
     ::eventflow::__private_0_1_0::inventory::submit! {

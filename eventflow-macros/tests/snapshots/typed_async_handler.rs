@@ -20,7 +20,9 @@ const _: () = {
             let __event = ::eventflow::__private_0_1_0::decode_event::<
                 UserCreated,
             >(&__ctx)?;
-            ::eventflow::__private_0_1_0::IntoHandlerResult::into_handler_result(
+            ::eventflow::__private_0_1_0::IntoResult::<
+                ::eventflow::__private_0_1_0::HandlerError,
+            >::into_result(
                 send_welcome(
                         ::eventflow::__private_0_1_0::Cow::into_owned(__event),
                         &__ctx,

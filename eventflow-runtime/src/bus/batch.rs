@@ -121,11 +121,9 @@ impl BatchContext {
         &self,
         event: E,
     ) -> Result<(), EventError> {
-        let mut env = Envelope::new(event);
-        if let Some(first) = self.envelopes.first() {
-            env = env.caused_by(first);
-        }
-        self.bus.publish_envelope(env).await
+        super::context::Publisher::new(&self.bus, self.envelopes.first())
+            .publish(event)
+            .await
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::context::Publisher;
 use crate::bus::EventBus;
 use crate::bus::batch::{BatchConfig, BatchContext, BatchInvoke, DynBatch, DynCheck};
 use crate::error::{EventError, HandlerError};
@@ -163,8 +164,8 @@ impl HandlerContext {
         &self,
         event: E,
     ) -> Result<(), EventError> {
-        self.bus
-            .publish_envelope(Envelope::new(event).caused_by(&self.envelope))
+        Publisher::new(&self.bus, Some(&self.envelope))
+            .publish(event)
             .await
     }
 
@@ -174,9 +175,8 @@ impl HandlerContext {
         name: &str,
         payload: serde_json::Value,
     ) -> Result<(), EventError> {
-        let env = super::publish::raw_envelope(name, payload)?;
-        self.bus
-            .publish_envelope(env.caused_by(&self.envelope))
+        Publisher::new(&self.bus, Some(&self.envelope))
+            .publish_raw(name, payload)
             .await
     }
 
@@ -185,31 +185,7 @@ impl HandlerContext {
         &self,
         event: E,
     ) -> Result<(), EventError> {
-        let env = Envelope::new(event).caused_by(&self.envelope);
-        self.bus.runtime().block_on(self.bus.publish_envelope(env))
-    }
-}
-
-/// The handler's return value: `()` or `Result<(), E>` with `E: Into<HandlerError>`.
-#[diagnostic::on_unimplemented(
-    message = "an event handler cannot return `{Self}`",
-    label = "unsupported return type",
-    note = "a handler returns `()` or `Result<(), E>` where `E: Into<HandlerError>` (any `std::error::Error`, `HandlerError`, or `EventError`)"
-)]
-pub trait IntoHandlerResult {
-    /// Converts into the result the bus records.
-    fn into_handler_result(self) -> Result<(), HandlerError>;
-}
-
-impl IntoHandlerResult for () {
-    fn into_handler_result(self) -> Result<(), HandlerError> {
-        Ok(())
-    }
-}
-
-impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
-    fn into_handler_result(self) -> Result<(), HandlerError> {
-        self.map_err(Into::into)
+        Publisher::new(&self.bus, Some(&self.envelope)).publish_blocking(event)
     }
 }
 

@@ -16,6 +16,7 @@ mod attempt;
 pub mod batch;
 mod builder;
 mod compiled;
+mod context;
 mod deliver;
 mod gate;
 mod handler;
@@ -31,9 +32,10 @@ mod validate;
 
 pub use batch::{BatchConfig, BatchContext, BatchError, BatchInvoke, check_payload};
 pub use builder::EventBusBuilder;
+pub(crate) use context::Publisher;
 pub use handler::{
-    AsyncInvoke, BlockingInvoke, FilterFn, Handler, HandlerContext, HandlerOptions,
-    IntoHandlerResult, Invoke, decode_event,
+    AsyncInvoke, BlockingInvoke, FilterFn, Handler, HandlerContext, HandlerOptions, Invoke,
+    decode_event,
 };
 pub use inflight::{ShutdownReport, UnfinishedDelivery};
 pub use recorder::{RecordedOutcome, Recorder};

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::bus::EventBus;
 use crate::error::{EventError, HandlerError};
-use crate::event::{Envelope, Event};
+use crate::event::Event;
 use crate::executor::panic_message;
 use crate::schedule::{MissedTicks, Schedule, ScheduleSpec};
 use crate::source::SourceLocation;
@@ -176,7 +176,9 @@ impl ScheduleContext {
         &self,
         event: E,
     ) -> Result<(), EventError> {
-        self.bus.publish_envelope(Envelope::new(event)).await
+        super::context::Publisher::new(&self.bus, None)
+            .publish(event)
+            .await
     }
 
     /// [`publish`](Self::publish) from a plain (blocking) scheduled function.
@@ -184,9 +186,7 @@ impl ScheduleContext {
         &self,
         event: E,
     ) -> Result<(), EventError> {
-        self.bus
-            .runtime()
-            .block_on(self.bus.publish_envelope(Envelope::new(event)))
+        super::context::Publisher::new(&self.bus, None).publish_blocking(event)
     }
 }
 

@@ -53,7 +53,9 @@ impl HookContext {
         &self,
         event: E,
     ) -> Result<(), EventError> {
-        self.store.bus().publish(event).await
+        crate::bus::Publisher::new(self.store.bus(), None)
+            .publish(event)
+            .await
     }
 }
 
