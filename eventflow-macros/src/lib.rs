@@ -15,6 +15,7 @@ mod handler;
 mod model;
 mod names;
 mod pipeline;
+mod rules;
 mod scheduled;
 mod signature;
 mod tokens;

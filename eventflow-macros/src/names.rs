@@ -3,35 +3,7 @@
 
 /// Checks an event name (`wildcards = false`) or a pattern (`wildcards = true`).
 pub(crate) fn check(text: &str, wildcards: bool) -> Result<(), String> {
-    if text.is_empty() {
-        return Err("it is empty".into());
-    }
-    for (i, seg) in text.split('.').enumerate() {
-        if seg.is_empty() {
-            return Err(format!(
-                "segment {} is empty (two dots, or a leading or trailing dot)",
-                i + 1
-            ));
-        }
-        if wildcards && (seg == "*" || seg == "**") {
-            continue;
-        }
-        if let Some(c) = seg
-            .chars()
-            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
-        {
-            return Err(if c == '*' && wildcards {
-                format!(
-                    "`{seg}` mixes `*` with other characters; a wildcard must be a whole segment (`*` or `**`)"
-                )
-            } else if c.is_ascii_uppercase() {
-                format!("`{seg}` has an upper-case letter; segments are lower case `[a-z0-9_-]`")
-            } else {
-                format!("`{c}` is not allowed in `{seg}`: segments are `[a-z0-9_-]`")
-            });
-        }
-    }
-    Ok(())
+    crate::rules::check_segments(text, wildcards)
 }
 
 /// `UserCreated` -> `user_created`, `HTTPRequest` -> `http_request`.
@@ -82,4 +54,20 @@ pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
         return Err("it must be greater than zero".into());
     }
     Ok(nanos as u64)
+}
+
+#[cfg(test)]
+mod rule_tests {
+    #[test]
+    fn names_and_patterns_follow_the_table_of_rules() {
+        let table = include_str!("../../eventflow-runtime/src/pattern/rules.tsv");
+        for (is_pattern, text, expected) in crate::rules::rule_cases(table) {
+            let got = super::check(&text, is_pattern);
+            assert_eq!(
+                got.err(),
+                expected,
+                "checking `{text}` (pattern: {is_pattern})"
+            );
+        }
+    }
 }

@@ -336,39 +336,6 @@ impl fmt::Display for HandlerError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Outer(#[source] std::io::Error);
-
-    #[test]
-    fn source_chain_is_searched() {
-        let err: HandlerError = Outer(std::io::Error::other("inner")).into();
-        assert!(err.is::<Outer>());
-        assert!(err.is::<std::io::Error>());
-        assert!(!err.is::<PanicError>());
-        assert_eq!(err.to_string(), "outer: inner");
-    }
-
-    #[test]
-    fn permanent_is_not_retryable() {
-        assert!(HandlerError::msg("x").is_retryable());
-        assert!(!HandlerError::permanent_msg("x").is_retryable());
-        assert!(HandlerError::panicked("boom".into()).is_retryable());
-        assert!(HandlerError::timed_out(Duration::from_secs(1)).is_retryable());
-    }
-
-    #[test]
-    fn event_error_converts_into_handler_error() {
-        let e: HandlerError = EventError::from(NoHandler { name: "a.b".into() }).into();
-        assert!(e.is::<EventError>());
-        assert!(e.to_string().contains("a.b"));
-    }
-}
-
 /// What an annotated function may return: `()`, or `Result<(), E>` for any `E` that
 /// converts into the error `Err` the framework records ([`HandlerError`] for handlers and
 /// scheduled functions, [`HookError`](crate::HookError) for lifecycle hooks). One trait for
@@ -401,5 +368,38 @@ impl<Err> IntoResult<Err> for () {
 impl<Err, E: Into<Err>> IntoResult<Err> for Result<(), E> {
     fn into_result(self) -> Result<(), Err> {
         self.map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn source_chain_is_searched() {
+        let err: HandlerError = Outer(std::io::Error::other("inner")).into();
+        assert!(err.is::<Outer>());
+        assert!(err.is::<std::io::Error>());
+        assert!(!err.is::<PanicError>());
+        assert_eq!(err.to_string(), "outer: inner");
+    }
+
+    #[test]
+    fn permanent_is_not_retryable() {
+        assert!(HandlerError::msg("x").is_retryable());
+        assert!(!HandlerError::permanent_msg("x").is_retryable());
+        assert!(HandlerError::panicked("boom".into()).is_retryable());
+        assert!(HandlerError::timed_out(Duration::from_secs(1)).is_retryable());
+    }
+
+    #[test]
+    fn event_error_converts_into_handler_error() {
+        let e: HandlerError = EventError::from(NoHandler { name: "a.b".into() }).into();
+        assert!(e.is::<EventError>());
+        assert!(e.to_string().contains("a.b"));
     }
 }

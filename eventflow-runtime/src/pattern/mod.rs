@@ -24,6 +24,9 @@
 //! assert!(Pattern::parse("user.**").unwrap().matches("user.profile.updated"));
 //! ```
 
+mod rules;
+
+use rules::check_segments;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -33,38 +36,6 @@ use std::sync::{Arc, RwLock};
 /// Checks an event name; the error says what is wrong.
 pub fn validate_name(name: &str) -> Result<(), String> {
     check_segments(name, false)
-}
-
-fn check_segments(text: &str, wildcards: bool) -> Result<(), String> {
-    if text.is_empty() {
-        return Err("it is empty".into());
-    }
-    for (i, seg) in text.split('.').enumerate() {
-        if seg.is_empty() {
-            return Err(format!(
-                "segment {} is empty (two dots, or a leading or trailing dot)",
-                i + 1
-            ));
-        }
-        if wildcards && (seg == "*" || seg == "**") {
-            continue;
-        }
-        if let Some(c) = seg
-            .chars()
-            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
-        {
-            return Err(if c == '*' {
-                format!(
-                    "`{seg}` mixes `*` with other characters; a wildcard must be a whole segment (`*` or `**`)"
-                )
-            } else if wildcards {
-                format!("`{c}` is not allowed in `{seg}`: segments are `[a-z0-9_-]`, `*` or `**`")
-            } else {
-                format!("`{c}` is not allowed in `{seg}`: segments are `[a-z0-9_-]`")
-            });
-        }
-    }
-    Ok(())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -396,5 +367,35 @@ mod tests {
                 "cached again, name {name}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+
+    #[test]
+    fn names_and_patterns_follow_the_table_of_rules() {
+        for (is_pattern, text, expected) in rules::rule_cases(include_str!("rules.tsv")) {
+            let got = if is_pattern {
+                Pattern::parse(&text).map(|_| ())
+            } else {
+                validate_name(&text)
+            };
+            assert_eq!(
+                got.err(),
+                expected,
+                "checking `{text}` (pattern: {is_pattern})"
+            );
+        }
+    }
+
+    #[test]
+    fn the_macros_check_with_the_same_rules() {
+        assert_eq!(
+            include_str!("rules.rs"),
+            include_str!("../../../eventflow-macros/src/rules.rs"),
+            "the two copies of the name rules differ"
+        );
     }
 }
