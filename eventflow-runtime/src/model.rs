@@ -1,4 +1,4 @@
-//! Models and their lifecycle hooks (earnorm's `@before_create`, `@after_write`, ...).
+//! Models and their lifecycle hooks (earnorm's `@before_create`, `@after_write`, ...: decorators on an ORM model's methods that run around each write).
 //!
 //! `#[derive(Model)]` names a type's model events (`user.created`, `user.updated`,
 //! `user.deleted`); `#[hooks]` on an impl block, and `#[before_create(User)]` on a free

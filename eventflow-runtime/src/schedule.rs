@@ -1,5 +1,18 @@
 //! Scheduled functions: code that runs on a schedule, `#[scheduled(every = "30s")]` or
-//! `#[scheduled(cron = "0 */5 * * * *")]` (basefunctions' `TimerThread`, as functions).
+//! `#[scheduled(cron = "0 */5 * * * *")]` (basefunctions' `TimerThread`, a thread that calls a
+//! function at an interval, here as annotated functions).
+//!
+//! ## Which type is which
+//!
+//! | type | is |
+//! | --- | --- |
+//! | [`Schedule`] | *when*: an interval or a cron expression, with its tick arithmetic |
+//! | [`ScheduleSpec`] | *when*, as the `#[scheduled]` attribute wrote it (the record's form) |
+//! | [`Scheduled`](crate::Scheduled) | a scheduled *function* built at run time, added with [`EventBusBuilder::scheduled`](crate::EventBusBuilder::scheduled) |
+//! | [`ScheduledRecord`](crate::ScheduledRecord) | a scheduled *function* as `#[scheduled]` registered it |
+//! | [`ScheduleContext`](crate::ScheduleContext) | what a run gets: its tick and the bus |
+//! | [`ScheduleStats`](crate::ScheduleStats) | what one function did: runs, failures, last tick |
+//! | [`MissedTicks`] | what happens to ticks missed while busy or down |
 //!
 //! A bus runs every registered scheduled function: from [`build`](crate::EventBusBuilder::build)
 //! with the memory backend, from [`start`](crate::EventBus::start) with a network backend

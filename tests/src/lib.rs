@@ -360,3 +360,33 @@ impl std::fmt::Debug for RedisTest {
         f.debug_struct("RedisTest").finish_non_exhaustive()
     }
 }
+
+/// A bus that only publishes to Redis (never started, no handlers of its own) on the
+/// queue of `cfg`: the publisher side of a Redis test.
+pub async fn redis_publisher(cfg: eventflow::redis::RedisConfig) -> eventflow::EventBus {
+    use eventflow::redis::RedisBusExt;
+    eventflow::EventBus::builder()
+        .without_registry()
+        .allow_unhandled(true)
+        .redis_config(cfg)
+        .build()
+        .await
+        .expect("a Redis publisher bus")
+}
+
+/// Captures the spans of this thread into a [`SpanCapture`] (until the guard is dropped),
+/// with a current-thread runtime to run the test on: spans made on other threads are not
+/// seen, so the test's work stays on this one.
+pub fn span_capture_runtime() -> (
+    SpanCapture,
+    tracing::subscriber::DefaultGuard,
+    tokio::runtime::Runtime,
+) {
+    let capture = SpanCapture::default();
+    let guard = tracing::subscriber::set_default(capture.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime");
+    (capture, guard, rt)
+}

@@ -103,8 +103,11 @@ mod redis_backend {
     eventflow::backend_suite!(*REDIS);
 }
 
-/// SQLite, one database file per store.
-struct Sqlite;
+/// SQLite, one database file per store, removed when the test closes it.
+#[derive(Default)]
+struct Sqlite {
+    files: Mutex<HashMap<String, std::path::PathBuf>>,
+}
 
 impl StoreFactory for Sqlite {
     fn name(&self) -> &'static str {
@@ -117,7 +120,31 @@ impl StoreFactory for Sqlite {
                 "eventflow-suite-{}.db",
                 uuid::Uuid::new_v4().simple()
             ));
-            Some(builder.sqlite(&path).await.expect("a SQLite store"))
+            let store = builder.sqlite(&path).await.expect("a SQLite store");
+            self.files
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(store.prefix().to_owned(), path);
+            Some(store)
+        })
+    }
+
+    fn close<'a>(&'a self, store: Store) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let _ = store.drop_tables().await;
+            let path = self
+                .files
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(store.prefix());
+            drop(store);
+            if let Some(path) = path {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
+                }
+            }
         })
     }
 }
@@ -139,7 +166,9 @@ impl StoreFactory for Postgres {
 }
 
 mod sqlite_store {
-    eventflow::store_suite!(super::Sqlite);
+    use std::sync::LazyLock;
+    static SQLITE: LazyLock<super::Sqlite> = LazyLock::new(super::Sqlite::default);
+    eventflow::store_suite!(*SQLITE);
 }
 
 mod postgres_store {

@@ -84,13 +84,7 @@ async fn published_events_are_handled_once_and_acknowledged() {
     )
     .await;
     // A publisher-only process: same queue, never started.
-    let publisher = EventBus::builder()
-        .without_registry()
-        .allow_unhandled(true)
-        .redis_config(config(&t))
-        .build()
-        .await
-        .unwrap();
+    let publisher = eventflow_tests::redis_publisher(config(&t)).await;
     for n in 0..50 {
         publisher
             .publish_envelope(raw("job.run", serde_json::json!({ "n": n })))
@@ -185,13 +179,7 @@ async fn failed_jobs_can_be_listed_retried_and_removed_from_another_bus() {
     rec.wait_for_outcomes(1, Duration::from_secs(20)).await;
 
     // An admin process with no handlers sees the failed job.
-    let admin = EventBus::builder()
-        .without_registry()
-        .allow_unhandled(true)
-        .redis_config(config(&t))
-        .build()
-        .await
-        .unwrap();
+    let admin = eventflow_tests::redis_publisher(config(&t)).await;
     let dead = admin.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
@@ -369,13 +357,7 @@ async fn entries_abandoned_by_a_dead_consumer_are_claimed_with_their_delivery_co
     };
     let mut cfg = config(&t);
     cfg.claim_idle = Duration::from_millis(200);
-    let publisher = EventBus::builder()
-        .without_registry()
-        .allow_unhandled(true)
-        .redis_config(cfg.clone())
-        .build()
-        .await
-        .unwrap();
+    let publisher = eventflow_tests::redis_publisher(cfg.clone()).await;
     for n in 0..5 {
         publisher
             .publish_envelope(raw("task.run", serde_json::json!({ "n": n })))

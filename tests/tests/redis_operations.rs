@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use eventflow::redis::{RedisBusExt, RedisConfig};
 use eventflow::{Envelope, EventBus, HandlerError, MissedTicks, Payload, Schedule, Scheduled};
-use eventflow_tests::{RedisTest, SpanCapture, redis_or_skip, span_field};
+use eventflow_tests::{RedisTest, redis_or_skip, span_field};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -220,12 +220,7 @@ async fn two_workers_share_ticks_and_catch_up_on_ticks_missed_while_down() {
 
 #[test]
 fn trace_context_and_headers_cross_worker_processes() {
-    let capture = SpanCapture::default();
-    let _default = tracing::subscriber::set_default(capture.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (capture, _default, rt) = eventflow_tests::span_capture_runtime();
     let (worker_out, recorded) = rt.block_on(async {
         let Some(t) = redis_or_skip("trace_processes").await else {
             return (Vec::new(), Vec::new());
@@ -339,13 +334,7 @@ async fn batches_on_redis_are_acknowledged_once_settled_and_dead_lettered_event_
         .await
         .unwrap();
     worker.start().await.unwrap();
-    let publisher = EventBus::builder()
-        .without_registry()
-        .allow_unhandled(true)
-        .redis_config(redis_cfg(&t))
-        .build()
-        .await
-        .unwrap();
+    let publisher = eventflow_tests::redis_publisher(redis_cfg(&t)).await;
     for n in 0..20u64 {
         publisher
             .publish_raw("num.value", serde_json::json!(n))

@@ -6,16 +6,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use eventflow::{Envelope, EventBus, Handler, HandlerError, Payload, RetryPolicy};
-use eventflow_tests::{SpanCapture, span_field as field};
+use eventflow_tests::span_field as field;
 
 #[test]
 fn publish_delivery_and_attempts_have_spans_with_their_ids() {
-    let capture = SpanCapture::default();
-    let _default = tracing::subscriber::set_default(capture.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (capture, _default, rt) = eventflow_tests::span_capture_runtime();
     rt.block_on(async {
         let calls = Arc::new(AtomicU32::new(0));
         let c = calls.clone();
@@ -84,12 +79,7 @@ fn publish_delivery_and_attempts_have_spans_with_their_ids() {
 
 #[test]
 fn spans_form_one_trace_from_publish_to_follow_ups() {
-    let capture = SpanCapture::default();
-    let _default = tracing::subscriber::set_default(capture.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (capture, _default, rt) = eventflow_tests::span_capture_runtime();
     let seen = Arc::new(Mutex::new(Vec::new()));
     rt.block_on(async {
         let s = seen.clone();
@@ -179,12 +169,7 @@ fn spans_form_one_trace_from_publish_to_follow_ups() {
 
 #[test]
 fn tracing_off_makes_no_spans_and_keeps_the_context_it_was_given() {
-    let capture = SpanCapture::default();
-    let _default = tracing::subscriber::set_default(capture.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (capture, _default, rt) = eventflow_tests::span_capture_runtime();
     let seen = Arc::new(Mutex::new(None));
     rt.block_on(async {
         let s = seen.clone();

@@ -66,6 +66,7 @@ pub(super) async fn give_up(
 ///
 /// A `Tokio` handler whose delivery already runs on a task of its own is run on that task
 /// rather than on yet another one.
+#[inline]
 pub(super) fn start_attempt<'a>(
     slot: &'a CompiledHandler,
     ctx: HandlerContext,

@@ -11,7 +11,7 @@ use super::handler::{Handler, HandlerFn};
 use super::inflight::InFlight;
 use super::recorder::Recorder;
 use super::registry::Registry;
-use super::scheduler::{Scheduled, Schedules};
+use super::scheduler::{Scheduled, Scheduler};
 use super::sink::BusSink;
 use super::{EventBus, Inner};
 use crate::backend::{Backend, BackendConfig, MemoryBackend};
@@ -295,7 +295,7 @@ impl EventBusBuilder {
             recorder: self.recorder,
             runtime,
             telemetry: Telemetry::new(self.metrics, self.tracing),
-            schedules: Schedules::new(schedules),
+            schedules: Scheduler::new(schedules),
         });
         backend
             .start(Arc::new(BusSink(Arc::downgrade(&inner))))

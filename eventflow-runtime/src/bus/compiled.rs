@@ -43,6 +43,7 @@ impl CompiledHandler {
 
     /// Inline async handlers run on the delivering task; everything else on its own task.
     /// A batched handler's delivery only waits for its batch, so it runs inline too.
+    #[inline]
     pub(super) fn runs_inline(&self) -> bool {
         match self.func {
             HandlerFn::Async(_) => self.options.executor == Executor::Inline,

@@ -33,6 +33,7 @@ pub(super) enum OwnTask {
 }
 
 /// Delivers to the handlers at `targets`.
+#[inline]
 pub(super) fn deliver_routed(
     inner: Arc<Inner>,
     mut envelope: Envelope,

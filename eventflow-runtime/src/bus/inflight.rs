@@ -52,6 +52,7 @@ impl InFlight {
         crate::util::lock(&self.state)
     }
 
+    #[inline]
     pub(super) fn enter(&self, env: &Envelope) -> usize {
         let mut st = self.lock();
         st.count += 1;
@@ -68,6 +69,7 @@ impl InFlight {
         }
     }
 
+    #[inline]
     pub(super) fn leave(&self, key: usize) {
         let mut st = self.lock();
         st.entries[key] = None;

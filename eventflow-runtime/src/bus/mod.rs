@@ -53,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use self::compiled::CompiledHandler;
 use self::deliver::{OwnTask, deliver_to};
 use self::inflight::InFlight;
-use self::scheduler::Schedules;
+use self::scheduler::Scheduler;
 use crate::backend::{Backend, BackendHealth, Retries};
 use crate::dead_letter::{DeadLetter, DeadLetterPage, DeadLetterQuery, DeadLetterStore};
 use crate::delivery::Redelivery;
@@ -78,7 +78,7 @@ struct Inner {
     recorder: Option<Recorder>,
     runtime: tokio::runtime::Handle,
     telemetry: Telemetry,
-    schedules: Schedules,
+    schedules: Scheduler,
 }
 /// The event bus. Cheap to clone: clones share one bus.
 ///
@@ -121,7 +121,7 @@ impl EventBus {
         weak.upgrade().map(|inner| EventBus { inner })
     }
 
-    pub(crate) fn schedules(&self) -> &Schedules {
+    pub(crate) fn schedules(&self) -> &Scheduler {
         &self.inner.schedules
     }
 

@@ -1,5 +1,5 @@
 //! Testing support: a [`Recorder`] captures what a bus published and how each handler
-//! ended (earnorm's `MockBackend`, basefunctions' results).
+//! ended (what earnorm's `MockBackend`, a fake bus for tests, records; and basefunctions' per-handler results).
 //!
 //! ```
 //! use eventflow_runtime::{EventBus, Handler, HandlerError, testing::Recorder};

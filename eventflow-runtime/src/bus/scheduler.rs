@@ -217,15 +217,15 @@ struct Counters {
 }
 
 /// A bus's scheduled functions and the tasks running them.
-pub(crate) struct Schedules {
+pub(crate) struct Scheduler {
     entries: Vec<(Scheduled, Counters)>,
     stop: CancellationToken,
     tasks: std::sync::Mutex<Option<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
-impl Schedules {
+impl Scheduler {
     pub(crate) fn new(entries: Vec<Scheduled>) -> Self {
-        Schedules {
+        Scheduler {
             entries: entries
                 .into_iter()
                 .map(|s| (s, Counters::default()))

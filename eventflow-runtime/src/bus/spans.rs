@@ -6,6 +6,7 @@ use crate::util::{Hex, random_u64};
 
 /// Gives `envelope` a new span of its trace (a new trace when it has none): returns the
 /// trace id, the new span's id and the trace context it descends from.
+#[inline]
 pub(super) fn descend(envelope: &mut Envelope) -> (u128, u64, Option<TraceContext>) {
     let span_id = random_u64();
     let parent = envelope.trace;
@@ -18,6 +19,7 @@ pub(super) fn descend(envelope: &mut Envelope) -> (u128, u64, Option<TraceContex
 }
 
 /// The `parent_id` field of a span made by [`descend`].
+#[inline]
 pub(super) fn parent_id(
     parent: Option<TraceContext>,
 ) -> Option<tracing::field::DisplayValue<Hex<u64>>> {

@@ -1,5 +1,5 @@
 //! Dead letters: events a handler could not process, kept for inspection and retry
-//! (earnorm's failed jobs).
+//! (earnorm's "failed jobs": events its Celery-style workers gave up on, listed and retried by hand).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -25,6 +25,7 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Awaits `fut`, failing with a timeout error after `timeout` when one is set.
+#[inline]
 pub(crate) async fn bounded<F: Future>(
     timeout: Option<Duration>,
     fut: F,
@@ -38,6 +39,7 @@ pub(crate) async fn bounded<F: Future>(
 }
 
 /// A caught panic becomes a failed attempt.
+#[inline]
 pub(crate) fn flatten_panic<T>(
     r: std::thread::Result<Result<T, HandlerError>>,
 ) -> Result<T, HandlerError> {

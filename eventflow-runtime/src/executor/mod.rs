@@ -21,7 +21,7 @@ use std::borrow::Cow;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Executor {
-    /// Sequentially, on the delivering task (volnux's DefaultExecutor).
+    /// Sequentially, on the delivering task (volnux's DefaultExecutor, which runs a pipeline's events one after another).
     #[default]
     Inline,
     /// In a tokio task of its own.

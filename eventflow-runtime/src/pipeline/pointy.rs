@@ -1,4 +1,4 @@
-//! volnux's Pointy language for pipelines.
+//! Pointy, volnux's small text language for pipelines (`A -> B || C`, branches, retries), unchanged.
 //!
 //! ```text
 //! # comments run to the end of the line

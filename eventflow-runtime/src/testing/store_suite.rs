@@ -40,6 +40,15 @@ pub trait StoreFactory: Send + Sync + 'static {
     /// no other test uses). `None` skips the test: the database cannot be reached (say
     /// so loudly; a factory that must not skip panics instead).
     fn open<'a>(&'a self, builder: StoreBuilder) -> BoxFuture<'a, Option<Store>>;
+    /// Removes what a test left (called once per opened store, at its end). The default
+    /// drops the store's tables; a driver whose store is a file also removes the file.
+    fn close<'a>(&'a self, store: Store) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = store.drop_tables().await {
+                eprintln!("could not drop the suite's tables: {e}");
+            }
+        })
+    }
 }
 
 /// The model of the suite.
@@ -141,12 +150,6 @@ async fn open<F: StoreFactory>(f: &F) -> Option<(Store, Seen, Recorder)> {
     }
 }
 
-async fn close(store: &Store) {
-    if let Err(e) = store.drop_tables().await {
-        eprintln!("could not drop the suite's tables: {e}");
-    }
-}
-
 /// The events seen a while after writes that must publish none.
 async fn none_after(seen: &Seen) -> Vec<String> {
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -189,7 +192,7 @@ pub async fn writes_round_trip<F: StoreFactory>(f: &F) {
         .get::<SuiteNote>(a.id.unwrap_or(-1))
         .await
         .expect("get");
-    close(&store).await;
+    f.close(store.clone()).await;
     assert!(
         a.id.is_some() && b.id.is_some() && a.id != b.id,
         "{}: ids",
@@ -221,7 +224,7 @@ pub async fn a_transaction_rolls_back_every_write<F: StoreFactory>(f: &F) {
     let all = store.all::<SuiteNote>().await.expect("all");
     let stats = store.stats();
     let events = none_after(&seen).await;
-    close(&store).await;
+    f.close(store.clone()).await;
     assert!(
         matches!(result, Err(StoreError::Aborted(_))),
         "{}: {result:?}",
@@ -253,7 +256,7 @@ pub async fn a_veto_writes_and_publishes_nothing<F: StoreFactory>(f: &F) {
     let vetoed = store.create(note("veto")).await;
     let all = store.all::<SuiteNote>().await.expect("all");
     let events = none_after(&seen).await;
-    close(&store).await;
+    f.close(store.clone()).await;
     assert!(
         matches!(
             vetoed,
@@ -288,7 +291,7 @@ pub async fn model_events_follow_the_commit_in_order<F: StoreFactory>(f: &F) {
     let published = recorder.published_names();
     let pending = store.outbox_pending().await.expect("outbox");
     let stats = store.stats();
-    close(&store).await;
+    f.close(store.clone()).await;
     assert_eq!(
         published,
         [

@@ -113,7 +113,7 @@ pub trait Process: Send + Sync + 'static {
 }
 
 /// How a step with several tasks (a parallel group, or `for_each`) decides its success:
-/// volnux's `EventExecutionEvaluationState`.
+/// volnux's `EventExecutionEvaluationState`: how a step of several tasks decides whether it succeeded.
 ///
 /// | state | succeeds when | with zero tasks | on the first failed task |
 /// | --- | --- | --- | --- |
