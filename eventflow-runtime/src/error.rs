@@ -105,11 +105,19 @@ pub struct NoHandler {
     pub name: String,
 }
 
-/// Every problem found when validating the registry or a bus, reported together.
+/// Every problem found when validating the registry or a bus, reported together. It
+/// prints one line per problem; each is also there as data ([`Problem`]).
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ValidationError {
-    /// One line per problem.
-    pub problems: Vec<String>,
+    /// The problems, in the order they were found.
+    pub problems: Vec<Problem>,
+}
+
+impl ValidationError {
+    /// The problems of one kind.
+    pub fn of_kind(&self, kind: ProblemKind) -> impl Iterator<Item = &Problem> {
+        self.problems.iter().filter(move |p| p.kind == kind)
+    }
 }
 
 impl fmt::Display for ValidationError {
@@ -119,6 +127,67 @@ impl fmt::Display for ValidationError {
             write!(f, "\n  - {p}")?;
         }
         Ok(())
+    }
+}
+
+/// What kind of problem a [`Problem`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// Two handlers, events, models or scheduled functions share one name.
+    DuplicateName,
+    /// A name breaks the naming rules.
+    InvalidName,
+    /// A handler's pattern breaks the pattern rules.
+    InvalidPattern,
+    /// An option's value, or two options together, cannot work.
+    InvalidOption,
+    /// A name given to the builder names nothing registered.
+    UnknownName,
+    /// A scheduled function's schedule cannot run.
+    InvalidSchedule,
+    /// A lifecycle hook is declared in a way that cannot work.
+    InvalidHook,
+    /// The bus is built where it cannot run (outside a tokio runtime).
+    Runtime,
+}
+
+/// One problem of a [`ValidationError`]: what kind, which name it is about, and the
+/// message (which says where, and what to do).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Problem {
+    /// What kind of problem.
+    pub kind: ProblemKind,
+    /// The handler, event, model or schedule it is about, when there is one.
+    pub name: Option<String>,
+    /// The whole message, as printed.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem about `name`.
+    pub fn new(kind: ProblemKind, name: &str, message: impl Into<String>) -> Self {
+        Problem {
+            kind,
+            name: Some(name.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    /// A problem about no one name.
+    pub fn general(kind: ProblemKind, message: impl Into<String>) -> Self {
+        Problem {
+            kind,
+            name: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

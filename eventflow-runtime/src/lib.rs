@@ -56,7 +56,7 @@ pub use dead_letter::{
 pub use delivery::{DeliveryReport, HandlerOutcome, OutcomeStatus, Redelivery};
 pub use error::{
     ConnectionError, EventError, HandlerError, HandlerErrorKind, IntoResult, NoHandler, PanicError,
-    PayloadError, PublishError, Result, TimeoutError, ValidationError,
+    PayloadError, Problem, ProblemKind, PublishError, Result, TimeoutError, ValidationError,
 };
 pub use event::{Envelope, Event, EventId, EventName, Headers, Payload, TraceContext};
 pub use executor::{Executor, ExecutorConfig, Panicked, ThreadPool};

@@ -44,6 +44,25 @@ async fn start_up_lists_every_duplicate() {
         "{text}"
     );
     assert!(text.contains("two handlers are named `notify`"), "{text}");
+    // The same problems as data: their kind and the name each is about.
+    let mut named: Vec<(eventflow::ProblemKind, Option<&str>)> = err
+        .problems
+        .iter()
+        .map(|p| (p.kind, p.name.as_deref()))
+        .collect();
+    named.sort_by_key(|(_, n)| n.map(str::to_owned));
+    assert_eq!(
+        named,
+        [
+            (eventflow::ProblemKind::DuplicateName, Some("invoice.paid")),
+            (eventflow::ProblemKind::DuplicateName, Some("notify")),
+        ],
+        "{err}"
+    );
+    assert_eq!(
+        err.of_kind(eventflow::ProblemKind::DuplicateName).count(),
+        2
+    );
 
     let Err(EventError::Validation(v)) = EventBus::builder().build().await else {
         panic!("the bus must refuse to start");

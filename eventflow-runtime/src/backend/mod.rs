@@ -6,6 +6,47 @@
 //! envelope, stores it in the broker, reads it back in a worker, and acknowledges it once
 //! the sink's future has settled every handler's outcome: so a broker such as Redis
 //! Streams or NATS JetStream fits behind the same trait without changing users' handlers.
+//!
+//! # Writing a backend
+//!
+//! A backend is a package of its own (as `eventflow-redis` is) that depends on this
+//! crate's public API alone. It provides:
+//!
+//! 1. **Settings** that implement [`BackendConfig`], so that
+//!    [`EventBusBuilder::backend_config`](crate::EventBusBuilder::backend_config) connects
+//!    it when the bus is built, and an extension trait on
+//!    [`EventBusBuilder`](crate::EventBusBuilder) whose methods fill those settings through
+//!    [`backend_config_mut`](crate::EventBusBuilder::backend_config_mut) (users write
+//!    `.redis(url).queue("orders")`; the settings compose in the order written).
+//! 2. **The [`Backend`]**:
+//!    - [`publish`](Backend::publish) serializes the envelope (`serde_json`; refuse what a
+//!      worker could not read back) and stores it; it returns once the broker accepted it.
+//!    - [`publish_delayed`](Backend::publish_delayed) keeps it until it is due, in the
+//!      broker, so that it survives the publishing process.
+//!    - [`start`](Backend::start) keeps the [`DeliverySink`];
+//!      [`consume`](Backend::consume) starts the worker loop that reads entries.
+//!    - [`requeue`](Backend::requeue) queues a retried dead letter for its one handler, so
+//!      that any worker that has the handler runs it.
+//!    - [`claim_tick`](Backend::claim_tick) grants each tick of a scheduled function to one
+//!      process of the queue.
+//!    - [`stop`](Backend::stop) stops reading; [`flush`](Backend::flush) sends what
+//!      follows the deliveries in flight (acknowledgements).
+//!    - [`dead_letters`](Backend::dead_letters) is a [`DeadLetterStore`] in the broker, so
+//!      that any process lists, pages, retries and removes them.
+//!    - [`health`](Backend::health) says whether the broker answers, with lag, pending and
+//!      dead-letter counts where it knows them.
+//! 3. **The worker loop**, per entry read, with the helpers of [`broker`] (so that every
+//!    backend applies the same rules): decode the entry or dead-letter it as invalid and go
+//!    on; apply the poison rule to the broker's delivery count; deliver into the sink with
+//!    [`Retries::ByBackend`] (a failed attempt comes back as a retry for the backend to
+//!    schedule, so no worker sleeps through a backoff); then settle the report: acknowledge
+//!    the entry in one atomic step with storing its retries, or leave it pending when
+//!    shutdown cut the delivery short. Counts read from the broker are untrusted: use
+//!    saturating arithmetic on them.
+//! 4. **Proof**: a test file that implements [`BackendFactory`](crate::testing::BackendFactory)
+//!    and invokes [`backend_suite!`](crate::backend_suite), which checks delivery once,
+//!    retries with backoff, delayed events, dead letters, invalid entries, hand-over at
+//!    shutdown and health against the real broker.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,7 +15,7 @@ use super::scheduler::{Scheduled, Scheduler};
 use super::sink::BusSink;
 use super::{EventBus, Inner};
 use crate::backend::{Backend, BackendConfig, MemoryBackend};
-use crate::error::{EventError, ValidationError};
+use crate::error::{EventError, Problem, ProblemKind, ValidationError};
 use crate::event::Headers;
 use crate::executor::Executor;
 use crate::pattern::{Pattern, Router};
@@ -178,7 +178,10 @@ impl EventBusBuilder {
     /// given to [`only`](Self::only).
     pub async fn build(self) -> Result<EventBus, EventError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ValidationError {
-            problems: vec!["EventBus::build must be called inside a tokio runtime".into()],
+            problems: vec![Problem::general(
+                ProblemKind::Runtime,
+                "EventBus::build must be called inside a tokio runtime",
+            )],
         })?;
         if self.metrics {
             calibrate_clock();
@@ -198,8 +201,10 @@ impl EventBusBuilder {
                     for n in names {
                         match registry.handler(n) {
                             Some(r) => handlers.push(Handler::from_record(r)),
-                            None => problems.push(format!(
-                                "`only` names `{n}`, which is not a registered handler"
+                            None => problems.push(Problem::new(
+                                ProblemKind::UnknownName,
+                                n,
+                                format!("`only` names `{n}`, which is not a registered handler"),
                             )),
                         }
                     }
@@ -217,16 +222,16 @@ impl EventBusBuilder {
         })));
         for h in &handlers {
             if matches!(h.func, HandlerFn::Blocking(_)) && h.options.executor == Executor::Tokio {
-                problems.push(format!(
+                problems.push(Problem::new(ProblemKind::InvalidOption, &h.name, format!(
                     "handler `{}` ({}) is a blocking fn and cannot run on the Tokio executor; use ThreadPool or Inline",
                     h.name, h.source
-                ));
+                )));
             }
             if h.options.executor == Executor::Process {
-                problems.push(format!(
+                problems.push(Problem::new(ProblemKind::InvalidOption, &h.name, format!(
                     "handler `{}` ({}): the Process executor runs pipeline steps; a handler runs on Inline, Tokio or ThreadPool",
                     h.name, h.source
-                ));
+                )));
             }
             problems.extend(super::validate::batch_problems(h));
         }
@@ -236,9 +241,13 @@ impl EventBusBuilder {
                 for r in registry.scheduled() {
                     match Scheduled::from_record(r) {
                         Ok(s) => schedules.push(s),
-                        Err(reason) => problems.push(format!(
-                            "scheduled function `{}` ({}:{}): {reason}",
-                            r.name, r.location.file, r.location.line
+                        Err(reason) => problems.push(Problem::new(
+                            ProblemKind::InvalidSchedule,
+                            r.name,
+                            format!(
+                                "scheduled function `{}` ({}:{}): {reason}",
+                                r.name, r.location.file, r.location.line
+                            ),
                         )),
                     }
                 }
@@ -247,9 +256,13 @@ impl EventBusBuilder {
             schedules.sort_by(|a, b| a.name.cmp(&b.name));
             for pair in schedules.windows(2) {
                 if pair[0].name == pair[1].name {
-                    problems.push(format!(
-                        "two scheduled functions are named `{}`: at {} and at {}",
-                        pair[0].name, pair[0].source, pair[1].source
+                    problems.push(Problem::new(
+                        ProblemKind::DuplicateName,
+                        &pair[0].name,
+                        format!(
+                            "two scheduled functions are named `{}`: at {} and at {}",
+                            pair[0].name, pair[0].source, pair[1].source
+                        ),
                     ));
                 }
             }

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use super::handler::{HandlerOptions, Invoke};
 use super::scheduler::ScheduledRecord;
 use super::validate::check_handlers;
-use crate::error::ValidationError;
+use crate::error::{Problem, ProblemKind, ValidationError};
 use crate::pattern::validate_name;
 use crate::source::SourceLocation;
 
@@ -117,14 +117,18 @@ impl Registry {
     }
 
     /// Problems of the registered event types: invalid names, one name used by two types.
-    pub(crate) fn event_problems(&self) -> Vec<String> {
+    pub(crate) fn event_problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         let mut by_name: HashMap<&str, Vec<&EventRecord>> = HashMap::new();
         for e in &self.events {
             if let Err(reason) = validate_name(e.name) {
-                problems.push(format!(
-                    "event type `{}` has an invalid name `{}`: {reason}",
-                    e.type_name, e.name
+                problems.push(Problem::new(
+                    ProblemKind::InvalidName,
+                    e.name,
+                    format!(
+                        "event type `{}` has an invalid name `{}`: {reason}",
+                        e.type_name, e.name
+                    ),
                 ));
             }
             by_name.entry(e.name).or_default().push(e);
@@ -141,10 +145,14 @@ impl Registry {
                     )
                 })
                 .collect();
-            problems.push(format!(
-                "event name `{name}` is used by {} types: {}",
-                recs.len(),
-                types.join(", ")
+            problems.push(Problem::new(
+                ProblemKind::DuplicateName,
+                name,
+                format!(
+                    "event name `{name}` is used by {} types: {}",
+                    recs.len(),
+                    types.join(", ")
+                ),
             ));
         }
         problems

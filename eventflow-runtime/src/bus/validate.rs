@@ -1,5 +1,6 @@
 //! Start-up checks of the handlers, schedules and registrations a bus is built from.
 
+use crate::error::{Problem, ProblemKind};
 use std::collections::HashMap;
 
 use super::handler::{Handler, HandlerFn, HandlerOptions};
@@ -7,31 +8,43 @@ use crate::executor::Executor;
 use crate::pattern::Pattern;
 
 /// What is wrong with a handler's batching settings.
-pub(super) fn batch_problems(h: &Handler) -> Vec<String> {
+pub(super) fn batch_problems(h: &Handler) -> Vec<Problem> {
     let mut problems = Vec::new();
     let batched = matches!(h.func, HandlerFn::Batch { .. });
     match (&h.options.batch, batched) {
         (Some(cfg), true) => {
             if cfg.max_size == 0 {
-                problems.push(format!(
-                    "handler `{}` ({}): a batch's max_size must be at least 1",
-                    h.name, h.source
+                problems.push(Problem::new(
+                    ProblemKind::InvalidOption,
+                    &h.name,
+                    format!(
+                        "handler `{}` ({}): a batch's max_size must be at least 1",
+                        h.name, h.source
+                    ),
                 ));
             }
             if !matches!(h.options.executor, Executor::Inline | Executor::Tokio) {
-                problems.push(format!(
+                problems.push(Problem::new(ProblemKind::InvalidOption, &h.name, format!(
                     "handler `{}` ({}): a batched handler runs on a tokio task; it takes no executor",
                     h.name, h.source
-                ));
+                )));
             }
         }
-        (None, true) => problems.push(format!(
-            "handler `{}` ({}) takes batches but has no batch settings",
-            h.name, h.source
+        (None, true) => problems.push(Problem::new(
+            ProblemKind::InvalidOption,
+            &h.name,
+            format!(
+                "handler `{}` ({}) takes batches but has no batch settings",
+                h.name, h.source
+            ),
         )),
-        (Some(_), false) => problems.push(format!(
-            "handler `{}` ({}) has batch settings but takes one event at a time",
-            h.name, h.source
+        (Some(_), false) => problems.push(Problem::new(
+            ProblemKind::InvalidOption,
+            &h.name,
+            format!(
+                "handler `{}` ({}) has batch settings but takes one event at a time",
+                h.name, h.source
+            ),
         )),
         (None, false) => {}
     }
@@ -42,38 +55,52 @@ pub(super) fn batch_problems(h: &Handler) -> Vec<String> {
 /// and options. Shared by the registry and the bus builder.
 pub(crate) fn check_handlers<'a>(
     handlers: impl Iterator<Item = (&'a str, &'a str, &'a HandlerOptions, String)>,
-) -> Vec<String> {
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut seen: HashMap<&str, String> = HashMap::new();
     for (name, pattern, options, at) in handlers {
         if let Some(first) = seen.get(name) {
-            problems.push(format!(
-                "two handlers are named `{name}`: at {first} and at {at}"
+            problems.push(Problem::new(
+                ProblemKind::DuplicateName,
+                name,
+                format!("two handlers are named `{name}`: at {first} and at {at}"),
             ));
         } else {
             seen.insert(name, at.clone());
         }
         if let Err(reason) = Pattern::parse(pattern) {
-            problems.push(format!(
-                "handler `{name}` ({at}) has an invalid pattern `{pattern}`: {reason}"
+            problems.push(Problem::new(
+                ProblemKind::InvalidPattern,
+                name,
+                format!("handler `{name}` ({at}) has an invalid pattern `{pattern}`: {reason}"),
             ));
         }
         if let Err(reason) = options.retry.validate() {
-            problems.push(format!("handler `{name}` ({at}): {reason}"));
+            problems.push(Problem::new(
+                ProblemKind::InvalidOption,
+                name,
+                format!("handler `{name}` ({at}): {reason}"),
+            ));
         }
         if options.concurrency == Some(0) {
-            problems.push(format!(
-                "handler `{name}` ({at}): concurrency must be at least 1"
+            problems.push(Problem::new(
+                ProblemKind::InvalidOption,
+                name,
+                format!("handler `{name}` ({at}): concurrency must be at least 1"),
             ));
         }
         if options.executor_config.max_workers == Some(0) {
-            problems.push(format!(
-                "handler `{name}` ({at}): max_workers must be at least 1"
+            problems.push(Problem::new(
+                ProblemKind::InvalidOption,
+                name,
+                format!("handler `{name}` ({at}): max_workers must be at least 1"),
             ));
         }
         if options.executor_config.max_tasks_per_child == Some(0) {
-            problems.push(format!(
-                "handler `{name}` ({at}): max_tasks_per_child must be at least 1"
+            problems.push(Problem::new(
+                ProblemKind::InvalidOption,
+                name,
+                format!("handler `{name}` ({at}): max_tasks_per_child must be at least 1"),
             ));
         }
     }
@@ -87,13 +114,13 @@ pub(crate) struct StartupCheck {
     /// What is checked, for messages.
     pub(crate) name: &'static str,
     /// The check.
-    pub(crate) problems: fn() -> Vec<String>,
+    pub(crate) problems: fn() -> Vec<Problem>,
 }
 
 inventory::collect!(StartupCheck);
 
 /// The problems of every registered start-up check, in the order of their names.
-pub(crate) fn startup_problems() -> Vec<String> {
+pub(crate) fn startup_problems() -> Vec<Problem> {
     let mut checks: Vec<&StartupCheck> = inventory::iter::<StartupCheck>.into_iter().collect();
     checks.sort_by_key(|c| c.name);
     checks.into_iter().flat_map(|c| (c.problems)()).collect()

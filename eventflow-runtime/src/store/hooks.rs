@@ -6,7 +6,7 @@ use std::any::{Any, TypeId};
 use serde::Serialize;
 
 use crate::bus::EventBus;
-use crate::error::EventError;
+use crate::error::{EventError, Problem, ProblemKind};
 use crate::event::Event;
 use crate::model::{HookError, HookKind, ModelRecord, Operation};
 use crate::source::SourceLocation;
@@ -128,29 +128,41 @@ pub(super) fn hooks_for(model: TypeId, kind: HookKind) -> &'static [&'static Hoo
 }
 
 /// Problems of the registered models: invalid or duplicate names, `&mut` after-hooks.
-fn model_problems() -> Vec<String> {
+fn model_problems() -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut seen: std::collections::HashMap<&str, &ModelRecord> = Default::default();
     for m in inventory::iter::<ModelRecord> {
         if let Err(reason) = crate::pattern::validate_name(m.name) {
-            problems.push(format!(
-                "model `{}` has an invalid name `{}`: {reason}",
-                m.type_name, m.name
+            problems.push(Problem::new(
+                ProblemKind::InvalidName,
+                m.name,
+                format!(
+                    "model `{}` has an invalid name `{}`: {reason}",
+                    m.type_name, m.name
+                ),
             ));
         }
         if let Some(first) = seen.insert(m.name, m) {
-            problems.push(format!(
-                "model name `{}` is used by `{}` and `{}`",
-                m.name, first.type_name, m.type_name
+            problems.push(Problem::new(
+                ProblemKind::DuplicateName,
+                m.name,
+                format!(
+                    "model name `{}` is used by `{}` and `{}`",
+                    m.name, first.type_name, m.type_name
+                ),
             ));
         }
     }
     for h in inventory::iter::<HookRecord> {
         if !h.kind.is_before() && matches!(h.invoke, HookInvoke::Mut(_)) {
-            problems.push(format!(
-                "hook `{}` ({}) takes the model mutably after the write",
+            problems.push(Problem::new(
+                ProblemKind::InvalidHook,
                 h.name,
-                h.kind.as_str()
+                format!(
+                    "hook `{}` ({}) takes the model mutably after the write",
+                    h.name,
+                    h.kind.as_str()
+                ),
             ));
         }
     }
