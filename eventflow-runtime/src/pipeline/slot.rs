@@ -13,18 +13,19 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::step::StepFuture;
+use std::future::Future;
 
-/// A pinned place for one step future at a time.
-pub(crate) struct Slot {
-    fut: MaybeUninit<StepFuture>,
+/// A pinned place for one future at a time (the run's step futures; the slot knows
+/// nothing of steps).
+pub(crate) struct Slot<F: Future> {
+    fut: MaybeUninit<F>,
     full: bool,
     // A future in the slot may point into itself: the slot must not move once pinned.
     _pinned: PhantomPinned,
 }
 
 /// The empty slot, lent to a step to make its future in ([`Vacant::fill`]).
-pub(crate) struct Vacant<'a>(&'a mut MaybeUninit<StepFuture>, Invariant<'a>);
+pub(crate) struct Vacant<'a, F>(&'a mut MaybeUninit<F>, Invariant<'a>);
 
 /// Proof that the [`Vacant`] slot of the same lifetime was filled: made only by
 /// [`Vacant::fill`] (its field is private to this module), so a step cannot return one
@@ -35,23 +36,23 @@ pub(crate) struct Filled<'a>(Invariant<'a>);
 /// another slot's.
 type Invariant<'a> = PhantomData<fn(&'a ()) -> &'a ()>;
 
-impl<'a> Vacant<'a> {
+impl<'a, F> Vacant<'a, F> {
     /// Puts the step's future in the slot.
     #[inline(always)]
-    pub(crate) fn fill(self, fut: StepFuture) -> Filled<'a> {
+    pub(crate) fn fill(self, fut: F) -> Filled<'a> {
         // A plain write: nothing is dropped, so the future can be made in the slot itself.
         self.0.write(fut);
         Filled(PhantomData)
     }
 }
 
-impl Slot {
+impl<F: Future> Slot<F> {
     /// An empty slot.
     #[inline(always)]
     pub(crate) fn new() -> Self {
         // Written field by field: as one value (`Slot {fut: MaybeUninit::uninit(), .. }`)
         // the compiler zeroes all of `fut`'s bytes, which a run would pay for each time.
-        let mut slot = MaybeUninit::<Slot>::uninit();
+        let mut slot = MaybeUninit::<Slot<F>>::uninit();
         // SAFETY: `full` is written through a raw pointer (no reference to uninitialised
         // memory is made); `fut` is a `MaybeUninit`, valid uninitialised, and `_pinned` is
         // zero-sized. With `full` written, every field holds a valid value.
@@ -66,7 +67,7 @@ impl Slot {
     #[inline(always)]
     pub(crate) fn fill_with(
         mut self: Pin<&mut Self>,
-        make: impl for<'a> FnOnce(Vacant<'a>) -> Filled<'a>,
+        make: impl for<'a> FnOnce(Vacant<'a, F>) -> Filled<'a>,
     ) {
         self.as_mut().clear();
         // SAFETY: nothing pinned is moved out of `this`: the slot is empty (just cleared),
@@ -81,10 +82,7 @@ impl Slot {
 
     /// Polls the future in the slot; `None` when the slot is empty.
     #[inline(always)]
-    pub(crate) fn poll(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Option<Poll<<StepFuture as std::future::Future>::Output>> {
+    pub(crate) fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Option<Poll<F::Output>> {
         // SAFETY: only `fut` is reached through `this`, and it is not moved.
         let this = unsafe { self.get_unchecked_mut() };
         if !this.full {
@@ -114,7 +112,7 @@ impl Slot {
     }
 }
 
-impl Drop for Slot {
+impl<F: Future> Drop for Slot<F> {
     fn drop(&mut self) {
         self.drop_future();
     }
@@ -123,6 +121,7 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::step::StepFuture;
     use crate::pipeline::step::{Attempt, ExecutionContext};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -141,7 +140,7 @@ mod tests {
     #[test]
     fn a_future_is_polled_in_place_and_dropped_once() {
         let drops = Arc::new(AtomicUsize::new(0));
-        let mut slot = Box::pin(Slot::new());
+        let mut slot = Box::pin(Slot::<StepFuture>::new());
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(slot.as_mut().poll(&mut cx).is_none(), "empty");
@@ -188,7 +187,7 @@ mod tests {
 
     #[test]
     fn a_step_that_panics_while_making_its_future_leaves_the_slot_empty() {
-        let mut slot = Box::pin(Slot::new());
+        let mut slot = Box::pin(Slot::<StepFuture>::new());
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             slot.as_mut().fill_with(|_v| panic!("no future"));
         }));

@@ -10,8 +10,7 @@ use crate::executor::{AbortOnDrop, Executor, panic_message};
 
 use super::*;
 use crate::pipeline::datum::{Datum, Input};
-use crate::pipeline::slot;
-use crate::pipeline::step::Attempt;
+use crate::pipeline::step::{self, Attempt};
 use crate::pipeline::{ExecutionContext, StepDef, StepError};
 
 /// One task of a step: its first attempt, then retries on exceptions. (The retries are a
@@ -134,7 +133,7 @@ pub(crate) fn attempt_in<'a>(
     step: &'a StepDef,
     data: Input<'a>,
     ctx: ExecutionContext,
-    mut slot: std::pin::Pin<&'a mut slot::Slot>,
+    mut slot: std::pin::Pin<&'a mut step::StepSlot>,
 ) -> impl std::future::Future<Output = Attempted> + 'a {
     use std::task::Poll;
     let mut start = Some((data, ctx));
@@ -165,7 +164,7 @@ pub(crate) async fn attempt_once(step: &StepDef, data: &Datum, ctx: ExecutionCon
     if step.options.executor != Executor::Inline || step.options.timeout.is_some() {
         return Box::pin(attempt_elsewhere(step, data, ctx)).await;
     }
-    let slot = std::pin::pin!(slot::Slot::new());
+    let slot = std::pin::pin!(step::StepSlot::new());
     attempt_in(step, Input::Lent(data), ctx, slot).await
 }
 

@@ -10,7 +10,6 @@ use crate::pipeline::ExecutionContext;
 use crate::pipeline::datum::{Datum, Input};
 use crate::pipeline::graph::*;
 use crate::pipeline::signal::*;
-use crate::pipeline::slot;
 use crate::pipeline::step::{self, Attempt, GotoRequest};
 use crate::pipeline::{Inner, Shared};
 
@@ -189,7 +188,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
     let mut started = 0u64;
     let mut ctxs = Contexts::default();
     // Where a plain Inline step's future lives while it runs: made there, polled there.
-    let mut slot = std::pin::pin!(slot::Slot::new());
+    let mut slot = std::pin::pin!(step::StepSlot::new());
     let mut at = 0usize;
     let mut carry = Carry {
         data: input,

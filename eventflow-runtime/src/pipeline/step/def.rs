@@ -10,7 +10,6 @@ use crate::source::SourceLocation;
 
 use super::*;
 use crate::pipeline::datum::{Datum, Input};
-use crate::pipeline::slot::Slot;
 
 /// A step as a pipeline runs it: built from a [`Process`] type or a function.
 #[derive(Clone)]
@@ -182,7 +181,7 @@ impl StepDef {
         data: Input<'_>,
         ctx: ExecutionContext,
     ) -> impl Future<Output = Option<(Attempt, ExecutionContext)>> + Send + 'static {
-        let mut slot = Box::pin(Slot::new());
+        let mut slot = Box::pin(StepSlot::new());
         slot.as_mut().fill_with(|v| (self.run)(data, ctx, v));
         std::future::poll_fn(move |cx| match slot.as_mut().poll(cx) {
             Some(p) => p.map(Some),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::pipeline::datum::{Datum, Input};
-use crate::pipeline::slot::{Filled, Vacant};
+use crate::pipeline::slot::{Filled, Slot, Vacant};
 
 /// One attempt's result, type-erased.
 pub(crate) enum Attempt {
@@ -19,13 +19,14 @@ pub(crate) enum Attempt {
 /// Takes the step's input out of the datum (a clone, or the value itself when given) and
 /// makes the step's future in the slot it is given; the future gives the context back, with
 /// what the step stored in it.
-pub(crate) type RunFn =
-    dyn for<'a, 'b> Fn(Input<'b>, ExecutionContext, Vacant<'a>) -> Filled<'a> + Send + Sync;
+pub(crate) type RunFn = dyn for<'a, 'b> Fn(Input<'b>, ExecutionContext, Vacant<'a, StepFuture>) -> Filled<'a>
+    + Send
+    + Sync;
 
 /// A [`RunFn`] from a closure (which gets its signature from the bound).
 pub(crate) fn run_fn<F>(f: F) -> Arc<RunFn>
 where
-    F: for<'a, 'b> Fn(Input<'b>, ExecutionContext, Vacant<'a>) -> Filled<'a>
+    F: for<'a, 'b> Fn(Input<'b>, ExecutionContext, Vacant<'a, StepFuture>) -> Filled<'a>
         + Send
         + Sync
         + 'static,
@@ -73,3 +74,6 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
         .map_err(|e| format!("not a `{}`: {e}", std::any::type_name::<T>()))
 }
 pub(crate) type DecodeFn = fn(&[u8]) -> Result<Datum, String>;
+
+/// The run's pinned place for one step future.
+pub(crate) type StepSlot = Slot<StepFuture>;

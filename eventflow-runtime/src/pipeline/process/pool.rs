@@ -1,171 +1,19 @@
-//! The Process executor: pipeline steps in child processes of this same program.
-//!
-//! A step on `executor = Process` runs in a child process started from this program's own
-//! executable. The child finds the step by its registered name (no code is shipped); the
-//! input and output cross as JSON over a Unix socket, so both must be `Serialize` and
-//! `Deserialize` (a compile error otherwise). Children are reused for up to
-//! `max_tasks_per_child` tasks (unset: for as long as the pipeline lives), at most
-//! `max_workers` at once (unset: the number of CPUs). A child that panics in the step,
-//! aborts, is killed, or passes the step's `timeout` fails that attempt only (retried per
-//! the step's policy) and is replaced.
-//!
-//! The child must be able to become a worker: make this the first line of `main`:
-//!
-//! ```ignore
-//! fn main() {
-//!     eventflow::pipeline::serve_process_steps();
-//!     // ... the program as usual
-//! }
-//! ```
-//!
-//! In a test binary (whose `main` the test harness writes), add this test once instead:
-//!
-//! ```ignore
-//! #[test]
-//! fn eventflow_process_worker() {
-//!     eventflow::pipeline::serve_process_steps();
-//! }
-//! ```
-//!
-//! Children are started with the arguments `eventflow_process_worker --exact --nocapture`
-//! … so that a test binary runs only that test, and with the environment variable
-//! `EVENTFLOW_STEP_SOCKET`; `serve_process_steps` does nothing when that variable is not
-//! set, so the line costs nothing in the parent. In the child it serves steps until the
-//! parent goes away, then exits the process.
+//! The parent side: a pool of reused children, each attempt a frame over its socket.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
-use super::step::{Attempt, Codec, ExecutionContext, StepDef};
+use super::*;
 use crate::error::HandlerError;
 use crate::executor::ExecutorConfig;
+use crate::pipeline::datum::Datum;
+use crate::pipeline::step::{Attempt, Codec};
 
-const SOCKET_VAR: &str = "EVENTFLOW_STEP_SOCKET";
-/// The name of the test that serves steps in a test binary.
-pub const WORKER_TEST: &str = "eventflow_process_worker";
-
-use super::datum::Datum;
-
-/// Turns this process into a step worker if it was started as one; returns at once
-/// otherwise. See the [module documentation](self).
-pub fn serve_process_steps() {
-    let Some(path) = std::env::var_os(SOCKET_VAR) else {
-        return;
-    };
-    let code = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => match rt.block_on(serve(PathBuf::from(path))) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("eventflow step worker: {e}");
-                1
-            }
-        },
-        Err(e) => {
-            eprintln!("eventflow step worker: cannot start a runtime: {e}");
-            1
-        }
-    };
-    std::process::exit(code);
-}
-
-async fn write_frame(s: &mut UnixStream, kind: u8, parts: &[&[u8]]) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1 + parts.iter().map(|p| 4 + p.len()).sum::<usize>());
-    buf.push(kind);
-    for p in parts {
-        buf.extend_from_slice(&(p.len() as u32).to_be_bytes());
-        buf.extend_from_slice(p);
-    }
-    s.write_all(&buf).await
-}
-
-async fn read_part(s: &mut UnixStream) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await?;
-    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf).await?;
-    Ok(buf)
-}
-
-const SUCCESS: u8 = 0;
-const FAILURE: u8 = 1;
-const EXCEPTION: u8 = 2;
-
-/// The child's loop: one request at a time, until the parent closes the socket.
-async fn serve(path: PathBuf) -> std::io::Result<()> {
-    let mut s = UnixStream::connect(&path).await?;
-    let mut steps: HashMap<String, StepDef> = HashMap::new();
-    loop {
-        let mut kind = [0u8; 1];
-        match s.read_exact(&mut kind).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        let name = String::from_utf8_lossy(&read_part(&mut s).await?).into_owned();
-        let input = read_part(&mut s).await?;
-        let (kind, payload) = match run_here(&mut steps, &name, &input).await {
-            Ok(Attempt::Success(out)) => match steps.get(&name).and_then(|st| st.codec) {
-                Some(codec) => match (codec.encode_output)(&out) {
-                    Ok(b) => (SUCCESS, b),
-                    Err(e) => (
-                        EXCEPTION,
-                        format!("cannot encode the output: {e}").into_bytes(),
-                    ),
-                },
-                None => (EXCEPTION, b"the step has no codec".to_vec()),
-            },
-            Ok(Attempt::Failure(m)) => (FAILURE, m.into_bytes()),
-            Ok(Attempt::Exception(e)) => (EXCEPTION, e.to_string().into_bytes()),
-            Ok(Attempt::Goto(_)) => (
-                EXCEPTION,
-                b"goto is not available to steps on the Process executor".to_vec(),
-            ),
-            Err(e) => (EXCEPTION, e.into_bytes()),
-        };
-        write_frame(&mut s, kind, &[&payload]).await?;
-    }
-}
-
-async fn run_here(
-    steps: &mut HashMap<String, StepDef>,
-    name: &str,
-    input: &[u8],
-) -> Result<Attempt, String> {
-    if !steps.contains_key(name) {
-        let record = super::registered(name)
-            .ok_or_else(|| format!("no step `{name}` is registered in the worker"))?;
-        steps.insert(name.to_owned(), (record.make)());
-    }
-    let step = steps.get(name).ok_or_else(|| format!("no step `{name}`"))?;
-    let codec = step
-        .codec
-        .ok_or_else(|| format!("step `{name}` cannot cross processes (no serde codec)"))?;
-    let mut data = (codec.decode_input)(input)?;
-    let ctx = ExecutionContext::new(None, step.name.clone(), 1);
-    let fut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        step.start(super::datum::Input::Given(&mut data), ctx)
-    }))
-    .map_err(|p| format!("the step panicked: {}", crate::executor::panic_message(&*p)))?;
-    match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut)).await {
-        Ok(Some((a, _ctx))) => Ok(a),
-        Ok(None) => Err(format!("step `{name}`: its future is gone")),
-        Err(p) => Err(format!(
-            "the step panicked: {}",
-            crate::executor::panic_message(&*p)
-        )),
-    }
-}
-
-struct Child {
+pub(crate) struct Child {
     process: tokio::process::Child,
     socket: UnixStream,
     tasks: usize,

@@ -1,0 +1,73 @@
+//! The Process executor: pipeline steps in child processes of this same program.
+//!
+//! A step on `executor = Process` runs in a child process started from this program's own
+//! executable. The child finds the step by its registered name (no code is shipped); the
+//! input and output cross as JSON over a Unix socket, so both must be `Serialize` and
+//! `Deserialize` (a compile error otherwise). Children are reused for up to
+//! `max_tasks_per_child` tasks (unset: for as long as the pipeline lives), at most
+//! `max_workers` at once (unset: the number of CPUs). A child that panics in the step,
+//! aborts, is killed, or passes the step's `timeout` fails that attempt only (retried per
+//! the step's policy) and is replaced.
+//!
+//! The child must be able to become a worker: make this the first line of `main`:
+//!
+//! ```ignore
+//! fn main() {
+//!     eventflow::pipeline::serve_process_steps();
+//!     // ... the program as usual
+//! }
+//! ```
+//!
+//! In a test binary (whose `main` the test harness writes), add this test once instead:
+//!
+//! ```ignore
+//! #[test]
+//! fn eventflow_process_worker() {
+//!     eventflow::pipeline::serve_process_steps();
+//! }
+//! ```
+//!
+//! Children are started with the arguments `eventflow_process_worker --exact --nocapture`
+//! … so that a test binary runs only that test, and with the environment variable
+//! `EVENTFLOW_STEP_SOCKET`; `serve_process_steps` does nothing when that variable is not
+//! set, so the line costs nothing in the parent. In the child it serves steps until the
+//! parent goes away, then exits the process.
+
+mod child;
+mod pool;
+
+pub use child::serve_process_steps;
+pub(crate) use pool::ProcessPool;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+pub(crate) const SOCKET_VAR: &str = "EVENTFLOW_STEP_SOCKET";
+/// The name of the test that serves steps in a test binary.
+pub const WORKER_TEST: &str = "eventflow_process_worker";
+
+pub(crate) async fn write_frame(
+    s: &mut UnixStream,
+    kind: u8,
+    parts: &[&[u8]],
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1 + parts.iter().map(|p| 4 + p.len()).sum::<usize>());
+    buf.push(kind);
+    for p in parts {
+        buf.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        buf.extend_from_slice(p);
+    }
+    s.write_all(&buf).await
+}
+
+pub(crate) async fn read_part(s: &mut UnixStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await?;
+    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+pub(crate) const SUCCESS: u8 = 0;
+pub(crate) const FAILURE: u8 = 1;
+pub(crate) const EXCEPTION: u8 = 2;
