@@ -101,13 +101,13 @@ fn now_ms() -> i64 {
 
 impl SqlDriver {
     /// A SQLite database in the file at `path` (created if missing, in WAL mode), with
-    /// the outbox table `<prefix>outbox`.
+    /// the outbox table `<prefix>outbox`. Needs the `sqlite` feature.
     #[cfg(feature = "sqlite")]
     pub async fn sqlite(path: &str, prefix: &str) -> Result<Self, StoreError> {
         Self::connect(&crate::sqlite::url(path), &SQLITE, prefix).await
     }
 
-    /// A PostgreSQL database at `url`, with the outbox table `<prefix>outbox`.
+    /// A PostgreSQL database at `url`, with the outbox table `<prefix>outbox`. Needs the `postgres` feature.
     #[cfg(feature = "postgres")]
     pub async fn postgres(url: &str, prefix: &str) -> Result<Self, StoreError> {
         Self::connect(url, &POSTGRES, prefix).await

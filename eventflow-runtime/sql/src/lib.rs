@@ -44,13 +44,13 @@ pub use driver::SqlDriver;
 /// `Store::sqlite` and `Store::postgres`.
 pub trait SqlStoreExt: Sized {
     /// A SQLite store in the file at `path` (created if missing, in WAL mode), publishing
-    /// on `bus`.
+    /// on `bus`. Needs the `sqlite` feature.
     #[cfg(feature = "sqlite")]
     fn sqlite(
         path: impl AsRef<std::path::Path>,
         bus: &EventBus,
     ) -> impl Future<Output = Result<Store, StoreError>> + Send;
-    /// A PostgreSQL store at `url` (`postgres://user@host/db`), publishing on `bus`.
+    /// A PostgreSQL store at `url` (`postgres://user@host/db`), publishing on `bus`. Needs the `postgres` feature.
     #[cfg(feature = "postgres")]
     fn postgres(
         url: &str,
@@ -82,13 +82,13 @@ impl SqlStoreExt for Store {
 
 /// `Store::builder(&bus).sqlite(path)` and `.postgres(url)`.
 pub trait SqlStoreBuilderExt: Sized {
-    /// A SQLite store in the file at `path` (created if missing, in WAL mode).
+    /// A SQLite store in the file at `path` (created if missing, in WAL mode). Needs the `sqlite` feature.
     #[cfg(feature = "sqlite")]
     fn sqlite(
         self,
         path: impl AsRef<std::path::Path>,
     ) -> impl Future<Output = Result<Store, StoreError>> + Send;
-    /// A PostgreSQL store at `url` (`postgres://user@host/db`).
+    /// A PostgreSQL store at `url` (`postgres://user@host/db`). Needs the `postgres` feature.
     #[cfg(feature = "postgres")]
     fn postgres(self, url: &str) -> impl Future<Output = Result<Store, StoreError>> + Send;
 }
