@@ -19,53 +19,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// What a database needs said its own way.
-struct Dialect {
-    name: &'static str,
-    id_column: &'static str,
-    doc_column: &'static str,
-    big: &'static str,
-    doc_select: &'static str,
-    doc_param: &'static str,
-    lock_rows: &'static str,
-    begin: Option<&'static str>,
-    max_connections: u32,
-    after_connect: Option<&'static str>,
+/// What a database needs said its own way (`sqlite.rs`, `postgres.rs`).
+pub(crate) struct Dialect {
+    /// The driver's name.
+    pub(crate) name: &'static str,
+    /// Column type of a table's id.
+    pub(crate) id_column: &'static str,
+    /// Column type of a document.
+    pub(crate) doc_column: &'static str,
+    /// The integer type of the outbox's times.
+    pub(crate) big: &'static str,
+    /// Reading a document as text.
+    pub(crate) doc_select: &'static str,
+    /// Binding a document parameter.
+    pub(crate) doc_param: &'static str,
+    /// What locks the outbox rows a relay takes.
+    pub(crate) lock_rows: &'static str,
+    /// How a transaction begins (`None`: a plain `BEGIN`).
+    pub(crate) begin: Option<&'static str>,
+    /// Connections of the pool.
+    pub(crate) max_connections: u32,
+    /// A statement run once after connecting.
+    pub(crate) after_connect: Option<&'static str>,
 }
-
-#[cfg(feature = "sqlite")]
-static SQLITE: Dialect = {
-    use crate::sqlite as d;
-    Dialect {
-        name: "sqlite",
-        id_column: d::ID_COLUMN,
-        doc_column: d::DOC_COLUMN,
-        big: d::BIG,
-        doc_select: d::DOC_SELECT,
-        doc_param: d::DOC_PARAM,
-        lock_rows: d::LOCK_ROWS,
-        begin: d::BEGIN,
-        max_connections: d::MAX_CONNECTIONS,
-        after_connect: d::AFTER_CONNECT,
-    }
-};
-
-#[cfg(feature = "postgres")]
-static POSTGRES: Dialect = {
-    use crate::postgres as d;
-    Dialect {
-        name: "postgres",
-        id_column: d::ID_COLUMN,
-        doc_column: d::DOC_COLUMN,
-        big: d::BIG,
-        doc_select: d::DOC_SELECT,
-        doc_param: d::DOC_PARAM,
-        lock_rows: d::LOCK_ROWS,
-        begin: d::BEGIN,
-        max_connections: d::MAX_CONNECTIONS,
-        after_connect: d::AFTER_CONNECT,
-    }
-};
 
 struct Shared {
     pool: sqlx::AnyPool,
@@ -104,13 +80,13 @@ impl SqlDriver {
     /// the outbox table `<prefix>outbox`. Needs the `sqlite` feature.
     #[cfg(feature = "sqlite")]
     pub async fn sqlite(path: &str, prefix: &str) -> Result<Self, StoreError> {
-        Self::connect(&crate::sqlite::url(path), &SQLITE, prefix).await
+        Self::connect(&crate::sqlite::url(path), &crate::sqlite::DIALECT, prefix).await
     }
 
     /// A PostgreSQL database at `url`, with the outbox table `<prefix>outbox`. Needs the `postgres` feature.
     #[cfg(feature = "postgres")]
     pub async fn postgres(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        Self::connect(url, &POSTGRES, prefix).await
+        Self::connect(url, &crate::postgres::DIALECT, prefix).await
     }
 
     #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]

@@ -29,9 +29,12 @@
 //! The constructors come from [`SqlStoreExt`] and [`SqlStoreBuilderExt`] (both in
 //! `eventflow::prelude`).
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use std::future::Future;
 
-use eventflow_runtime::{EventBus, Store, StoreBuilder, StoreError};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use eventflow_runtime::{EventBus, StoreError};
+use eventflow_runtime::{Store, StoreBuilder};
 
 mod driver;
 #[cfg(feature = "postgres")]
