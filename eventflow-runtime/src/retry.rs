@@ -17,7 +17,7 @@
 //! (list [`PanicError`](crate::PanicError) or [`TimeoutError`](crate::TimeoutError) to retry
 //! panics or timeouts).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -153,6 +153,72 @@ impl RetryPolicy {
     }
 }
 
+/// The attempts of one piece of work under a policy: which attempt runs, when the first
+/// failed, and after each failure whether to try again and after how long.
+///
+/// Every retry loop in eventflow counts with this one type (handler deliveries, batches and
+/// pipeline steps), so the rule is written once: the next attempt is the policy's to allow,
+/// the count saturates instead of overflowing (an attempt read off the network may be
+/// `u32::MAX`), and the delay is [`RetryPolicy::delay`].
+#[derive(Debug)]
+pub(crate) struct Attempts<'p> {
+    policy: &'p RetryPolicy,
+    attempt: u32,
+    first_failed_at: Option<SystemTime>,
+}
+
+/// What follows a failed attempt.
+#[derive(Debug)]
+pub(crate) enum AfterFailure {
+    /// Try again after this delay.
+    Retry(Duration),
+    /// Give up: the policy allows no more attempts, or the error does not retry.
+    GiveUp {
+        /// When the first attempt failed.
+        first_failed_at: SystemTime,
+        /// When the last one did.
+        last_failed_at: SystemTime,
+    },
+}
+
+impl<'p> Attempts<'p> {
+    /// Counting from `attempt` (an attempt earlier deliveries already made; 0 counts as 1).
+    #[inline]
+    pub(crate) fn starting_at(policy: &'p RetryPolicy, attempt: u32) -> Self {
+        Attempts {
+            policy,
+            attempt: attempt.max(1),
+            first_failed_at: None,
+        }
+    }
+
+    /// The attempt that runs now, starting at 1.
+    #[inline]
+    pub(crate) fn current(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The current attempt failed with `err`: whether to retry, and when.
+    pub(crate) fn failed(&mut self, err: &HandlerError) -> AfterFailure {
+        let now = SystemTime::now();
+        let first_failed_at = *self.first_failed_at.get_or_insert(now);
+        if self.policy.should_retry(err, self.attempt) {
+            AfterFailure::Retry(self.policy.delay(self.attempt))
+        } else {
+            AfterFailure::GiveUp {
+                first_failed_at,
+                last_failed_at: now,
+            }
+        }
+    }
+
+    /// Waits out a retry's delay and moves on to the next attempt.
+    pub(crate) async fn back_off(&mut self, delay: Duration) {
+        tokio::time::sleep(delay).await;
+        self.attempt = self.attempt.saturating_add(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +270,27 @@ mod tests {
                 .is_err()
         );
         assert!(RetryPolicy::DEFAULT.validate().is_ok());
+    }
+
+    #[test]
+    fn attempts_saturate_and_give_up_at_the_top() {
+        let p = RetryPolicy::attempts(u32::MAX).backoff(0.0, 0.0);
+        let mut a = Attempts::starting_at(&p, u32::MAX);
+        assert_eq!(a.current(), u32::MAX);
+        assert!(matches!(
+            a.failed(&HandlerError::msg("x")),
+            AfterFailure::GiveUp { .. }
+        ));
+        let p = RetryPolicy::attempts(3).backoff(0.0, 0.0);
+        let mut a = Attempts::starting_at(&p, 0);
+        assert_eq!(a.current(), 1);
+        assert!(matches!(
+            a.failed(&HandlerError::msg("x")),
+            AfterFailure::Retry(_)
+        ));
+        assert!(matches!(
+            a.failed(&HandlerError::permanent_msg("x")),
+            AfterFailure::GiveUp { .. }
+        ));
     }
 }

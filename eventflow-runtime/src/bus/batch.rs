@@ -41,6 +41,7 @@ use super::attempt::give_up;
 use super::handler::HandlerFn;
 use crate::delivery::{HandlerOutcome, OutcomeStatus};
 use crate::executor::{bounded, flatten_panic, panic_message};
+use crate::retry::{AfterFailure, Attempts};
 use crate::telemetry::Tally;
 use crate::util::{clock, since};
 
@@ -323,9 +324,9 @@ pub(super) async fn run_batch(inner: Arc<Inner>, idx: usize, items: Vec<Waiting>
     }
     // Attempts and retries count once per batch, under its first event's name.
     let tally = Tally::new(&slot.counters, slot.metrics.as_ref(), &first_name);
-    let mut attempt = 1;
-    let mut first_failed_at = None;
+    let mut attempts = Attempts::starting_at(&slot.options.retry, 1);
     let failure = loop {
+        let attempt = attempts.current();
         let span = if inner.telemetry.tracing {
             tracing::debug_span!("eventflow.batch", handler = %slot.name, size, attempt)
         } else {
@@ -358,18 +359,19 @@ pub(super) async fn run_batch(inner: Arc<Inner>, idx: usize, items: Vec<Waiting>
             Err(err) => err,
         };
         tally.failed_attempts();
-        let failed_at = *first_failed_at.get_or_insert_with(SystemTime::now);
-        if slot.options.retry.should_retry(&err, attempt) {
-            tally.retried();
-            let delay = slot.options.retry.delay(attempt);
-            tracing::warn!(handler = %slot.name, size, attempt, ?delay, error = %err,
-                "eventflow: batch failed; retrying");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-            continue;
+        match attempts.failed(&err) {
+            AfterFailure::Retry(delay) => {
+                tally.retried();
+                tracing::warn!(handler = %slot.name, size, attempt, ?delay, error = %err,
+                    "eventflow: batch failed; retrying");
+                attempts.back_off(delay).await;
+            }
+            AfterFailure::GiveUp {
+                first_failed_at, ..
+            } => break Some((err, first_failed_at)),
         }
-        break Some((err, failed_at));
     };
+    let attempt = attempts.current();
     for tx in senders {
         let outcome = failure.as_ref().map(|(err, at)| {
             let each = BatchError {

@@ -18,6 +18,7 @@ use crate::backend::Retries;
 use crate::delivery::{DeliveryReport, HandlerOutcome, OutcomeStatus};
 use crate::event::Envelope;
 use crate::executor::{AbortOnDrop, Executor, flatten_panic};
+use crate::retry::{AfterFailure, Attempts};
 use crate::telemetry::Tally;
 use crate::util::Hex;
 use crate::util::{clock, since};
@@ -166,9 +167,8 @@ pub(super) async fn deliver_to(
         .await;
     }
     tally.delivered();
-    let mut first_failed_at: Option<SystemTime> = None;
-    let mut attempt = envelope.attempt.max(1);
-    if tally.timed() && attempt == 1 {
+    let mut attempts = Attempts::starting_at(&slot.options.retry, envelope.attempt);
+    if tally.timed() && attempts.current() == 1 {
         tally.waited(
             SystemTime::now()
                 .duration_since(envelope.timestamp)
@@ -176,6 +176,7 @@ pub(super) async fn deliver_to(
         );
     }
     loop {
+        let attempt = attempts.current();
         // Rare paths are boxed so that the common one stays a small future.
         let permit = match &slot.gate {
             Some(g) => Some(Box::pin(g.acquire(envelope.priority, seq)).await),
@@ -227,40 +228,41 @@ pub(super) async fn deliver_to(
             Err(err) => err,
         };
         tally.failed_attempts();
-        let now = SystemTime::now();
-        let first_failed_at = *first_failed_at.get_or_insert(now);
-        if slot.options.retry.should_retry(&err, attempt) {
-            tally.retried();
-            let delay = slot.options.retry.delay(attempt);
-            if retries == Retries::ByBackend {
-                tracing::warn!(
-                    handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, ?delay, error = %err,
-                    "eventflow: handler failed; the backend retries it later"
-                );
-                return HandlerOutcome {
-                    handler: slot.name.clone(),
-                    attempts: attempt,
-                    status: OutcomeStatus::RetryScheduled { delay, error: err },
-                };
+        let delay = match attempts.failed(&err) {
+            AfterFailure::Retry(delay) => delay,
+            AfterFailure::GiveUp {
+                first_failed_at,
+                last_failed_at,
+            } => {
+                return Box::pin(give_up(
+                    inner,
+                    slot,
+                    &tally,
+                    envelope,
+                    attempt,
+                    err,
+                    first_failed_at,
+                    last_failed_at,
+                ))
+                .await;
             }
+        };
+        tally.retried();
+        if retries == Retries::ByBackend {
             tracing::warn!(
                 handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, ?delay, error = %err,
-                "eventflow: handler failed; retrying"
+                "eventflow: handler failed; the backend retries it later"
             );
-            Box::pin(tokio::time::sleep(delay)).await;
-            attempt += 1;
-            continue;
+            return HandlerOutcome {
+                handler: slot.name.clone(),
+                attempts: attempt,
+                status: OutcomeStatus::RetryScheduled { delay, error: err },
+            };
         }
-        return Box::pin(give_up(
-            inner,
-            slot,
-            &tally,
-            envelope,
-            attempt,
-            err,
-            first_failed_at,
-            now,
-        ))
-        .await;
+        tracing::warn!(
+            handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, ?delay, error = %err,
+            "eventflow: handler failed; retrying"
+        );
+        Box::pin(attempts.back_off(delay)).await;
     }
 }

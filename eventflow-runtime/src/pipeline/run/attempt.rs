@@ -7,6 +7,7 @@ use futures::FutureExt;
 
 use crate::error::HandlerError;
 use crate::executor::{AbortOnDrop, Executor, panic_message};
+use crate::retry::{AfterFailure, Attempts};
 
 use super::*;
 use crate::pipeline::datum::{Datum, Input};
@@ -79,21 +80,19 @@ pub(crate) async fn retry_task(
     trace: &mut Trace,
     mut error: StepError,
 ) -> TaskResult {
-    let mut attempt = 1;
-    while step.options.retry.should_retry(&error, attempt) {
-        let delay = step.options.retry.delay(attempt);
+    let mut attempts = Attempts::starting_at(&step.options.retry, 1);
+    while let AfterFailure::Retry(delay) = attempts.failed(&error) {
         rec.emit(
             trace,
             Signal::StepRetried {
                 step: step.name.clone(),
-                attempt,
+                attempt: attempts.current(),
                 error: error.to_string(),
                 delay,
             },
         );
-        tokio::time::sleep(delay).await;
-        attempt += 1;
-        let ctx = start_attempt(ids, attempt, ctxs, rec, rec.now(), trace);
+        attempts.back_off(delay).await;
+        let ctx = start_attempt(ids, attempts.current(), ctxs, rec, rec.now(), trace);
         let (outcome, ctx) = attempt_once(step, data, ctx).await;
         if let Some(ctx) = ctx {
             ctxs.give_back(ctx);
