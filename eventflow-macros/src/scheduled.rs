@@ -25,7 +25,7 @@ pub(crate) fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Re
     let schedule = match (&opts.every, &opts.cron) {
         (Some(every), None) => match names::parse_duration(every) {
             Ok(ns) if ns >= 1_000_000 => {
-                Some(quote!(#p::ScheduleSpec::Every(#p::Duration::from_nanos(#ns))))
+                Some(quote!(#p::DeclaredSchedule::Every(#p::Duration::from_nanos(#ns))))
             }
             Ok(_) => {
                 errors.push(
@@ -48,7 +48,7 @@ pub(crate) fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Re
         (None, Some(cron)) => match <cron::Schedule as std::str::FromStr>::from_str(cron) {
             Ok(_) => {
                 let c = &**cron;
-                Some(quote!(#p::ScheduleSpec::Cron(#c)))
+                Some(quote!(#p::DeclaredSchedule::Cron(#c)))
             }
             Err(_) => {
                 let n = cron.split_whitespace().count();
@@ -127,7 +127,7 @@ pub(crate) fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Re
                     #p::Box::pin(async move { #convert(#fn_ident(#arg).await) })
                 }
             },
-            quote!(#p::ScheduledInvoke::Async(#invoke_ident)),
+            quote!(#p::ScheduledJobInvoke::Async(#invoke_ident)),
         )
     } else {
         (
@@ -136,7 +136,7 @@ pub(crate) fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Re
                     #convert(#fn_ident(#arg))
                 }
             },
-            quote!(#p::ScheduledInvoke::Blocking(#invoke_ident)),
+            quote!(#p::ScheduledJobInvoke::Blocking(#invoke_ident)),
         )
     };
     let missed = match missed {
@@ -159,7 +159,7 @@ pub(crate) fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Re
             #allow_unused
             #invoke_fn
             #p::inventory::submit! {
-                #p::ScheduledRecord {
+                #p::ScheduledJobRecord {
                     name: #name,
                     schedule: #schedule,
                     missed: #missed,

@@ -48,8 +48,11 @@ pub use bus::batch;
 pub use bus::{
     BatchConfig, BatchContext, BatchError, EventBus, EventBusBuilder, EventRecord, FilterFn,
     Handler, HandlerContext, HandlerOptions, HandlerRecord, Registry, ScheduleContext,
-    ScheduleStats, Scheduled, ScheduledRecord, ShutdownReport, TimerHandle, UnfinishedDelivery,
+    ScheduledJob, ScheduledJobRecord, ScheduledJobStats, ShutdownReport, TimerHandle,
+    UnfinishedDelivery,
 };
+#[allow(deprecated)]
+pub use bus::{ScheduleStats, Scheduled, ScheduledRecord};
 pub use dead_letter::{
     DeadLetter, DeadLetterPage, DeadLetterQuery, DeadLetterStore, MemoryDeadLetters,
 };
@@ -64,7 +67,9 @@ pub use health::{HealthCheckHandle, HealthChecker, HealthReport, HealthStatus};
 pub use model::{HookError, HookKind, Model, ModelEvent, ModelEventKind, Operation};
 pub use pattern::{Pattern, Router, validate_name};
 pub use retry::{RetryOn, RetryPolicy};
-pub use schedule::{MissedTicks, Schedule, ScheduleSpec};
+#[allow(deprecated)]
+pub use schedule::ScheduleSpec;
+pub use schedule::{DeclaredSchedule, MissedTicks, Schedule};
 pub use source::SourceLocation;
 pub use store::{HookContext, Store, StoreBuilder, StoreError, StoreStats, Tx};
 pub use telemetry::{HandlerMetrics, MetricsSnapshot};
@@ -97,8 +102,8 @@ macro_rules! link {
 pub mod __private_0_1_0 {
     pub use crate::bus::{
         AsyncInvoke, BatchConfig, BatchContext, BatchInvoke, BlockingInvoke, EventRecord, FilterFn,
-        HandlerContext, HandlerOptions, HandlerRecord, Invoke, ScheduleContext, ScheduledInvoke,
-        ScheduledRecord, check_payload, decode_event,
+        HandlerContext, HandlerOptions, HandlerRecord, Invoke, ScheduleContext, ScheduledJobInvoke,
+        ScheduledJobRecord, check_payload, decode_event,
     };
     pub use crate::error::{HandlerError, IntoResult};
     pub use crate::event::{Envelope, Event};
@@ -112,7 +117,7 @@ pub mod __private_0_1_0 {
         StepOptions, StepRecord,
     };
     pub use crate::retry::RetryPolicy;
-    pub use crate::schedule::{MissedTicks, ScheduleSpec};
+    pub use crate::schedule::{DeclaredSchedule, MissedTicks};
     pub use crate::source::SourceLocation;
     pub use crate::store::{HookContext, HookInvoke, HookRecord};
     pub use crate::util::BoxFuture;

@@ -7,11 +7,11 @@
 //! | type | is |
 //! | --- | --- |
 //! | [`Schedule`] | *when*: an interval or a cron expression, with its tick arithmetic |
-//! | [`ScheduleSpec`] | *when*, as the `#[scheduled]` attribute wrote it (the record's form) |
-//! | [`Scheduled`](crate::Scheduled) | a scheduled *function* built at run time, added with [`EventBusBuilder::scheduled`](crate::EventBusBuilder::scheduled) |
-//! | [`ScheduledRecord`](crate::ScheduledRecord) | a scheduled *function* as `#[scheduled]` registered it |
+//! | [`DeclaredSchedule`] | *when*, as the `#[scheduled]` attribute wrote it (the record's form) |
+//! | [`ScheduledJob`](crate::ScheduledJob) | a scheduled *function* built at run time, added with [`EventBusBuilder::scheduled`](crate::EventBusBuilder::scheduled) |
+//! | [`ScheduledJobRecord`](crate::ScheduledJobRecord) | a scheduled *function* as `#[scheduled]` registered it |
 //! | [`ScheduleContext`](crate::ScheduleContext) | what a run gets: its tick and the bus |
-//! | [`ScheduleStats`](crate::ScheduleStats) | what one function did: runs, failures, last tick |
+//! | [`ScheduledJobStats`](crate::ScheduledJobStats) | what one function did: runs, failures, last tick |
 //! | [`MissedTicks`] | what happens to ticks missed while busy or down |
 //!
 //! A bus runs every registered scheduled function: from [`build`](crate::EventBusBuilder::build)
@@ -46,7 +46,7 @@
 //!
 //! A run that fails (an error, a panic, or past its `timeout`) is logged and counted
 //! (`eventflow_scheduled_runs_total{outcome="failed"}` and
-//! [`ScheduleStats::failed`](crate::ScheduleStats::failed)); it is not retried: the next tick is the next try.
+//! [`ScheduledJobStats::failed`](crate::ScheduledJobStats::failed)); it is not retried: the next tick is the next try.
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -166,12 +166,16 @@ impl std::fmt::Display for Schedule {
 
 /// The schedule a `#[scheduled]` function was registered with.
 #[derive(Clone, Copy, Debug)]
-pub enum ScheduleSpec {
+pub enum DeclaredSchedule {
     /// `every = "..."`.
     Every(Duration),
     /// `cron = "..."`.
     Cron(&'static str),
 }
+
+/// The former name of [`DeclaredSchedule`].
+#[deprecated(note = "renamed to `DeclaredSchedule`")]
+pub type ScheduleSpec = DeclaredSchedule;
 
 /// What a periodic timer does with ticks it missed because the process was busy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use eventflow::redis::{RedisBusExt, RedisConfig};
-use eventflow::{Envelope, EventBus, HandlerError, MissedTicks, Payload, Schedule, Scheduled};
+use eventflow::{Envelope, EventBus, HandlerError, MissedTicks, Payload, Schedule, ScheduledJob};
 use eventflow_tests::{RedisTest, redis_or_skip, span_field};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -112,9 +112,9 @@ fn recording(
     name: &str,
     ticks: &Arc<Mutex<Vec<(u64, &'static str)>>>,
     who: &'static str,
-) -> Scheduled {
+) -> ScheduledJob {
     let ticks = ticks.clone();
-    Scheduled::new(
+    ScheduledJob::new(
         name,
         Schedule::every(Duration::from_millis(50)).unwrap(),
         move |ctx| {
@@ -128,7 +128,7 @@ fn recording(
     )
 }
 
-async fn worker(t: &RedisTest, s: Scheduled) -> EventBus {
+async fn worker(t: &RedisTest, s: ScheduledJob) -> EventBus {
     let bus = EventBus::builder()
         .without_registry()
         .allow_unhandled(true)

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use eventflow::prelude::*;
-use eventflow::{MissedTicks, Schedule, ScheduleStats, Scheduled};
+use eventflow::{MissedTicks, Schedule, ScheduledJob, ScheduledJobStats};
 use eventflow_tests::wait_until;
 
 static COUNT_TICKS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
@@ -46,7 +46,7 @@ fn panics() {
     panic!("scheduled function panicked");
 }
 
-fn stats(bus: &EventBus, name: &str) -> ScheduleStats {
+fn stats(bus: &EventBus, name: &str) -> ScheduledJobStats {
     bus.schedule_stats()
         .into_iter()
         .find(|s| s.name == name)
@@ -93,10 +93,10 @@ async fn registered_functions_run_on_their_ticks_and_stop_at_shutdown() {
 }
 
 /// A run-time function recording its ticks; the first run is busy for `busy`.
-fn recorder(name: &str, every_ms: u64, busy: Duration) -> (Scheduled, Arc<Mutex<Vec<u64>>>) {
+fn recorder(name: &str, every_ms: u64, busy: Duration) -> (ScheduledJob, Arc<Mutex<Vec<u64>>>) {
     let ticks = Arc::new(Mutex::new(Vec::new()));
     let t = ticks.clone();
-    let s = Scheduled::new(
+    let s = ScheduledJob::new(
         name,
         Schedule::every(Duration::from_millis(every_ms)).unwrap(),
         move |ctx| {
@@ -169,7 +169,7 @@ async fn catch_up_runs_every_missed_tick_in_order() {
 async fn a_run_past_its_timeout_fails_and_the_schedule_goes_on() {
     let runs = Arc::new(AtomicU32::new(0));
     let r = runs.clone();
-    let s = Scheduled::new(
+    let s = ScheduledJob::new(
         "slow",
         Schedule::every(Duration::from_millis(30)).unwrap(),
         move |_ctx| {
@@ -209,7 +209,7 @@ async fn a_scheduled_function_publishes_through_its_context() {
                 Ok::<(), HandlerError>(())
             }
         }))
-        .scheduled(Scheduled::new(
+        .scheduled(ScheduledJob::new(
             "reports",
             Schedule::every(Duration::from_millis(40)).unwrap(),
             |ctx| async move {
@@ -242,8 +242,8 @@ async fn invalid_schedules_are_rejected() {
     let every = || Schedule::every(Duration::from_secs(1)).unwrap();
     let err = EventBus::builder()
         .without_registry()
-        .scheduled(Scheduled::new("twice", every(), noop))
-        .scheduled(Scheduled::new("twice", every(), noop))
+        .scheduled(ScheduledJob::new("twice", every(), noop))
+        .scheduled(ScheduledJob::new("twice", every(), noop))
         .build()
         .await
         .err()

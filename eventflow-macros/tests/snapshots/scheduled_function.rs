@@ -20,13 +20,13 @@ const _: () = {
         })
     }
     ::eventflow::__private_0_1_0::inventory::submit! {
-        ::eventflow::__private_0_1_0::ScheduledRecord { name :
+        ::eventflow::__private_0_1_0::ScheduledJobRecord { name :
         ::core::concat!(::core::module_path!(), "::", ::core::stringify!(sweep)),
         schedule :
-        ::eventflow::__private_0_1_0::ScheduleSpec::Every(::eventflow::__private_0_1_0::Duration::from_nanos(30000000000u64)),
+        ::eventflow::__private_0_1_0::DeclaredSchedule::Every(::eventflow::__private_0_1_0::Duration::from_nanos(30000000000u64)),
         missed : ::eventflow::__private_0_1_0::MissedTicks::CatchUp, timeout :
         ::core::option::Option::None, invoke :
-        ::eventflow::__private_0_1_0::ScheduledInvoke::Async(__eventflow_scheduled_sweep),
+        ::eventflow::__private_0_1_0::ScheduledJobInvoke::Async(__eventflow_scheduled_sweep),
         location :
         ::eventflow::__private_0_1_0::SourceLocation::new(::core::module_path!(),
         ::core::file!(), ::core::line!()), }

@@ -11,7 +11,7 @@ use super::handler::{Handler, HandlerFn};
 use super::inflight::InFlight;
 use super::recorder::Recorder;
 use super::registry::Registry;
-use super::scheduler::{Scheduled, Scheduler};
+use super::scheduler::{ScheduledJob, Scheduler};
 use super::sink::BusSink;
 use super::{EventBus, Inner};
 use crate::backend::{Backend, BackendConfig, MemoryBackend};
@@ -36,7 +36,7 @@ pub struct EventBusBuilder {
     metrics: bool,
     tracing: bool,
     schedules: bool,
-    extra_schedules: Vec<Scheduled>,
+    extra_schedules: Vec<ScheduledJob>,
 }
 
 impl Default for EventBusBuilder {
@@ -166,7 +166,7 @@ impl EventBusBuilder {
     }
 
     /// Adds a scheduled function defined at run time.
-    pub fn scheduled(mut self, scheduled: Scheduled) -> Self {
+    pub fn scheduled(mut self, scheduled: ScheduledJob) -> Self {
         self.extra_schedules.push(scheduled);
         self
     }
@@ -239,7 +239,7 @@ impl EventBusBuilder {
         if self.schedules {
             if self.use_registry {
                 for r in registry.scheduled() {
-                    match Scheduled::from_record(r) {
+                    match ScheduledJob::from_record(r) {
                         Ok(s) => schedules.push(s),
                         Err(reason) => problems.push(Problem::new(
                             ProblemKind::InvalidSchedule,

@@ -40,7 +40,11 @@ pub use handler::{
 pub use inflight::{ShutdownReport, UnfinishedDelivery};
 pub use recorder::{RecordedOutcome, Recorder};
 pub use registry::{EventRecord, HandlerRecord, Registry};
-pub use scheduler::{ScheduleContext, ScheduleStats, Scheduled, ScheduledInvoke, ScheduledRecord};
+pub use scheduler::{
+    ScheduleContext, ScheduledJob, ScheduledJobInvoke, ScheduledJobRecord, ScheduledJobStats,
+};
+#[allow(deprecated)]
+pub use scheduler::{ScheduleStats, Scheduled, ScheduledRecord};
 pub use timer::TimerHandle;
 pub(crate) use validate::StartupCheck;
 
@@ -143,7 +147,7 @@ impl EventBus {
     }
 
     /// What each scheduled function of this bus did, by name.
-    pub fn schedule_stats(&self) -> Vec<ScheduleStats> {
+    pub fn schedule_stats(&self) -> Vec<ScheduledJobStats> {
         self.inner.schedules.stats()
     }
 

@@ -1,7 +1,7 @@
 //! The global registry the macros fill at link time through `inventory`.
 //!
 //! `#[derive(Event)]` submits an [`EventRecord`], `#[event_handler]` a [`HandlerRecord`],
-//! `#[scheduled]` a [`ScheduledRecord`].
+//! `#[scheduled]` a [`ScheduledJobRecord`].
 //! [`Registry::global`] collects them once. A crate whose items nothing references is left
 //! out by the linker, and its registrations with it: name such crates with
 //! [`link!`](crate::link) in the binary.
@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use super::handler::{HandlerOptions, Invoke};
-use super::scheduler::ScheduledRecord;
+use super::scheduler::ScheduledJobRecord;
 use super::validate::check_handlers;
 use crate::error::{Problem, ProblemKind, ValidationError};
 use crate::pattern::validate_name;
@@ -51,7 +51,7 @@ inventory::collect!(HandlerRecord);
 pub struct Registry {
     events: Vec<&'static EventRecord>,
     handlers: Vec<&'static HandlerRecord>,
-    scheduled: Vec<&'static ScheduledRecord>,
+    scheduled: Vec<&'static ScheduledJobRecord>,
 }
 
 impl Registry {
@@ -63,7 +63,7 @@ impl Registry {
             events.sort_by_key(|e| (e.name, e.type_name));
             let mut handlers: Vec<_> = inventory::iter::<HandlerRecord>.into_iter().collect();
             handlers.sort_by_key(|h| h.name);
-            let mut scheduled: Vec<_> = inventory::iter::<ScheduledRecord>.into_iter().collect();
+            let mut scheduled: Vec<_> = inventory::iter::<ScheduledJobRecord>.into_iter().collect();
             scheduled.sort_by_key(|s| s.name);
             Registry {
                 events,
@@ -84,7 +84,7 @@ impl Registry {
     }
 
     /// The registered scheduled functions, by name.
-    pub fn scheduled(&self) -> &[&'static ScheduledRecord] {
+    pub fn scheduled(&self) -> &[&'static ScheduledJobRecord] {
         &self.scheduled
     }
 

@@ -17,7 +17,7 @@ use crate::bus::EventBus;
 use crate::error::{EventError, HandlerError};
 use crate::event::Event;
 use crate::executor::panic_message;
-use crate::schedule::{MissedTicks, Schedule, ScheduleSpec};
+use crate::schedule::{DeclaredSchedule, MissedTicks, Schedule};
 use crate::source::SourceLocation;
 use crate::util::BoxFuture;
 
@@ -29,7 +29,7 @@ pub(super) type BlockingScheduledInvoke = fn(ScheduleContext) -> Result<(), Hand
 
 /// How a registered scheduled function is called.
 #[derive(Clone, Copy)]
-pub enum ScheduledInvoke {
+pub enum ScheduledJobInvoke {
     /// An `async fn`.
     Async(AsyncScheduledInvoke),
     /// A plain `fn`: it runs on a blocking thread.
@@ -37,22 +37,22 @@ pub enum ScheduledInvoke {
 }
 
 /// A function annotated with `#[scheduled]`.
-pub struct ScheduledRecord {
+pub struct ScheduledJobRecord {
     /// Its name (unique on a bus; the Redis lease key uses it).
     pub name: &'static str,
     /// When it runs.
-    pub schedule: ScheduleSpec,
+    pub schedule: DeclaredSchedule,
     /// What happens to missed ticks.
     pub missed: MissedTicks,
     /// Bound on one run.
     pub timeout: Option<Duration>,
     /// How to call it.
-    pub invoke: ScheduledInvoke,
+    pub invoke: ScheduledJobInvoke,
     /// Where it was defined.
     pub location: SourceLocation,
 }
 
-inventory::collect!(ScheduledRecord);
+inventory::collect!(ScheduledJobRecord);
 
 type DynAsync =
     dyn Fn(ScheduleContext) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
@@ -69,8 +69,8 @@ enum ScheduledFn {
 ///
 /// ```
 /// use std::time::Duration;
-/// use eventflow_runtime::{HandlerError, MissedTicks, Schedule, Scheduled};
-/// let cleanup = Scheduled::new(
+/// use eventflow_runtime::{HandlerError, MissedTicks, Schedule, ScheduledJob};
+/// let cleanup = ScheduledJob::new(
 ///     "cleanup",
 ///     Schedule::every(Duration::from_secs(60)).expect("a valid interval"),
 ///     |ctx| async move {
@@ -82,7 +82,7 @@ enum ScheduledFn {
 /// assert_eq!(cleanup.name(), "cleanup");
 /// ```
 #[derive(Clone)]
-pub struct Scheduled {
+pub struct ScheduledJob {
     pub(crate) name: Arc<str>,
     pub(crate) schedule: Schedule,
     pub(crate) missed: MissedTicks,
@@ -91,7 +91,7 @@ pub struct Scheduled {
     pub(crate) source: String,
 }
 
-impl Scheduled {
+impl ScheduledJob {
     /// An async function run on `schedule`.
     #[track_caller]
     pub fn new<F, Fut>(name: impl Into<String>, schedule: Schedule, f: F) -> Self
@@ -100,7 +100,7 @@ impl Scheduled {
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
         let caller = std::panic::Location::caller();
-        Scheduled {
+        ScheduledJob {
             name: name.into().into(),
             schedule,
             missed: MissedTicks::Skip,
@@ -111,19 +111,19 @@ impl Scheduled {
     }
 
     /// From a registry record; fails on an invalid schedule.
-    pub(crate) fn from_record(r: &ScheduledRecord) -> Result<Self, String> {
+    pub(crate) fn from_record(r: &ScheduledJobRecord) -> Result<Self, String> {
         let schedule = match r.schedule {
-            ScheduleSpec::Every(d) => Schedule::every(d),
-            ScheduleSpec::Cron(c) => Schedule::cron(c),
+            DeclaredSchedule::Every(d) => Schedule::every(d),
+            DeclaredSchedule::Cron(c) => Schedule::cron(c),
         }?;
-        Ok(Scheduled {
+        Ok(ScheduledJob {
             name: r.name.into(),
             schedule,
             missed: r.missed,
             timeout: r.timeout,
             func: match r.invoke {
-                ScheduledInvoke::Async(f) => ScheduledFn::Async(Arc::new(f)),
-                ScheduledInvoke::Blocking(f) => ScheduledFn::Blocking(Arc::new(f)),
+                ScheduledJobInvoke::Async(f) => ScheduledFn::Async(Arc::new(f)),
+                ScheduledJobInvoke::Blocking(f) => ScheduledFn::Blocking(Arc::new(f)),
             },
             source: format!("{}:{}", r.location.file, r.location.line),
         })
@@ -192,7 +192,7 @@ impl ScheduleContext {
 
 /// What one scheduled function did since the bus started.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ScheduleStats {
+pub struct ScheduledJobStats {
     /// Its name.
     pub name: String,
     /// Runs that succeeded.
@@ -218,13 +218,13 @@ struct Counters {
 
 /// A bus's scheduled functions and the tasks running them.
 pub(crate) struct Scheduler {
-    entries: Vec<(Scheduled, Counters)>,
+    entries: Vec<(ScheduledJob, Counters)>,
     stop: CancellationToken,
     tasks: std::sync::Mutex<Option<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Scheduler {
-    pub(crate) fn new(entries: Vec<Scheduled>) -> Self {
+    pub(crate) fn new(entries: Vec<ScheduledJob>) -> Self {
         Scheduler {
             entries: entries
                 .into_iter()
@@ -239,13 +239,13 @@ impl Scheduler {
         self.entries.iter().map(|(s, _)| s.name())
     }
 
-    pub(crate) fn stats(&self) -> Vec<ScheduleStats> {
+    pub(crate) fn stats(&self) -> Vec<ScheduledJobStats> {
         self.entries
             .iter()
             .map(|(s, c)| {
                 let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
                 let last = get(&c.last_tick);
-                ScheduleStats {
+                ScheduledJobStats {
                     name: s.name.to_string(),
                     succeeded: get(&c.succeeded),
                     failed: get(&c.failed),
@@ -374,7 +374,7 @@ async fn run_tick(bus: &EventBus, index: usize, tick: u64) {
     }
 }
 
-async fn run_once(sched: &Scheduled, ctx: ScheduleContext) -> Result<(), HandlerError> {
+async fn run_once(sched: &ScheduledJob, ctx: ScheduleContext) -> Result<(), HandlerError> {
     let bounded = |fut: BoxFuture<'static, Result<(), HandlerError>>| async move {
         match sched.timeout {
             None => fut.await,
@@ -421,20 +421,32 @@ impl std::fmt::Debug for ScheduleContext {
     }
 }
 
-impl std::fmt::Debug for ScheduledInvoke {
+impl std::fmt::Debug for ScheduledJobInvoke {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScheduledInvoke").finish_non_exhaustive()
+        f.debug_struct("ScheduledJobInvoke").finish_non_exhaustive()
     }
 }
 
-impl std::fmt::Debug for ScheduledRecord {
+impl std::fmt::Debug for ScheduledJobRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScheduledRecord").finish_non_exhaustive()
+        f.debug_struct("ScheduledJobRecord").finish_non_exhaustive()
     }
 }
 
-impl std::fmt::Debug for Scheduled {
+impl std::fmt::Debug for ScheduledJob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scheduled").finish_non_exhaustive()
+        f.debug_struct("ScheduledJob").finish_non_exhaustive()
     }
 }
+
+/// The former name of [`ScheduledJob`].
+#[deprecated(note = "renamed to `ScheduledJob`")]
+pub type Scheduled = ScheduledJob;
+
+/// The former name of [`ScheduledJobRecord`].
+#[deprecated(note = "renamed to `ScheduledJobRecord`")]
+pub type ScheduledRecord = ScheduledJobRecord;
+
+/// The former name of [`ScheduledJobStats`].
+#[deprecated(note = "renamed to `ScheduledJobStats`")]
+pub type ScheduleStats = ScheduledJobStats;
