@@ -49,6 +49,65 @@ impl RedisTest {
     pub fn stream(&self) -> String {
         format!("{}:stream", self.queue)
     }
+
+    /// Settings for this test's queue that poll fast (100 ms blocks, 20 ms promotion).
+    pub fn config(&self) -> eventflow::redis::RedisConfig {
+        let mut c = eventflow::redis::RedisConfig::new(&self.url);
+        c.queue = self.queue.clone();
+        c.block = std::time::Duration::from_millis(100);
+        c.promote_interval = std::time::Duration::from_millis(20);
+        c
+    }
+
+    /// Adds an entry with these fields to this test's stream by hand (`XADD`): what a
+    /// foreign or hostile producer may write.
+    pub async fn xadd(&self, fields: &[(&str, String)]) -> String {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.stream()).arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(v);
+        }
+        cmd.query_async(&mut self.conn().await)
+            .await
+            .expect("XADD of a hand-written entry")
+    }
+}
+
+/// An envelope for the event `name` with a JSON payload.
+pub fn raw_envelope(name: &str, payload: serde_json::Value) -> eventflow::Envelope {
+    eventflow::Envelope::with_payload(name.into(), eventflow::Payload::json(payload))
+}
+
+/// A worker bus on Redis with one handler, recording outcomes, already consuming.
+pub async fn start_redis_worker(
+    cfg: eventflow::redis::RedisConfig,
+    rec: &eventflow::testing::Recorder,
+    handler: eventflow::Handler,
+) -> eventflow::EventBus {
+    use eventflow::redis::RedisBusExt;
+    let bus = eventflow::EventBus::builder()
+        .without_registry()
+        .redis_config(cfg)
+        .recorder(rec)
+        .handler(handler)
+        .build()
+        .await
+        .expect("a Redis worker bus");
+    bus.start().await.expect("the worker starts");
+    bus
+}
+
+/// Waits until the bus's consumer group has no pending entry; panics naming `what` after
+/// 30 s.
+pub async fn wait_acknowledged(bus: &eventflow::EventBus, what: &str) {
+    let start = std::time::Instant::now();
+    while bus.health().await.pending != Some(0) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 impl Drop for RedisTest {
@@ -159,9 +218,9 @@ pub fn span_field<'a>(fields: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// Polls `done` every 10ms until it holds; panics naming `what` after 10 seconds.
+/// Polls `done` every 10ms until it holds; panics naming `what` after 20 seconds.
 pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..1000 {
+    for _ in 0..2000 {
         if done() {
             return;
         }

@@ -11,56 +11,17 @@ use eventflow::{
     Envelope, EventBus, EventError, Handler, HandlerError, HandlerErrorKind, Payload, PublishError,
     RetryPolicy,
 };
-use eventflow_tests::{Log, RedisTest, redis_or_skip};
+use eventflow_tests::{
+    Log, RedisTest, raw_envelope as raw, redis_or_skip, start_redis_worker as start_worker,
+    wait_acknowledged, wait_until,
+};
 
 fn config(t: &RedisTest) -> RedisConfig {
-    let mut c = RedisConfig::new(&t.url);
-    c.queue = t.queue.clone();
-    c.block = Duration::from_millis(100);
-    c.promote_interval = Duration::from_millis(20);
-    c
-}
-
-fn raw(name: &str, payload: serde_json::Value) -> Envelope {
-    Envelope::with_payload(name.into(), Payload::json(payload))
-}
-
-async fn wait_until<F: FnMut() -> bool>(what: &str, mut f: F) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// A worker bus with one handler, recording outcomes, already consuming.
-async fn start_worker(cfg: RedisConfig, rec: &Recorder, handler: Handler) -> EventBus {
-    let bus = EventBus::builder()
-        .without_registry()
-        .redis_config(cfg)
-        .recorder(rec)
-        .handler(handler)
-        .build()
-        .await
-        .unwrap();
-    bus.start().await.unwrap();
-    bus
+    t.config()
 }
 
 async fn pending(bus: &EventBus) -> Option<u64> {
     bus.health().await.pending
-}
-
-/// Waits until the group has no pending entry; fails with `what` after 30 s.
-async fn wait_acknowledged(bus: &EventBus, what: &str) {
-    let start = Instant::now();
-    while pending(bus).await != Some(0) {
-        assert!(start.elapsed() < Duration::from_secs(30), "{what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

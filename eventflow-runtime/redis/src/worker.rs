@@ -182,7 +182,8 @@ pub(crate) async fn delivery_counts(
                 && let (Some(id), Some(n)) =
                     (cols.first().and_then(text), cols.get(3).and_then(int))
             {
-                out.insert(id, n as u32);
+                // A count read from the server: saturate rather than wrap.
+                out.insert(id, u32::try_from(n).unwrap_or(u32::MAX));
             }
         }
     }
@@ -205,15 +206,31 @@ pub(crate) async fn dispatch_entry(shared: &Arc<Shared>, entry: Entry, delivered
     };
     let shared = shared.clone();
     tokio::spawn(async move {
-        let id = entry.id.clone();
+        // Leaves the running set however the task ends (a panic included), so that the
+        // entry's lease stops being refreshed and another consumer can claim it.
+        let _running = Running {
+            shared: shared.clone(),
+            id: entry.id.clone(),
+        };
         handle_entry(&shared, entry, delivered).await;
-        shared
+        drop(permit);
+    });
+}
+
+/// An entry in this worker's running set, removed when dropped.
+struct Running {
+    shared: Arc<Shared>,
+    id: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shared
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
-        drop(permit);
-    });
+            .remove(&self.id);
+    }
 }
 
 /// Keeps the entries this worker is handling from looking abandoned: every third of

@@ -331,6 +331,59 @@ pub async fn dead_letters_are_listed_retried_and_removed<F: BackendFactory>(f: &
     assert_eq!(left, 0, "{}: letters left after retry and remove", f.name());
 }
 
+/// An envelope whose `attempt` is `u32::MAX` (a poison entry: the count came off the
+/// network) is handled, or given up on and dead-lettered, and the queue drains: never a
+/// panic, never an entry pending forever.
+pub async fn an_attempt_count_at_its_maximum_neither_overflows_nor_sticks<F: BackendFactory>(
+    f: &F,
+) {
+    let ns = namespace("poison");
+    let seen = Seen::default();
+    let failing = Handler::new("always_fails", "suite.poison.fails", |_env, _ctx| async {
+        Err::<(), _>(HandlerError::msg("fails on every attempt"))
+    })
+    .retry(RetryPolicy::attempts(3).backoff(0.0, 0.0));
+    let handlers = vec![counting("succeeds", "suite.poison.ok", &seen), failing];
+    let Some(bus) = start(f, &ns, handlers).await else {
+        return;
+    };
+    for name in ["suite.poison.ok", "suite.poison.fails"] {
+        let mut e = event(name, 1);
+        e.attempt = u32::MAX;
+        bus.publish_envelope(e).await.expect("publish");
+    }
+    let handled = seen
+        .wait(|s| s.events() == 1, Duration::from_secs(20))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut letters, mut pending) = (Vec::new(), None);
+    while Instant::now() < deadline {
+        letters = bus.dead_letters().await.expect("dead letters");
+        pending = bus.health().await.pending;
+        if letters.len() == 1 && pending.unwrap_or(0) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    finish(f, &ns, &[&bus]).await;
+    assert!(handled, "{}: the poison entry was never handled", f.name());
+    assert_eq!(seen.attempts(), 1, "{}: handled once", f.name());
+    assert_eq!(
+        letters.len(),
+        1,
+        "{}: the failing one is dead-lettered",
+        f.name()
+    );
+    assert_eq!(letters[0].handler, "always_fails");
+    assert_eq!(letters[0].attempts, u32::MAX);
+    assert_eq!(
+        pending.unwrap_or(0),
+        0,
+        "{}: entries left pending",
+        f.name()
+    );
+}
+
 /// An entry that is not an envelope becomes a dead letter and the worker goes on.
 pub async fn an_invalid_entry_is_dead_lettered_and_the_worker_goes_on<F: BackendFactory>(f: &F) {
     let ns = namespace("invalid");

@@ -22,6 +22,7 @@ macro_rules! backend_suite {
             delayed_events_are_not_early,
             dead_letters_are_listed_retried_and_removed,
             an_invalid_entry_is_dead_lettered_and_the_worker_goes_on,
+            an_attempt_count_at_its_maximum_neither_overflows_nor_sticks,
             shutdown_leaves_unfinished_work_for_another_worker,
             health_reports_reachable,
         );
