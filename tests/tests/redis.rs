@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use eventflow::redis::{RedisBusExt, RedisConfig};
 use eventflow::testing::Recorder;
 use eventflow::{
-    Envelope, EventBus, EventError, Handler, HandlerError, HandlerErrorKind, Payload, PublishError,
-    RetryPolicy,
+    EventBus, EventError, Handler, HandlerError, HandlerErrorKind, PublishError, RetryPolicy,
 };
 use eventflow_tests::{
     Log, RedisTest, raw_envelope as raw, redis_or_skip, start_redis_worker as start_worker,
