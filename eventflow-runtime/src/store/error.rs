@@ -66,6 +66,11 @@ pub enum StoreError {
         #[source]
         source: Option<DatabaseSource>,
     },
+    /// The outbox could not publish a model event, for a reason that may pass (the
+    /// backend cannot be reached, the bus is shut down): the event stays in the outbox and
+    /// the relay tries again. Returned by [`Store::relay_now`](super::Store::relay_now).
+    #[error("the outbox cannot publish yet: {0}")]
+    Publish(#[source] crate::error::EventError),
     /// The transaction was used after it ended.
     #[error("the transaction has already ended")]
     Ended,

@@ -29,6 +29,19 @@
 //! are taken with `FOR UPDATE SKIP LOCKED`. The memory store publishes after its commit
 //! directly.
 //!
+//! A model event that cannot be published never holds up the ones after it. What happens
+//! depends on why, the same on every store:
+//!
+//! | the publish fails because | then | counted in [`StoreStats`] |
+//! | --- | --- | --- |
+//! | no handler matches (a bus without `allow_unhandled`) | skipped; an outbox row is marked `skipped: ...` | `events_unhandled` |
+//! | the bus refuses it whatever the moment (too large, invalid name) or the row is malformed | set aside; the row keeps the reason in its `error` column | `events_set_aside` |
+//! | the backend cannot be reached, the bus is shut down | kept and retried: the relay backs off from its interval, doubling up to 30 s; [`Store::relay_now`] returns [`StoreError::Publish`] | `publish_retries` |
+//!
+//! The memory store has no outbox: it retries such a failure five times over about 1.5 s
+//! while the commit returns, then gives the event up (logged, and counted in
+//! `events_set_aside`).
+//!
 //! ## Transactions
 //!
 //! [`Store::transaction`] groups writes: before-hooks run as each write is made; if any
@@ -75,6 +88,7 @@ use doc::{from_doc, table_name};
 
 /// What a store did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StoreStats {
     /// Transactions committed.
     pub commits: u64,
@@ -84,6 +98,16 @@ pub struct StoreStats {
     pub after_hook_errors: u64,
     /// Model events published.
     pub events_published: u64,
+    /// Model events skipped because no handler matches them (on a bus that does not
+    /// [`allow_unhandled`](crate::EventBusBuilder::allow_unhandled)); the events after
+    /// them are published. In an outbox their rows are marked with the reason.
+    pub events_unhandled: u64,
+    /// Model events that can never be published (a malformed outbox row, an event the bus
+    /// refuses whatever the moment: too large, an invalid name), set aside with the reason.
+    pub events_set_aside: u64,
+    /// Times a publish failed for a reason that may pass (the backend cannot be reached,
+    /// the bus is shut down): the outbox keeps the event and retries it with backoff.
+    pub publish_retries: u64,
 }
 
 #[derive(Default)]
@@ -92,6 +116,9 @@ struct Counters {
     rollbacks: AtomicU64,
     after_hook_errors: AtomicU64,
     events_published: AtomicU64,
+    events_unhandled: AtomicU64,
+    events_set_aside: AtomicU64,
+    publish_retries: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -181,6 +208,9 @@ impl Store {
             rollbacks: get(&c.rollbacks),
             after_hook_errors: get(&c.after_hook_errors),
             events_published: get(&c.events_published),
+            events_unhandled: get(&c.events_unhandled),
+            events_set_aside: get(&c.events_set_aside),
+            publish_retries: get(&c.publish_retries),
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::doc::{changed_fields, from_doc, to_doc};
 use super::driver::DriverTx;
 use super::hooks::{run_after, run_before};
-use super::{Store, StoreError, bump};
+use super::{Store, StoreError, bump, relay};
 use crate::event::{Envelope, EventName, Payload};
 use crate::model::{Model, ModelEvent, Operation};
 use crate::util::BoxFuture;
@@ -38,14 +38,11 @@ impl TxState {
         for run in after {
             run(store.clone()).await;
         }
-        // Without an outbox the events go out now, in order.
+        // Without an outbox the events go out now, in order, each judged as the relay
+        // judges an outbox row; one that fails for a reason that may pass is tried again
+        // with backoff, a few times, since nothing keeps it past the process.
         for env in events {
-            match store.inner.bus.publish_envelope(env).await {
-                Ok(()) => bump(&store.inner.counters.events_published),
-                Err(e) => {
-                    tracing::error!(error = %e, "eventflow: a model event could not be published")
-                }
-            }
+            publish_now(&store.inner, env).await;
         }
         Ok(())
     }
@@ -181,3 +178,27 @@ impl Tx {
         Ok(())
     }
 }
+
+/// Tries to publish a model event of a store without an outbox: retries a failure that
+/// may pass with backoff (0.1 s doubling, [`NOW_TRIES`] tries), then gives it up with an
+/// error in the log and the `events_set_aside` count.
+async fn publish_now(inner: &super::Inner, env: Envelope) {
+    let mut delay = std::time::Duration::from_millis(100);
+    for _ in 1..NOW_TRIES {
+        if !matches!(
+            relay::publish_model_event(inner, env.clone()).await,
+            relay::Fate::Retry(_)
+        ) {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = delay.saturating_mul(2);
+    }
+    if let relay::Fate::Retry(e) = relay::publish_model_event(inner, env).await {
+        bump(&inner.counters.events_set_aside);
+        tracing::error!(error = %e, "eventflow: a model event could not be published and is given up");
+    }
+}
+
+/// Tries of [`publish_now`].
+const NOW_TRIES: u32 = 5;

@@ -40,6 +40,7 @@ macro_rules! store_suite {
             a_transaction_rolls_back_every_write,
             a_veto_writes_and_publishes_nothing,
             model_events_follow_the_commit_in_order,
+            a_model_event_nobody_handles_does_not_block_the_others,
         );
     };
 }

@@ -111,6 +111,14 @@ type Seen = Arc<Mutex<Vec<String>>>;
 /// any order: the memory bus handles each event on a task of its own) and, in its
 /// recorder, as they are published (in order), and a store on it.
 async fn open<F: StoreFactory>(f: &F) -> Option<(Store, Seen, Recorder)> {
+    open_handling(f, "suite_note.*").await
+}
+
+/// [`open`], with the bus's one handler for the model events matching `pattern`.
+async fn open_handling<F: StoreFactory>(
+    f: &F,
+    pattern: &'static str,
+) -> Option<(Store, Seen, Recorder)> {
     let seen: Seen = Arc::default();
     let recorder = Recorder::new();
     let s = seen.clone();
@@ -120,7 +128,7 @@ async fn open<F: StoreFactory>(f: &F) -> Option<(Store, Seen, Recorder)> {
         .recorder(&recorder)
         .handler(Handler::typed(
             "suite-note-events",
-            "suite_note.*",
+            pattern,
             move |e: ModelEvent<SuiteNote>, _ctx| {
                 lock(&s).push(format!(
                     "{} {} {}",
@@ -322,4 +330,38 @@ pub async fn model_events_follow_the_commit_in_order<F: StoreFactory>(f: &F) {
     );
     assert_eq!(pending, 0, "{}: events left in the outbox", f.name());
     assert_eq!(stats.events_published, 3, "{}: {stats:?}", f.name());
+}
+
+/// A model event that no handler matches (on a bus that does not allow that) is skipped
+/// and counted; the events after it are published, and none is left behind.
+pub async fn a_model_event_nobody_handles_does_not_block_the_others<F: StoreFactory>(f: &F) {
+    let Some((store, seen, _)) = open_handling(f, "suite_note.created").await else {
+        return;
+    };
+    let first = store.create(note("first")).await.expect("create");
+    store.delete(&first).await.expect("delete");
+    let second = store.create(note("second")).await.expect("create");
+    let mut events = wait_for(&seen, 2).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pending = store.outbox_pending().await.expect("outbox");
+    while pending > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pending = store.outbox_pending().await.expect("outbox");
+    }
+    let stats = store.stats();
+    f.close(store.clone()).await;
+    events.sort();
+    let (a, b) = (first.id.unwrap_or(-1), second.id.unwrap_or(-1));
+    assert_eq!(
+        events,
+        [
+            format!("suite_note.created {a} "),
+            format!("suite_note.created {b} "),
+        ],
+        "{}: the event after the unhandled one was not published",
+        f.name()
+    );
+    assert_eq!(pending, 0, "{}: events left in the outbox", f.name());
+    assert_eq!(stats.events_published, 2, "{}: {stats:?}", f.name());
+    assert_eq!(stats.events_unhandled, 1, "{}: {stats:?}", f.name());
 }
