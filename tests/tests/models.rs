@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use eventflow::prelude::*;
 use eventflow::ModelEventKind;
+use eventflow::prelude::*;
 use eventflow_tests::members::{Member, hook_log};
 use eventflow_tests::{postgres_or_skip, unique_prefix, wait_until};
 

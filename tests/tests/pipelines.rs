@@ -547,6 +547,42 @@ async fn pointy_text_parses_validates_and_draws() {
     assert!(err.to_string().contains("parallel group"), "{err}");
 }
 
+/// Branches nested far past the limit (20 KB of `a (0 -> `) are refused with a position,
+/// on a Tokio worker thread's small stack, instead of overflowing it; every Pointy error
+/// says where it is, a type mismatch included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_pointy_is_refused_with_a_position_not_a_stack_overflow() {
+    let text = format!("{}a{}", "a (0 -> ".repeat(2500), ")".repeat(2500));
+    let err = tokio::spawn(async move {
+        let steps = vec![step("a", |n: u32| Outcome::success(n))];
+        Pipeline::from_pointy_with(&text, steps)
+            .err()
+            .map(|e| e.to_string())
+    })
+    .await
+    .expect("parsing ran on a worker thread without crashing");
+    let err = err.expect("refused");
+    assert!(
+        err.contains("nest more than 64 levels") && err.contains("line 1, column 515"),
+        "{err}"
+    );
+    // At the limit it still parses and runs.
+    let ok = format!("{}a{}", "a (0 -> ".repeat(64), ")".repeat(64));
+    let steps = vec![step("a", |n: u32| Outcome::success(n))];
+    let p = Pipeline::from_pointy_with(&ok, steps).expect("64 levels parse");
+    assert!(p.run(1u32).await.is_success());
+
+    let steps = vec![
+        step("a", |n: u32| Outcome::success(n)),
+        step("named", |n: u32| Outcome::success(format!("{n}"))),
+    ];
+    let err = Pipeline::from_pointy_with("a\n  |-> named |-> a", steps)
+        .err()
+        .unwrap();
+    assert!(matches!(err, PipelineError::TypeMismatch { .. }), "{err}");
+    assert!(err.to_string().ends_with("at line 2, column 17"), "{err}");
+}
+
 #[tokio::test]
 async fn observers_see_every_signal_in_order() {
     let got = Arc::new(Mutex::new(Vec::new()));

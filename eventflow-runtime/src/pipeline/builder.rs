@@ -148,16 +148,20 @@ impl PipelineBuilder {
         if let Some(e) = self.errors.into_iter().next() {
             return Err(e);
         }
-        finish(self.name, self.nodes, self.max_steps, self.observers)
+        finish(self.name, self.nodes, self.max_steps, self.observers, &[])
     }
 }
 
+/// Validates the nodes and makes the pipeline. `at[i]` says where node `i` is written
+/// (` at line L, column C` for Pointy text; none for the builder), for the errors.
 pub(crate) fn finish(
     name: String,
     mut nodes: Vec<Node>,
     max_steps: usize,
     observers: Vec<Arc<dyn Observer>>,
+    at: &[String],
 ) -> Result<Pipeline, PipelineError> {
+    let at = |i: usize| at.get(i).map_or("", String::as_str);
     if nodes.is_empty() {
         return Err(PipelineError::Invalid(format!(
             "pipeline `{name}` has no step"
@@ -185,12 +189,13 @@ pub(crate) fn finish(
                     to: to_node.label.to_string(),
                     expected: to_node.input.1,
                     found: passed.1,
+                    at: at(to).to_owned(),
                 });
             }
         }
     }
     // Goto branches against the descriptors steps declare.
-    for n in &nodes {
+    for (i, n) in nodes.iter().enumerate() {
         let gotos = &n.options().gotos;
         if gotos.is_empty() {
             continue;
@@ -198,17 +203,19 @@ pub(crate) fn finish(
         for d in gotos.iter() {
             if !n.branches.contains_key(d) {
                 return Err(PipelineError::Invalid(format!(
-                    "step `{}` may goto {d}, but the pipeline has no branch {d} for it",
-                    n.label
+                    "step `{}` may goto {d}, but the pipeline has no branch {d} for it{}",
+                    n.label,
+                    at(i)
                 )));
             }
         }
         for d in n.branches.keys() {
             if *d > 1 && !gotos.contains(d) {
                 return Err(PipelineError::Invalid(format!(
-                    "branch {d} of step `{}` is never taken: the step declares goto {:?}",
+                    "branch {d} of step `{}` is never taken: the step declares goto {:?}{}",
                     n.label,
-                    gotos.as_ref()
+                    gotos.as_ref(),
+                    at(i)
                 )));
             }
         }
@@ -225,8 +232,9 @@ pub(crate) fn finish(
     }
     if let Some(i) = seen.iter().position(|s| !s) {
         return Err(PipelineError::Invalid(format!(
-            "step `{}` cannot be reached",
-            nodes[i].label
+            "step `{}` cannot be reached{}",
+            nodes[i].label,
+            at(i)
         )));
     }
     for i in 0..nodes.len() {

@@ -42,7 +42,7 @@ use std::any::Any;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-pub use pointy::PointyError;
+pub use pointy::{MAX_POINTY_NESTING, PointyError};
 pub use process::serve_process_steps;
 pub use step::{
     Bypass, Done, EvaluationState, ExecutionContext, Outcome, OutcomeExt, PipelineEvent, Process,
@@ -75,7 +75,7 @@ pub enum PipelineError {
         at: String,
     },
     /// A step's input is not what the step before passes on.
-    #[error("step `{to}` takes `{expected}`, but `{from}` passes `{found}`")]
+    #[error("step `{to}` takes `{expected}`, but `{from}` passes `{found}`{at}")]
     TypeMismatch {
         /// The step before.
         from: String,
@@ -85,6 +85,9 @@ pub enum PipelineError {
         expected: &'static str,
         /// What `from` passes.
         found: &'static str,
+        /// Where `to` is, in Pointy text (` at line L, column C`); empty for a pipeline
+        /// made with the builder.
+        at: String,
     },
     /// Pointy text that does not parse.
     #[error(transparent)]

@@ -16,7 +16,8 @@
 //! | `A (0 -> B, 1 -> C, 3 -> D)` | branches: 0 on failure (with A's input), 1 on success (with A's output), other numbers for `goto` (with the goto's result); each branch is a chain |
 //! | `A (3 -> X)` where `X` is a step named earlier on the main line, alone | a jump back to that step (a loop, bounded by the step limit) |
 //!
-//! Errors say the line and column, and name an unknown step.
+//! Errors say the line and column, and name an unknown step. Branches nest at most
+//! [`MAX_POINTY_NESTING`] levels deep.
 
 use std::collections::HashMap;
 
@@ -162,9 +163,16 @@ struct Term {
 /// A chain: groups with, for each after the first, whether it takes the output (`|->`).
 type Chain = Vec<(Vec<Term>, bool)>;
 
+/// How deeply branches may nest: `A (0 -> B (0 -> C ...))` at most this many levels. The
+/// parser and the builder recurse once per level, so the bound keeps them off the end of
+/// a thread's stack, whatever text they are given.
+pub const MAX_POINTY_NESTING: usize = 64;
+
 struct Parser {
     toks: Vec<Token>,
     pos: usize,
+    /// Branch lists open around the current token.
+    depth: usize,
 }
 
 impl Parser {
@@ -233,7 +241,13 @@ impl Parser {
             }
         }
         if self.peek().tok == Tok::Open {
+            if self.depth >= MAX_POINTY_NESTING {
+                return Err(self.error(format!(
+                    "branches nest more than {MAX_POINTY_NESTING} levels deep"
+                )));
+            }
             self.bump();
+            self.depth += 1;
             loop {
                 let d = match self.bump().tok {
                     Tok::Int(d) => d,
@@ -252,7 +266,10 @@ impl Parser {
                 term.branches.push((d, self.chain()?));
                 match self.bump().tok {
                     Tok::Comma => continue,
-                    Tok::Close => break,
+                    Tok::Close => {
+                        self.depth -= 1;
+                        break;
+                    }
                     _ => {
                         self.pos -= 1;
                         return Err(self.error("expected `,` or `)`"));
@@ -269,6 +286,8 @@ struct Builder {
     nodes: Vec<Node>,
     /// Main-line nodes by label, for jumps back.
     main: HashMap<String, usize>,
+    /// Where each node is written (` at line L, column C`), by node index.
+    at: Vec<String>,
 }
 
 impl Builder {
@@ -350,9 +369,17 @@ impl Builder {
     }
 
     fn group(&mut self, group: &[Term], pipe: bool) -> Result<usize, PipelineError> {
+        let at = group
+            .first()
+            .map(|t| format!(" at line {}, column {}", t.line, t.column))
+            .unwrap_or_default();
+        let located = |e: PipelineError| match e {
+            PipelineError::Invalid(m) => PipelineError::Invalid(format!("{m}{at}")),
+            other => other,
+        };
         let n = if let [t] = group {
             let s = self.step(t)?;
-            node(s.name.to_string(), NodeKind::Single(s), pipe)?
+            node(s.name.to_string(), NodeKind::Single(s), pipe).map_err(located)?
         } else {
             let steps = group
                 .iter()
@@ -363,16 +390,21 @@ impl Builder {
                 .map(|s| s.name.to_string())
                 .collect::<Vec<_>>()
                 .join(" || ");
-            node(label, NodeKind::Parallel(steps), pipe)?
+            node(label, NodeKind::Parallel(steps), pipe).map_err(located)?
         };
         self.nodes.push(n);
+        self.at.push(at);
         Ok(self.nodes.len() - 1)
     }
 }
 
 pub(super) fn build(text: &str, steps: Vec<StepDef>) -> Result<super::Pipeline, PipelineError> {
     let toks = lex(text)?;
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     let mut max_steps = 100usize;
     let mut name = "pipeline".to_owned();
     while let Tok::Directive(k, v) = p.peek().tok.clone() {
@@ -397,7 +429,8 @@ pub(super) fn build(text: &str, steps: Vec<StepDef>) -> Result<super::Pipeline, 
         defs: steps.into_iter().map(|s| (s.name.to_string(), s)).collect(),
         nodes: Vec::new(),
         main: HashMap::new(),
+        at: Vec::new(),
     };
     b.chain(&chain, true, true)?;
-    finish(name, b.nodes, max_steps, Vec::new())
+    finish(name, b.nodes, max_steps, Vec::new(), &b.at)
 }
