@@ -801,6 +801,37 @@ async fn shutdown_drains_in_flight_work_then_refuses_new_events() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_shutdown_returns_at_once_while_a_dispatch_still_runs() {
+    let bus = EventBus::builder()
+        .without_registry()
+        .shutdown_timeout(Duration::from_secs(60))
+        .handler(eventflow::Handler::new("hangs", "hang.now", |_e, _ctx| {
+            std::future::pending::<Result<(), eventflow::HandlerError>>()
+        }))
+        .build()
+        .await
+        .unwrap();
+    let b = bus.clone();
+    let dispatch = tokio::spawn(async move {
+        let _ = b.dispatch_raw("hang.now", serde_json::json!({})).await;
+    });
+    while bus.in_flight() == 0 {
+        tokio::task::yield_now().await;
+    }
+    // The first shutdown waits (up to a minute) for the dispatch, which its caller owns.
+    let b = bus.clone();
+    let first = tokio::spawn(async move { b.shutdown().await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = tokio::time::timeout(Duration::from_secs(10), bus.shutdown()).await;
+    assert!(
+        matches!(second, Ok(Ok(ref r)) if r.is_clean()),
+        "the second shutdown waited for the first: {second:?}"
+    );
+    first.abort();
+    dispatch.abort();
+}
+
 #[tokio::test]
 async fn shutdown_reports_and_cancels_what_did_not_finish_in_time() {
     let bus = EventBus::builder()

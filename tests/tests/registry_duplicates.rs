@@ -68,6 +68,15 @@ async fn start_up_lists_every_duplicate() {
         panic!("the bus must refuse to start");
     };
     assert_eq!(v.problems.len(), 2, "{v}");
+    // Taking one of the two by name does not let link order choose.
+    let Err(EventError::Validation(v)) = EventBus::builder().only(["notify"]).build().await else {
+        panic!("`only` must not pick one of two handlers with one name");
+    };
+    assert!(
+        v.of_kind(eventflow::ProblemKind::DuplicateName)
+            .any(|p| p.name.as_deref() == Some("notify")),
+        "{v}"
+    );
 
     // A bus that does not use the registry is not affected by it.
     let bus = EventBus::builder()

@@ -198,6 +198,7 @@ impl EventBusBuilder {
                     handlers.extend(registry.handlers().iter().map(|r| Handler::from_record(r)))
                 }
                 Some(names) => {
+                    problems.extend(registry.duplicate_handler_problems());
                     for n in names {
                         match registry.handler(n) {
                             Some(r) => handlers.push(Handler::from_record(r)),
@@ -301,6 +302,7 @@ impl EventBusBuilder {
             shutdown_timeout: self.shutdown_timeout,
             headers: self.headers,
             accepting: AtomicBool::new(true),
+            shutting_down: AtomicBool::new(false),
             published: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             inflight: InFlight::default(),

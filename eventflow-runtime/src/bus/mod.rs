@@ -75,6 +75,8 @@ struct Inner {
     shutdown_timeout: Duration,
     headers: Headers,
     accepting: AtomicBool,
+    /// Set by the first [`EventBus::shutdown`]; a later call returns at once.
+    shutting_down: AtomicBool,
     published: AtomicU64,
     seq: AtomicU64,
     inflight: InFlight,
@@ -290,9 +292,13 @@ impl EventBus {
     /// that did not finish. (A [`dispatch`](Self::dispatch) still running is reported but
     /// not cancelled: its caller owns it.) Publishing afterwards fails with
     /// [`PublishError::ShutDown`](crate::PublishError::ShutDown), follow-up events published by handlers during the drain
-    /// included. Calling it again returns at once.
+    /// included. Calling it again (while the first call drains, or after) returns at once
+    /// with an empty report: the first call's report is the one that counts.
     pub async fn shutdown(&self) -> Result<ShutdownReport, EventError> {
         let inner = &self.inner;
+        if inner.shutting_down.swap(true, Ordering::AcqRel) {
+            return Ok(ShutdownReport::default());
+        }
         // Scheduled runs still going may publish, so they end before publishing does.
         inner.schedules.stop(inner.shutdown_timeout).await;
         inner.accepting.store(false, Ordering::Release);

@@ -117,6 +117,23 @@ impl Registry {
     }
 
     /// Problems of the registered event types: invalid names, one name used by two types.
+    /// Registered handlers that share a name: an error whichever of them a bus takes
+    /// (with [`EventBusBuilder::only`](crate::EventBusBuilder::only), link order would
+    /// otherwise choose).
+    pub(crate) fn duplicate_handler_problems(&self) -> Vec<Problem> {
+        check_handlers(self.handlers.iter().map(|h| {
+            (
+                h.name,
+                h.pattern,
+                &h.options,
+                format!("{}:{}", h.location.file, h.location.line),
+            )
+        }))
+        .into_iter()
+        .filter(|p| p.kind == ProblemKind::DuplicateName)
+        .collect()
+    }
+
     pub(crate) fn event_problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         let mut by_name: HashMap<&str, Vec<&EventRecord>> = HashMap::new();
