@@ -449,3 +449,100 @@ pub fn span_capture_runtime() -> (
         .expect("a current-thread runtime");
     (capture, guard, rt)
 }
+
+/// A Redis server of one test's own, on a free port, with settings of its own (a password,
+/// a small `maxmemory`, an append-only file): started by [`OwnRedis::start`], stopped by
+/// its PID when dropped. Its files live in a directory of its own, removed with it.
+pub struct OwnRedis {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl OwnRedis {
+    /// Starts `redis-server` with `args` after the port and the working directory. When
+    /// the binary is missing the test is skipped with a loud message, unless
+    /// `EVENTFLOW_REQUIRE_REDIS=1`, and then it fails.
+    pub async fn start(test: &str, args: &[&str]) -> Option<OwnRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let dir = std::env::temp_dir().join(format!("eventflow-{test}-{port}"));
+        std::fs::create_dir_all(&dir).expect("a directory for the server");
+        let spawned = std::process::Command::new("redis-server")
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--save")
+            .arg("")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) if std::env::var("EVENTFLOW_REQUIRE_REDIS").as_deref() == Ok("1") => {
+                panic!("redis-server is required (EVENTFLOW_REQUIRE_REDIS=1) but cannot start: {e}")
+            }
+            Err(e) => {
+                eprintln!(
+                    "\n!!!!!!!! SKIPPED {test}: redis-server cannot be started ({e}); \
+                     set EVENTFLOW_REQUIRE_REDIS=1 to make this a failure !!!!!!!!\n"
+                );
+                return None;
+            }
+        };
+        let server = OwnRedis { port, child, dir };
+        server.wait_listening().await;
+        Some(server)
+    }
+
+    /// Waits until the port takes connections (up to 10 s).
+    pub async fn wait_listening(&self) {
+        for _ in 0..1000 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("redis-server on port {} did not start listening", self.port);
+    }
+
+    /// `redis://127.0.0.1:<port>/0`, with `userinfo@` when given.
+    pub fn url(&self, userinfo: Option<&str>) -> String {
+        match userinfo {
+            Some(u) => format!("redis://{u}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
+    }
+
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl std::fmt::Debug for OwnRedis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnRedis")
+            .field("port", &self.port)
+            .field("pid", &self.child.id())
+            .finish_non_exhaustive()
+    }
+}

@@ -82,11 +82,10 @@ impl RedisBackend {
         for _ in 0..n {
             let conn = ConnectionManager::new_with_config(client.clone(), manager_cfg.clone())
                 .await
-                .map_err(|e| {
-                    conn_err(format!("cannot connect to {}", redact(&cfg.url)), Some(e))
-                })?;
+                .map_err(|e| conn_err(access_problem(&e, &cfg.url), Some(e)))?;
             publishers.push(conn);
         }
+        check_access(&mut publishers[0], &cfg.url).await?;
         let keys = Keys {
             stream: format!("{}:stream", cfg.queue),
             delayed: format!("{}:delayed", cfg.queue),
@@ -119,6 +118,32 @@ impl RedisBackend {
     /// This process's consumer name in the group.
     pub fn consumer_name(&self) -> &str {
         &self.shared.consumer
+    }
+}
+
+/// Asks the server for `PING` at build, so that a server that needs a password (or refuses
+/// the one given) fails the build with that said, instead of every later command failing.
+async fn check_access(conn: &mut ConnectionManager, url: &str) -> Result<(), ConnectionError> {
+    let Err(e) = redis::cmd("PING").query_async::<Value>(conn).await else {
+        return Ok(());
+    };
+    Err(conn_err(access_problem(&e, url), Some(e)))
+}
+
+/// What a failure to connect or to `PING` means, in words (the URL redacted).
+fn access_problem(e: &redis::RedisError, url: &str) -> String {
+    let url = redact(url);
+    match (e.kind(), e.code()) {
+        (_, Some("NOAUTH")) => format!(
+            "{url} requires authentication, and the URL gives no password (redis://user:password@host/db)"
+        ),
+        (_, Some("WRONGPASS")) | (redis::ErrorKind::AuthenticationFailed, _) => {
+            format!("{url} refused the user name or password in the URL")
+        }
+        (_, Some("NOPERM")) => format!(
+            "the user of {url} may not run PING; eventflow needs the stream, hash and sorted-set commands"
+        ),
+        _ => format!("cannot connect to {url}: {e}"),
     }
 }
 

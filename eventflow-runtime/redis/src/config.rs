@@ -7,7 +7,11 @@ use eventflow_runtime::{Backend, BoxFuture};
 
 /// Settings of the Redis backend. Build it with [`RedisConfig::new`] and adjust fields, or
 /// use the builder's shortcuts (`.redis(url)`, `.queue(..)`, `.consumer_group(..)`, `.pool(..)`).
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output, and every error and log line of the backend, show the URL with its
+/// credentials replaced by `***` (a password in the user part, `rediss://:pw@host`, or in
+/// the query, `redis+unix:///run/redis.sock?pass=pw`).
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port/db`, or `rediss://...` for TLS (server
@@ -68,11 +72,64 @@ impl RedisConfig {
     }
 }
 
-/// The URL without its password, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
+/// Query parameters of a Redis URL that hold a credential.
+fn is_secret_param(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("pass") || key.contains("secret") || key.contains("token") || key == "auth"
+}
+
+/// The URL with its credentials replaced by `***`, for messages: the user part before an
+/// `@` (`redis://user:pw@host` becomes `redis://***@host`) and the values of query
+/// parameters that hold a password (`?pass=pw` becomes `?pass=***`).
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &base[..s], &base[at + 1..]),
+        // An `@` without a scheme: the whole text may be a credential.
+        (None, Some(_)) => "***".to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(q) = query {
+        out.push('?');
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if is_secret_param(k) => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out.push_str(&parts.join("&"));
+    }
+    out
+}
+
+pub(crate) use redact_url as redact;
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact(&self.url))
+            .field(
+                "tls_root_cert_pem",
+                &self.tls_root_cert_pem.as_ref().map(|p| p.len()),
+            )
+            .field("queue", &self.queue)
+            .field("group", &self.group)
+            .field("pool_min", &self.pool_min)
+            .field("pool_max", &self.pool_max)
+            .field("max_len", &self.max_len)
+            .field("max_entry_bytes", &self.max_entry_bytes)
+            .field("claim_idle", &self.claim_idle)
+            .field("block", &self.block)
+            .field("batch", &self.batch)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("max_deliveries", &self.max_deliveries)
+            .field("publish_timeout", &self.publish_timeout)
+            .field("promote_interval", &self.promote_interval)
+            .finish()
     }
 }
 
@@ -91,5 +148,34 @@ impl eventflow_runtime::backend::BackendConfig for RedisConfig {
             let backend = crate::RedisBackend::connect(*self).await?;
             Ok(Arc::new(backend) as Arc<dyn Backend>)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_redacted_in_every_url_form() {
+        for (url, shown) in [
+            ("redis://user:s3cr3t@host:6379/0", "redis://***@host:6379/0"),
+            ("rediss://:s3cr3t@host", "rediss://***@host"),
+            ("redis://host:6379/0", "redis://host:6379/0"),
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=s3cr3t",
+                "redis+unix:///run/redis.sock?db=1&pass=***",
+            ),
+            (
+                "unix:///run/redis.sock?user=app&password=s3cr3t",
+                "unix:///run/redis.sock?user=app&password=***",
+            ),
+            ("user:s3cr3t@host", "***"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        let cfg = RedisConfig::new("redis://app:s3cr3t@host/0?password=s3cr3t");
+        let debug = format!("{cfg:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(debug.contains("***@host"), "{debug}");
     }
 }

@@ -50,6 +50,6 @@ mod scripts;
 mod worker;
 
 pub use backend::RedisBackend;
-pub use config::RedisConfig;
+pub use config::{RedisConfig, redact_url};
 pub use dead_letters::RedisDeadLetters;
 pub use ext::RedisBusExt;
