@@ -84,6 +84,17 @@ pub enum PublishError {
         /// The limit.
         max: usize,
     },
+    /// The serialized event nests arrays and objects deeper than a worker reads, so no
+    /// worker could ever handle it.
+    #[error("event `{name}` nests {depth} levels deep serialized; a worker reads at most {max}")]
+    TooDeep {
+        /// The event's name.
+        name: String,
+        /// How deeply it nests (the envelope's own object included).
+        depth: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The backend refused or lost the event.
     #[error("backend could not accept `{name}`: {source}")]
     Backend {

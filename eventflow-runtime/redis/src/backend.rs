@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use eventflow_runtime::backend::broker;
 use eventflow_runtime::{
     Backend, BackendHealth, BoxFuture, ConnectionError, DeadLetterStore, DeliverySink, Envelope,
     PublishError,
@@ -178,6 +179,13 @@ impl Shared {
                 name: envelope.name.to_string(),
                 size: json.len(),
                 max: self.cfg.max_entry_bytes,
+            });
+        }
+        if let Some(depth) = broker::nesting_exceeds(&json, broker::MAX_ENTRY_NESTING) {
+            return Err(PublishError::TooDeep {
+                name: envelope.name.to_string(),
+                depth,
+                max: broker::MAX_ENTRY_NESTING,
             });
         }
         Ok(json)

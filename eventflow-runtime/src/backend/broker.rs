@@ -26,6 +26,41 @@ use crate::event::{Envelope, EventName, Payload};
 /// The event name of the dead letter made for an entry that is not a valid envelope.
 pub const INVALID_ENTRY_EVENT: &str = "eventflow.invalid_entry";
 
+/// How deeply arrays and objects may nest in an entry's text, the envelope's own object
+/// included: what [`decode_entry`] reads (serde_json's recursion limit). A backend checks
+/// an entry with [`nesting_exceeds`] before it stores it, so that nothing is published
+/// that no worker can read.
+pub const MAX_ENTRY_NESTING: usize = 127;
+
+/// The nesting depth of JSON `text` when it is over `max`, found in one pass over its
+/// bytes without parsing it (strings and their escapes are skipped); `None` when it is
+/// within `max`.
+pub fn nesting_exceeds(text: &str, max: usize) -> Option<usize> {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    (deepest > max).then_some(deepest)
+}
+
 /// Reads an entry's stored envelope (JSON): the envelope, or why it is not one.
 pub fn decode_entry(text: &str) -> Result<Envelope, String> {
     serde_json::from_str(text).map_err(|e| format!("the entry is not a valid envelope: {e}"))
@@ -149,6 +184,26 @@ mod tests {
 
     fn env() -> Envelope {
         Envelope::with_payload("a.b".into(), Payload::json(serde_json::json!({})))
+    }
+
+    /// The publish-time check and the worker's reading agree at every depth around the
+    /// limit, so nothing is published that a worker cannot read.
+    #[test]
+    fn the_nesting_check_agrees_with_what_a_worker_reads() {
+        for n in [1usize, 100, 124, 125, 126, 127, 128, 129, 200] {
+            let mut v = serde_json::json!(1);
+            for _ in 0..n {
+                v = serde_json::json!([v]);
+            }
+            let text =
+                serde_json::to_string(&Envelope::with_payload("a.b".into(), Payload::json(v)))
+                    .expect("serializes");
+            let readable = decode_entry(&text).is_ok();
+            let refused = nesting_exceeds(&text, MAX_ENTRY_NESTING).is_some();
+            assert_eq!(readable, !refused, "payload nested {n} deep");
+        }
+        assert_eq!(nesting_exceeds(r#"{"a": "[[[[[", "b": "\\\"{"}"#, 1), None);
+        assert_eq!(nesting_exceeds("[[1]]", 1), Some(2));
     }
 
     #[test]
