@@ -273,11 +273,32 @@ pub(crate) async fn lease_loop(shared: Arc<Shared>) {
     }
 }
 
-/// Why an entry is not a valid envelope, or the envelope and its target handler.
+/// The size of a field's value as Redis sent it.
+fn field_len(v: &Value) -> usize {
+    match v {
+        Value::BulkString(b) => b.len(),
+        Value::SimpleString(s) => s.len(),
+        _ => 0,
+    }
+}
+
+/// Why an entry is not a valid envelope, or the envelope and its target handler. An
+/// entry over `max_bytes` (which publish refuses, so one written by hand) is refused
+/// before it is copied or decoded.
 pub(crate) fn parse_entry(
     fields: Option<&HashMap<String, Value>>,
+    max_bytes: usize,
 ) -> Result<(Envelope, Option<String>), String> {
     let fields = fields.ok_or("the entry has no fields (it was trimmed from the stream)")?;
+    let size = fields.iter().fold(0usize, |n, (k, v)| {
+        n.saturating_add(k.len()).saturating_add(field_len(v))
+    });
+    // Room for the field names and a retry's `handler` field beside the envelope.
+    if size > max_bytes.saturating_add(1024) {
+        return Err(format!(
+            "the entry is {size} bytes, over max_entry_bytes ({max_bytes}); it was not read"
+        ));
+    }
     let raw = fields.get("envelope").ok_or_else(|| {
         let names: Vec<&str> = fields.keys().map(String::as_str).collect();
         format!("the entry has no `envelope` field (fields: {names:?})")
@@ -288,16 +309,27 @@ pub(crate) fn parse_entry(
     Ok((envelope, handler))
 }
 
+/// What an invalid entry's dead letter keeps of each field: at most this many bytes.
+const KEPT_FIELD_BYTES: usize = 4096;
+
+/// An invalid entry's fields for its dead letter, each cut to [`KEPT_FIELD_BYTES`] (the
+/// cut says how long the field was).
 pub(crate) fn raw_fields_json(fields: Option<&HashMap<String, Value>>) -> serde_json::Value {
+    let keep = |v: &Value| -> String {
+        match v {
+            Value::BulkString(b) if b.len() > KEPT_FIELD_BYTES => format!(
+                "{}... ({} bytes in all)",
+                String::from_utf8_lossy(&b[..KEPT_FIELD_BYTES]),
+                b.len()
+            ),
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            other => text(other).unwrap_or_else(|| format!("{other:?}")),
+        }
+    };
     let map: serde_json::Map<String, serde_json::Value> = fields
         .map(|f| {
             f.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        serde_json::Value::String(text(v).unwrap_or_else(|| format!("{v:?}"))),
-                    )
-                })
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(keep(v))))
                 .collect()
         })
         .unwrap_or_default();
@@ -305,7 +337,10 @@ pub(crate) fn raw_fields_json(fields: Option<&HashMap<String, Value>>) -> serde_
 }
 
 pub(crate) async fn handle_entry(shared: &Arc<Shared>, entry: Entry, delivered: u32) {
-    let (mut envelope, handler) = match parse_entry(entry.fields.as_ref()) {
+    let (mut envelope, handler) = match parse_entry(
+        entry.fields.as_ref(),
+        shared.cfg.max_entry_bytes,
+    ) {
         Ok(v) => v,
         Err(reason) => {
             tracing::error!(id = %entry.id, %reason, "eventflow: invalid stream entry sent to dead letters");
