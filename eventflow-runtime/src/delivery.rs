@@ -20,6 +20,16 @@ pub enum OutcomeStatus {
         /// The last attempt's error.
         error: HandlerError,
     },
+    /// The handler gave up, but its dead letter could not be stored (the dead-letter store
+    /// refused the write or could not be reached). The event is not done with: a network
+    /// backend leaves its entry pending, to be delivered again (here or by another
+    /// worker) until the dead letter is stored.
+    DeadLetterNotStored {
+        /// The last attempt's error.
+        error: HandlerError,
+        /// Why the dead letter could not be stored.
+        store_error: String,
+    },
     /// The handler's filter rejected the event; it was not delivered to it.
     Filtered,
     /// The delivery was cancelled by shutdown before it finished.
@@ -60,6 +70,7 @@ impl HandlerOutcome {
     pub fn error(&self) -> Option<&HandlerError> {
         match &self.status {
             OutcomeStatus::DeadLettered { error, .. }
+            | OutcomeStatus::DeadLetterNotStored { error, .. }
             | OutcomeStatus::RetryScheduled { error, .. } => Some(error),
             _ => None,
         }

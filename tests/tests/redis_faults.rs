@@ -124,3 +124,231 @@ async fn an_entry_over_max_entry_bytes_is_set_aside_unread() {
     eventflow_tests::wait_acknowledged(&worker, "the large entry stayed pending").await;
     worker.shutdown().await.unwrap();
 }
+
+/// Fills a Redis server until it refuses even a small write (`maxmemory` with
+/// `noeviction`); returns the filler keys, to delete later. (Large values first, then ever
+/// smaller ones: a refused large write frees its buffer and leaves room for small ones.)
+async fn fill_until_refused(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let mut keys = Vec::new();
+    for size in [256 * 1024, 16 * 1024, 1024, 64, 8] {
+        let chunk = "f".repeat(size);
+        loop {
+            let key = format!("filler:{}", keys.len());
+            let r: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&chunk)
+                .query_async(conn)
+                .await;
+            match r {
+                Ok(()) => keys.push(key),
+                Err(e) => {
+                    assert!(e.to_string().contains("OOM"), "{e}");
+                    break;
+                }
+            }
+            assert!(keys.len() < 1_000_000, "the server never refused a write");
+        }
+    }
+    keys
+}
+
+/// A dead letter that cannot be stored (Redis at `maxmemory` refuses `HSET` while it still
+/// accepts `XACK`) leaves the entry pending and is not counted as dead-lettered; once the
+/// server takes writes again, the entry is claimed, and its dead letter stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_that_cannot_be_stored_leaves_the_entry_pending() {
+    let Some(server) = eventflow_tests::OwnRedis::start(
+        "dead_letter_oom",
+        &["--maxmemory", "16mb", "--maxmemory-policy", "noeviction"],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut cfg = eventflow::redis::RedisConfig::new(server.url(None));
+    cfg.queue = "oom".into();
+    cfg.block = Duration::from_millis(100);
+    cfg.claim_idle = Duration::from_millis(500);
+    let go = std::sync::Arc::new(tokio::sync::Notify::new());
+    let g = go.clone();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let c = calls.clone();
+    let rec = eventflow::testing::Recorder::new();
+    let worker = eventflow_tests::start_redis_worker(
+        cfg,
+        &rec,
+        eventflow::Handler::new("refuses", "doomed.*", move |_e, _ctx| {
+            let (g, c) = (g.clone(), c.clone());
+            async move {
+                // The first attempt waits until the server is full.
+                if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    g.notified().await;
+                }
+                Err::<(), _>(eventflow::HandlerError::permanent_msg("refused"))
+            }
+        }),
+    )
+    .await;
+    worker
+        .publish_envelope(raw_envelope("doomed.one", serde_json::json!({})))
+        .await
+        .unwrap();
+    eventflow_tests::wait_until("the first attempt", || {
+        calls.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    let client = redis::Client::open(server.url(None)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let fillers = fill_until_refused(&mut conn).await;
+    go.notify_one();
+    // Refused: nothing stored, nothing acknowledged, nothing counted as dead-lettered.
+    let mut failures = 0;
+    for _ in 0..500 {
+        failures = worker
+            .metrics()
+            .handler("refuses")
+            .map_or(0, |m| m.dead_letter_failures);
+        if failures > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        failures >= 1,
+        "the failed store was not counted: {:?}",
+        worker.metrics()
+    );
+    let m = worker.metrics().handler("refuses").unwrap().clone();
+    assert_eq!(m.dead_lettered, 0, "{m:?}");
+    assert!(worker.dead_letters().await.unwrap().is_empty());
+    assert_eq!(
+        worker.health().await.pending,
+        Some(1),
+        "the entry was acknowledged"
+    );
+
+    // The server takes writes again: the entry is claimed and dead-lettered, once.
+    for keys in fillers.chunks(1000) {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let mut letters = Vec::new();
+    for _ in 0..1000 {
+        letters = worker.dead_letters().await.unwrap();
+        if !letters.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].handler, "refuses");
+    eventflow_tests::wait_acknowledged(&worker, "the dead-lettered entry stayed pending").await;
+    assert_eq!(
+        worker.metrics().handler("refuses").unwrap().dead_lettered,
+        1
+    );
+    worker.shutdown().await.unwrap();
+}
+
+/// An invalid entry whose dead letter cannot be stored (the server at `maxmemory`) stays
+/// pending, and is dead-lettered once the server takes writes again. The worker starts on
+/// the full server (which refuses `XGROUP CREATE` even for a group that exists).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_entry_whose_dead_letter_cannot_be_stored_stays_pending() {
+    let Some(server) = eventflow_tests::OwnRedis::start(
+        "invalid_oom",
+        &["--maxmemory", "16mb", "--maxmemory-policy", "noeviction"],
+    )
+    .await
+    else {
+        return;
+    };
+    let mut cfg = eventflow::redis::RedisConfig::new(server.url(None));
+    cfg.queue = "oom".into();
+    cfg.block = Duration::from_millis(100);
+    cfg.claim_idle = Duration::from_millis(500);
+    let client = redis::Client::open(server.url(None)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("oom:stream")
+        .arg(&cfg.group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("oom:stream")
+        .arg("*")
+        .arg("envelope")
+        .arg("not json")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let fillers = fill_until_refused(&mut conn).await;
+    let rec = eventflow::testing::Recorder::new();
+    let worker = eventflow_tests::start_redis_worker(
+        cfg,
+        &rec,
+        eventflow::Handler::new("any", "any.*", |_e, _ctx| async {
+            Ok::<(), eventflow::HandlerError>(())
+        }),
+    )
+    .await;
+    // Read (delivered at least once) but neither stored nor acknowledged.
+    let delivered = || async {
+        let v: redis::Value = redis::cmd("XPENDING")
+            .arg("oom:stream")
+            .arg("workers")
+            .arg("-")
+            .arg("+")
+            .arg(10)
+            .query_async(&mut client.get_multiplexed_async_connection().await.unwrap())
+            .await
+            .unwrap();
+        match v {
+            redis::Value::Array(rows) => rows.len(),
+            _ => 0,
+        }
+    };
+    let mut seen = 0;
+    for _ in 0..500 {
+        seen = delivered().await;
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, 1, "the worker never read the entry");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(worker.dead_letters().await.unwrap().is_empty());
+    assert_eq!(
+        delivered().await,
+        1,
+        "the entry was acknowledged without its dead letter"
+    );
+
+    for keys in fillers.chunks(1000) {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let mut letters = Vec::new();
+    for _ in 0..1000 {
+        letters = worker.dead_letters().await.unwrap();
+        if !letters.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].handler, "");
+    eventflow_tests::wait_acknowledged(&worker, "the invalid entry stayed pending").await;
+    worker.shutdown().await.unwrap();
+}

@@ -35,15 +35,14 @@ async fn a_password_is_checked_at_build_and_never_printed() {
         return;
     };
     // No password: the build says the server wants one.
-    let err = build(&server.url(None)).await.err().expect("refused");
+    let err = build(&server.url(None)).await.expect_err("refused");
     let text = everything_printed(&err);
     assert!(text.contains("requires authentication"), "{text}");
 
     // A wrong one: refused, and neither password is printed.
     let err = build(&server.url(Some(&format!("default:wrong-{SECRET}"))))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     let text = everything_printed(&err);
     assert!(text.contains("refused the user name or password"), "{text}");
     assert!(!text.contains(SECRET), "{text}");
@@ -64,7 +63,7 @@ async fn a_password_is_checked_at_build_and_never_printed() {
         format!("redis://app:{SECRET}@127.0.0.1:1/0"),
         format!("rediss://:{SECRET}@127.0.0.1:1/0"),
     ] {
-        let err = build(&url).await.err().expect("unreachable");
+        let err = build(&url).await.expect_err("unreachable");
         let text = everything_printed(&err);
         assert!(!text.contains(SECRET), "{url}: {text}");
         assert!(text.contains("***"), "{url}: {text}");

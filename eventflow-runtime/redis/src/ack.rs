@@ -12,9 +12,15 @@ use crate::backend::Shared;
 use crate::scripts::*;
 
 /// Stores a dead letter made by the broker helpers.
-pub(crate) async fn store_dead_letter(shared: &Shared, letter: DeadLetter) {
-    if let Err(e) = shared.dead.put(letter).await {
-        tracing::error!(error = %e, "eventflow: could not store a dead letter");
+/// Stores a dead letter the worker made itself (an invalid entry, a poison entry);
+/// whether it was stored. When it was not, the entry must stay pending.
+pub(crate) async fn store_dead_letter(shared: &Shared, letter: DeadLetter) -> bool {
+    match shared.dead.put(letter).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "eventflow: could not store a dead letter; the entry stays pending");
+            false
+        }
     }
 }
 

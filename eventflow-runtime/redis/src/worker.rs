@@ -37,8 +37,32 @@ pub(crate) async fn connect_consumer(
     match created {
         Ok(()) => Ok(conn),
         Err(e) if e.code() == Some("BUSYGROUP") => Ok(conn),
+        // A server at `maxmemory` refuses `XGROUP CREATE` even when the group exists, while
+        // it still lets a consumer read and acknowledge: go on when the group is there.
+        Err(e) if group_exists(shared, &mut conn).await => {
+            tracing::warn!(error = %e, "eventflow: Redis refused XGROUP CREATE; the group exists, so the worker reads on");
+            Ok(conn)
+        }
         Err(e) => Err(e),
     }
+}
+
+/// Whether the worker's consumer group exists on its stream (`XINFO GROUPS`, a read).
+async fn group_exists(shared: &Shared, conn: &mut MultiplexedConnection) -> bool {
+    let Ok(Value::Array(groups)) = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&shared.keys.stream)
+        .query_async::<Value>(conn)
+        .await
+    else {
+        return false;
+    };
+    groups.iter().any(|g| {
+        crate::reply::pairs(g)
+            .get("name")
+            .and_then(text)
+            .is_some_and(|n| n == shared.cfg.group)
+    })
 }
 
 pub(crate) async fn consume_loop(shared: Arc<Shared>) {
@@ -345,12 +369,11 @@ pub(crate) async fn handle_entry(shared: &Arc<Shared>, entry: Entry, delivered: 
         Err(reason) => {
             tracing::error!(id = %entry.id, %reason, "eventflow: invalid stream entry sent to dead letters");
             let fields = raw_fields_json(entry.fields.as_ref());
-            store_dead_letter(
-                shared,
-                broker::invalid_entry(&entry.id, fields, reason, delivered),
-            )
-            .await;
-            ack(shared, &entry.id, Vec::new()).await;
+            let letter = broker::invalid_entry(&entry.id, fields, reason, delivered);
+            // Left pending when the letter cannot be stored: claimed and tried again.
+            if store_dead_letter(shared, letter).await {
+                ack(shared, &entry.id, Vec::new()).await;
+            }
             return;
         }
     };
@@ -360,8 +383,9 @@ pub(crate) async fn handle_entry(shared: &Arc<Shared>, entry: Entry, delivered: 
         delivered,
         shared.cfg.max_deliveries,
     ) {
-        store_dead_letter(shared, *letter).await;
-        ack(shared, &entry.id, Vec::new()).await;
+        if store_dead_letter(shared, *letter).await {
+            ack(shared, &entry.id, Vec::new()).await;
+        }
         return;
     }
     let Some(sink) = shared.sink.get() else {

@@ -147,13 +147,16 @@ pub enum Settlement {
 
 /// Turns the bus's report for `envelope` into a [`Settlement`]: every handler's outcome
 /// is final (succeeded, filtered, dead-lettered) or a retry for the backend to schedule;
-/// a cancelled delivery is left pending.
+/// a cancelled delivery, and one whose dead letter could not be stored, is left pending
+/// (delivered again later, until its dead letter is stored).
 pub fn settle(envelope: &Envelope, report: &DeliveryReport) -> Settlement {
     if report.cancelled
-        || report
-            .outcomes
-            .iter()
-            .any(|o| matches!(o.status, OutcomeStatus::Cancelled))
+        || report.outcomes.iter().any(|o| {
+            matches!(
+                o.status,
+                OutcomeStatus::Cancelled | OutcomeStatus::DeadLetterNotStored { .. }
+            )
+        })
     {
         return Settlement::LeavePending;
     }

@@ -12,16 +12,32 @@ use crate::util::BoxFuture;
 /// Delivers in this process: each accepted envelope is handed to the sink at once, on a
 /// tokio task of its own. Nothing is serialized. Delayed events wait in this process and
 /// are lost if it stops first.
-#[derive(Default)]
 pub struct MemoryBackend {
     sink: OnceLock<Arc<dyn DeliverySink>>,
-    dead_letters: Arc<MemoryDeadLetters>,
+    dead_letters: Arc<dyn DeadLetterStore>,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        MemoryBackend {
+            sink: OnceLock::new(),
+            dead_letters: Arc::new(MemoryDeadLetters::default()),
+        }
+    }
 }
 
 impl MemoryBackend {
-    /// A new memory backend.
+    /// A new memory backend, its dead letters in memory.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps dead letters in `store` instead (one that outlives the process, say). When
+    /// storing one fails, the delivery's report says so
+    /// ([`OutcomeStatus::DeadLetterNotStored`](crate::OutcomeStatus::DeadLetterNotStored)).
+    pub fn with_dead_letters(mut self, store: Arc<dyn DeadLetterStore>) -> Self {
+        self.dead_letters = store;
+        self
     }
 
     fn sink(&self, name: &str) -> Result<&Arc<dyn DeliverySink>, PublishError> {

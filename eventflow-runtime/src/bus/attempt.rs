@@ -29,11 +29,6 @@ pub(super) async fn give_up(
     first_failed_at: SystemTime,
     failed_at: SystemTime,
 ) -> HandlerOutcome {
-    tracing::error!(
-        handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, error = %err,
-        "eventflow: handler gave up; event sent to dead letters"
-    );
-    tally.dead_lettered();
     let letter = DeadLetter::new(
         &*slot.name,
         envelope.clone(),
@@ -44,20 +39,43 @@ pub(super) async fn give_up(
         failed_at,
     );
     let dead_letter_id = letter.id;
-    if let Err(store_err) = inner.dead_letters.put(letter).await {
-        tracing::error!(handler = %slot.name, id = %envelope.id, error = %store_err,
-            "eventflow: could not store a dead letter");
-    }
+    let status = match inner.dead_letters.put(letter).await {
+        Ok(()) => {
+            tracing::error!(
+                handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, error = %err,
+                "eventflow: handler gave up; event sent to dead letters"
+            );
+            tally.dead_lettered();
+            OutcomeStatus::DeadLettered {
+                dead_letter_id,
+                error: err,
+            }
+        }
+        Err(store_err) => {
+            tracing::error!(
+                handler = %slot.name, event = %envelope.name, id = %envelope.id, attempt, error = %err,
+                store_error = %store_err,
+                "eventflow: handler gave up, and its dead letter could not be stored; the event is not acknowledged"
+            );
+            tally.dead_letter_failed();
+            OutcomeStatus::DeadLetterNotStored {
+                error: err,
+                store_error: store_err.to_string(),
+            }
+        }
+    };
     if let Some(r) = &inner.recorder {
-        r.record_outcome(&slot.name, envelope, attempt, Some(err.to_string()));
+        let error = match &status {
+            OutcomeStatus::DeadLettered { error, .. }
+            | OutcomeStatus::DeadLetterNotStored { error, .. } => Some(error.to_string()),
+            _ => None,
+        };
+        r.record_outcome(&slot.name, envelope, attempt, error);
     }
     HandlerOutcome {
         handler: slot.name.clone(),
         attempts: attempt,
-        status: OutcomeStatus::DeadLettered {
-            dead_letter_id,
-            error: err,
-        },
+        status,
     }
 }
 

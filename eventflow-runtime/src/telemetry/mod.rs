@@ -243,6 +243,11 @@ impl<'a> Tally<'a> {
         filtered
     );
 
+    /// A dead letter that could not be stored (the bus's counter only).
+    pub(crate) fn dead_letter_failed(&self) {
+        HandlerCounters::bump(&self.counters.dead_letter_failures);
+    }
+
     /// Whether durations are measured.
     pub(crate) fn timed(&self) -> bool {
         self.handles.is_some()

@@ -14,6 +14,7 @@ pub(crate) struct HandlerCounters {
     pub(crate) retried: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) filtered: AtomicU64,
+    pub(crate) dead_letter_failures: AtomicU64,
 }
 
 impl HandlerCounters {
@@ -31,6 +32,7 @@ impl HandlerCounters {
             retried: get(&self.retried),
             dead_lettered: get(&self.dead_lettered),
             filtered: get(&self.filtered),
+            dead_letter_failures: get(&self.dead_letter_failures),
         }
     }
 }
@@ -52,6 +54,10 @@ pub struct HandlerMetrics {
     pub dead_lettered: u64,
     /// Events its filter rejected.
     pub filtered: u64,
+    /// Times it gave up on an event but the dead letter could not be stored (the event
+    /// was not acknowledged: a network backend delivers it again; an in-process delivery
+    /// reports [`OutcomeStatus::DeadLetterNotStored`](crate::OutcomeStatus::DeadLetterNotStored)).
+    pub dead_letter_failures: u64,
 }
 
 impl HandlerMetrics {
