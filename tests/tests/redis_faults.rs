@@ -352,3 +352,85 @@ async fn an_invalid_entry_whose_dead_letter_cannot_be_stored_stays_pending() {
     eventflow_tests::wait_acknowledged(&worker, "the invalid entry stayed pending").await;
     worker.shutdown().await.unwrap();
 }
+
+/// Two workers of one group with different handlers: each event reaches the worker that
+/// has its handler (the other leaves it pending instead of acknowledging it), and an event
+/// neither handles is dead-lettered after `max_deliveries`, saying why; nothing is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_with_different_handlers_leave_each_other_their_events() {
+    let Some(t) = redis_or_skip("different_handlers").await else {
+        return;
+    };
+    let mut cfg = t.config();
+    cfg.claim_idle = Duration::from_millis(300);
+    cfg.max_deliveries = 4;
+    let counting = |name: &'static str, pattern: &'static str, log: &eventflow_tests::Log| {
+        let log = log.clone();
+        eventflow::Handler::new(name, pattern, move |e, _ctx| {
+            log.push(format!("{} {}", e.name, e.payload.to_json().unwrap()["n"]));
+            async { Ok::<(), eventflow::HandlerError>(()) }
+        })
+    };
+    let (alpha_log, beta_log) = (
+        eventflow_tests::Log::default(),
+        eventflow_tests::Log::default(),
+    );
+    let rec = eventflow::testing::Recorder::new();
+    let a = eventflow_tests::start_redis_worker(
+        cfg.clone(),
+        &rec,
+        counting("alpha_h", "alpha.*", &alpha_log),
+    )
+    .await;
+    let b = eventflow_tests::start_redis_worker(
+        cfg.clone(),
+        &rec,
+        counting("beta_h", "beta.*", &beta_log),
+    )
+    .await;
+    let publisher = eventflow_tests::redis_publisher(cfg).await;
+    for n in 0..20 {
+        for name in ["alpha.x", "beta.x"] {
+            publisher
+                .publish_envelope(raw_envelope(name, serde_json::json!({ "n": n })))
+                .await
+                .unwrap();
+        }
+    }
+    publisher
+        .publish_envelope(raw_envelope("gamma.x", serde_json::json!({ "n": 0 })))
+        .await
+        .unwrap();
+    let distinct = |log: &eventflow_tests::Log| {
+        let mut v = log.entries();
+        v.sort();
+        v.dedup();
+        v.len()
+    };
+    eventflow_tests::wait_until("every event at its handler", || {
+        distinct(&alpha_log) == 20 && distinct(&beta_log) == 20
+    })
+    .await;
+    assert!(alpha_log.entries().iter().all(|e| e.starts_with("alpha.x")));
+    assert!(beta_log.entries().iter().all(|e| e.starts_with("beta.x")));
+    let mut letters = Vec::new();
+    for _ in 0..1000 {
+        letters = a.dead_letters().await.unwrap();
+        if !letters.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].envelope.name, "gamma.x");
+    assert!(
+        letters[0]
+            .error
+            .contains("no handler of the workers that read it matches `gamma.x`"),
+        "{}",
+        letters[0].error
+    );
+    eventflow_tests::wait_acknowledged(&a, "entries left pending").await;
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

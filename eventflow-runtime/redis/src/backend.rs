@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     /// Ids of the entries this worker is handling; their idle time is refreshed so that no
     /// other worker claims them while they run.
     pub(crate) running: Mutex<std::collections::HashSet<String>>,
+    /// Entries this worker has no handler for, left to the other workers of the group.
+    pub(crate) left: crate::claim::Left,
 }
 
 /// The Redis Streams backend. See the [crate documentation](crate).
@@ -112,6 +114,7 @@ impl RedisBackend {
                 tasks: Mutex::new(Vec::new()),
                 acks: OnceLock::new(),
                 running: Mutex::new(std::collections::HashSet::new()),
+                left: crate::claim::Left::default(),
             }),
         })
     }

@@ -15,8 +15,19 @@
 //! one `XREADGROUP`, and the bus's compiled router picks the handlers. A stream per event
 //! name would need a read over every stream a worker's patterns might match, could not see
 //! names that appear later (`user.*` and a new `user.banned`), and would multiply consumer
-//! groups and pending lists. The cost: a worker reads events none of its handlers wants
-//! (it acknowledges them at once), so give unrelated applications their own `queue`.
+//! groups and pending lists. The cost: a worker reads events none of its handlers wants,
+//! so give unrelated applications their own `queue`.
+//!
+//! **Workers with different handlers.** The workers of one group should have the same
+//! handlers: each entry goes to the one worker that reads it, which runs *its* matching
+//! handlers. When they differ, an entry that no handler of the worker that read it takes
+//! (its event matches none, or it is for a handler that worker lacks, as a retried dead
+//! letter may be) is never acknowledged unhandled: the worker leaves it pending and does
+//! not claim it back for three `claim_idle`s, so a worker that has the handler claims it
+//! once it has been idle for `claim_idle` (a delay of about `claim_idle`). After
+//! `max_deliveries` deliveries with no taker it goes to dead letters with the reason. A
+//! worker bus built with `allow_unhandled(true)` acknowledges an event no handler matches
+//! instead.
 //!
 //! ## Delivery
 //!
@@ -30,18 +41,22 @@
 //! several workers running it at once neither duplicate nor lose entries.
 //!
 //! On start a worker first re-reads its own pending entries, then reads new ones. Entries
-//! left pending by a consumer that died are claimed with `XAUTOCLAIM` once idle for
-//! `claim_idle`; a live worker refreshes the idle time of the entries it is still handling
+//! left pending by a consumer that died are claimed (`XPENDING ... IDLE`, then `XCLAIM`)
+//! once idle for `claim_idle`; a live worker refreshes the idle time of the entries it is still handling
 //! (`XCLAIM ... JUSTID` every third of `claim_idle`), so a long handler is not claimed and
 //! run a second time elsewhere. The entry's delivery count is added to the envelope's `attempt`; an entry
 //! delivered more than `max_deliveries` times (its handler crashed or hung the worker each
 //! time) goes to dead letters.
 //!
-//! An entry that is not a valid envelope (not JSON, missing fields, a bad name) goes to
-//! dead letters under the handler name `""` with the reason, and is acknowledged.
+//! An entry that is not a valid envelope (not JSON, missing fields, a bad name, or larger
+//! than `max_entry_bytes`, which is then not decoded) goes to dead letters under the
+//! handler name `""` with the reason, and is acknowledged. A dead letter that cannot be
+//! stored (a server at `maxmemory` refuses the `HSET`) leaves its entry pending: it is
+//! claimed and tried again until the letter is stored.
 
 mod ack;
 mod backend;
+mod claim;
 mod config;
 mod dead_letters;
 mod ext;

@@ -12,7 +12,8 @@ use redis::{AsyncConnectionConfig, Value};
 
 use crate::ack::*;
 use crate::backend::{Shared, delayed_member};
-use crate::reply::{Entry, entries_of, int, read_reply, text};
+use crate::claim::claim_abandoned;
+use crate::reply::{Entry, int, read_reply, text};
 
 pub(crate) async fn connect_consumer(
     shared: &Shared,
@@ -128,42 +129,6 @@ pub(crate) async fn read_until_error(
         }
     }
     Ok(())
-}
-
-/// Claims entries other consumers left pending longer than `claim_idle`.
-pub(crate) async fn claim_abandoned(
-    shared: &Arc<Shared>,
-    conn: &mut MultiplexedConnection,
-) -> Result<(), redis::RedisError> {
-    let mut start = "0-0".to_owned();
-    loop {
-        let reply: Value = redis::cmd("XAUTOCLAIM")
-            .arg(&shared.keys.stream)
-            .arg(&shared.cfg.group)
-            .arg(&shared.consumer)
-            .arg(shared.cfg.claim_idle.as_millis() as u64)
-            .arg(&start)
-            .arg("COUNT")
-            .arg(shared.cfg.batch)
-            .query_async(conn)
-            .await?;
-        let Value::Array(parts) = reply else {
-            return Ok(());
-        };
-        let next = parts.first().and_then(text).unwrap_or_else(|| "0-0".into());
-        let entries = parts.get(1).map(entries_of).unwrap_or_default();
-        if !entries.is_empty() {
-            tracing::info!(
-                count = entries.len(),
-                "eventflow: claimed entries abandoned by another consumer"
-            );
-        }
-        dispatch_redelivered(shared, conn, entries).await?;
-        if next == "0-0" {
-            return Ok(());
-        }
-        start = next;
-    }
 }
 
 /// Dispatches entries that were delivered before (own pending or claimed), each with its
@@ -394,10 +359,31 @@ pub(crate) async fn handle_entry(shared: &Arc<Shared>, entry: Entry, delivered: 
     let report = sink
         .deliver(Delivery {
             envelope: envelope.clone(),
-            handler,
+            handler: handler.clone(),
             retries: Retries::ByBackend,
         })
         .await;
+    if report.outcomes.is_empty()
+        && !report.cancelled
+        && (handler.is_some() || !sink.allows_unhandled())
+    {
+        // No handler of this worker takes it: leave it for a worker of the group that has
+        // one, up to the delivery bound, then dead-letter it saying why.
+        match broker::unrouted(
+            &envelope,
+            handler.as_deref(),
+            delivered,
+            shared.cfg.max_deliveries,
+        ) {
+            None => crate::claim::leave_for_others(shared, &entry.id),
+            Some(letter) => {
+                if store_dead_letter(shared, *letter).await {
+                    ack(shared, &entry.id, Vec::new()).await;
+                }
+            }
+        }
+        return;
+    }
     let retries = match broker::settle(&envelope, &report) {
         // Shutdown cut it short: leave it pending for another consumer to claim.
         Settlement::LeavePending => return,

@@ -124,6 +124,40 @@ pub fn redelivered(
     )))
 }
 
+/// An entry no handler of the worker that read it takes (its event matches none, or it is
+/// for a handler this worker lacks; see [`DeliverySink::allows_unhandled`](super::DeliverySink::allows_unhandled)).
+/// `None`: leave it pending for a worker of the group that has the handler. On its
+/// `max_deliveries`-th delivery: its dead letter, saying that no worker took it.
+pub fn unrouted(
+    envelope: &Envelope,
+    handler: Option<&str>,
+    delivered: u32,
+    max_deliveries: u32,
+) -> Option<Box<DeadLetter>> {
+    if delivered < max_deliveries {
+        return None;
+    }
+    let reason = match handler {
+        Some(h) => {
+            format!("delivered {delivered} times, and no worker that read it has the handler `{h}`")
+        }
+        None => format!(
+            "delivered {delivered} times, and no handler of the workers that read it matches `{}`",
+            envelope.name
+        ),
+    };
+    let now = SystemTime::now();
+    Some(Box::new(DeadLetter::new(
+        handler.unwrap_or("*"),
+        envelope.clone(),
+        reason,
+        HandlerErrorKind::Failed,
+        delivered,
+        now,
+        now,
+    )))
+}
+
 /// A retry the backend stores as a delayed entry for one handler.
 #[derive(Clone, Debug)]
 pub struct ScheduledRetry {

@@ -95,6 +95,13 @@ impl Delivery {
 pub trait DeliverySink: Send + Sync + 'static {
     /// Delivers one envelope.
     fn deliver(&self, delivery: Delivery) -> BoxFuture<'static, DeliveryReport>;
+    /// Whether an event no handler matches may be acknowledged as done (the bus was built
+    /// with [`allow_unhandled`](crate::EventBusBuilder::allow_unhandled)). When not, a
+    /// network backend leaves such an entry for another worker
+    /// ([`broker::unrouted`]).
+    fn allows_unhandled(&self) -> bool {
+        false
+    }
 }
 
 /// What a backend reports about itself.

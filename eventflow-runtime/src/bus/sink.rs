@@ -11,6 +11,10 @@ use crate::util::BoxFuture;
 pub(super) struct BusSink(pub(super) Weak<Inner>);
 
 impl DeliverySink for BusSink {
+    fn allows_unhandled(&self) -> bool {
+        self.0.upgrade().is_some_and(|inner| inner.allow_unhandled)
+    }
+
     /// Deliveries coming from the backend run on tasks of their own; shutdown cancels the
     /// ones still running when its timeout ends. (A `dispatch` runs in its caller's future,
     /// which the caller owns: shutdown reports it but does not cancel it.)

@@ -1,0 +1,113 @@
+//! Claiming entries other consumers left pending, and leaving entries this worker has no
+//! handler for to the others.
+//!
+//! Workers of one group may have different handlers. An entry no handler of the worker
+//! that read it takes is not acknowledged: the worker leaves it pending and does not claim
+//! it back for a while ([`LEFT_FOR`] times `claim_idle`), so that a worker of the group that
+//! has the handler claims it once it has been idle for `claim_idle`. After `max_deliveries`
+//! deliveries without a taker it is dead-lettered, saying so.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+
+use crate::backend::Shared;
+use crate::reply::{entries_of, text};
+use crate::worker::dispatch_redelivered;
+
+/// How long (in `claim_idle`s) a worker leaves an entry it has no handler for to others.
+pub(crate) const LEFT_FOR: u32 = 3;
+
+/// Entries this worker left to others, and when; at most this many are remembered.
+const MAX_LEFT: usize = 10_000;
+
+/// Entries this worker left to the others, by id, with when.
+#[derive(Default)]
+pub(crate) struct Left(std::sync::Mutex<HashMap<String, Instant>>);
+
+impl Left {
+    fn skips(&self, id: &str, within: std::time::Duration) -> bool {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id).is_some_and(|at| at.elapsed() < within)
+    }
+}
+
+/// Notes that this worker left entry `id` pending for a worker that has its handler.
+pub(crate) fn leave_for_others(shared: &Shared, id: &str) {
+    tracing::debug!(%id, "eventflow: no handler here takes the entry; left to the other workers");
+    let window = shared.cfg.claim_idle.saturating_mul(LEFT_FOR);
+    let mut map = shared.left.0.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() >= MAX_LEFT {
+        map.retain(|_, at| at.elapsed() < window);
+    }
+    if map.len() < MAX_LEFT {
+        map.insert(id.to_owned(), Instant::now());
+    }
+}
+
+/// Claims entries idle longer than `claim_idle` in any consumer's pending list (this
+/// one's included, after a restart), except those this worker recently left to others.
+pub(crate) async fn claim_abandoned(
+    shared: &Arc<Shared>,
+    conn: &mut MultiplexedConnection,
+) -> Result<(), redis::RedisError> {
+    let idle = u64::try_from(shared.cfg.claim_idle.as_millis()).unwrap_or(u64::MAX);
+    let window = shared.cfg.claim_idle.saturating_mul(LEFT_FOR);
+    let mut start = "-".to_owned();
+    loop {
+        let reply: Value = redis::cmd("XPENDING")
+            .arg(&shared.keys.stream)
+            .arg(&shared.cfg.group)
+            .arg("IDLE")
+            .arg(idle)
+            .arg(&start)
+            .arg("+")
+            .arg(shared.cfg.batch)
+            .query_async(conn)
+            .await?;
+        let Value::Array(rows) = reply else {
+            return Ok(());
+        };
+        let ids: Vec<String> = rows
+            .iter()
+            .filter_map(|r| match r {
+                Value::Array(cols) => cols.first().and_then(text),
+                _ => None,
+            })
+            .collect();
+        let Some(last) = ids.last().cloned() else {
+            return Ok(());
+        };
+        let wanted: Vec<&String> = ids
+            .iter()
+            .filter(|id| !shared.left.skips(id, window))
+            .collect();
+        if !wanted.is_empty() {
+            // The idle bound again: an entry another worker refreshed meanwhile stays its.
+            let claimed: Value = redis::cmd("XCLAIM")
+                .arg(&shared.keys.stream)
+                .arg(&shared.cfg.group)
+                .arg(&shared.consumer)
+                .arg(idle)
+                .arg(&wanted)
+                .query_async(conn)
+                .await?;
+            let entries = entries_of(&claimed);
+            if !entries.is_empty() {
+                tracing::info!(
+                    count = entries.len(),
+                    "eventflow: claimed entries abandoned by another consumer"
+                );
+            }
+            dispatch_redelivered(shared, conn, entries).await?;
+        }
+        if ids.len() < shared.cfg.batch {
+            return Ok(());
+        }
+        // The next page starts after the last id seen (exclusive range).
+        start = format!("({last}");
+    }
+}
