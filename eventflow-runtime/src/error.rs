@@ -95,6 +95,15 @@ pub enum PublishError {
         /// The limit.
         max: usize,
     },
+    /// The bus holds as many events as it may (a memory bus's
+    /// [`max_waiting`](crate::MemoryBackend::max_waiting)) and no room came up in time.
+    #[error("cannot publish `{name}`: the bus holds its maximum of {max_waiting} waiting events")]
+    Full {
+        /// The event's name.
+        name: String,
+        /// The bound.
+        max_waiting: usize,
+    },
     /// The backend refused or lost the event.
     #[error("backend could not accept `{name}`: {source}")]
     Backend {

@@ -43,7 +43,9 @@ mod macro_abi;
 pub mod store;
 pub mod testing;
 
-pub use backend::{Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries};
+pub use backend::{
+    Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries, WhenFull,
+};
 pub use bus::batch;
 pub use bus::{
     BatchConfig, BatchContext, BatchError, EventBus, EventBusBuilder, EventRecord, FilterFn,

@@ -2,10 +2,12 @@
 #![allow(clippy::unwrap_used)] // test code
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use eventflow::{
-    BoxFuture, ConnectionError, DeadLetter, DeadLetterStore, EventBus, Handler, HandlerError,
-    MemoryBackend, OutcomeStatus,
+    BoxFuture, ConnectionError, DeadLetter, DeadLetterStore, EventBus, EventError, Handler,
+    HandlerError, MemoryBackend, MemoryDeadLetters, OutcomeStatus, PublishError, RetryPolicy,
+    WhenFull,
 };
 
 /// A dead-letter store that refuses every write, as a full or unreachable one does.
@@ -59,4 +61,185 @@ async fn a_dead_letter_that_cannot_be_stored_is_reported() {
     let m = bus.metrics().handler("fails").unwrap().clone();
     assert_eq!((m.dead_lettered, m.dead_letter_failures), (0, 1), "{m:?}");
     bus.shutdown().await.unwrap();
+}
+
+/// A handler that waits for `gate` before it returns.
+fn gated(name: &str, pattern: &str, gate: &Arc<tokio::sync::Semaphore>) -> Handler {
+    let gate = gate.clone();
+    Handler::new(name, pattern, move |_e, _ctx| {
+        let gate = gate.clone();
+        async move {
+            let _pass = gate.acquire().await;
+            Ok::<(), HandlerError>(())
+        }
+    })
+}
+
+async fn memory_bus(backend: MemoryBackend, handler: Handler) -> EventBus {
+    EventBus::builder()
+        .without_registry()
+        .backend(backend)
+        .handler(handler)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A memory bus holds at most `max_waiting` events; past it publish refuses (or waits for
+/// room, up to its timeout), and takes events again once handlers catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bus_holds_at_most_max_waiting_events() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let bus = memory_bus(
+        MemoryBackend::new()
+            .max_waiting(10)
+            .when_full(WhenFull::Refuse),
+        gated("slow", "slow.job", &gate),
+    )
+    .await;
+    for _ in 0..10 {
+        bus.publish_raw("slow.job", serde_json::json!({}))
+            .await
+            .unwrap();
+    }
+    let err = bus
+        .publish_raw("slow.job", serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EventError::Publish(PublishError::Full {
+                max_waiting: 10,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert_eq!(bus.health().await.pending, Some(10));
+    gate.add_permits(1000);
+    eventflow_tests::wait_until("the ten handled", || {
+        bus.metrics()
+            .handler("slow")
+            .is_some_and(|m| m.succeeded == 10)
+    })
+    .await;
+    bus.publish_raw("slow.job", serde_json::json!({}))
+        .await
+        .unwrap();
+    bus.shutdown().await.unwrap();
+
+    // Waiting: publish blocks until room comes, or fails after its timeout.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let bus = memory_bus(
+        MemoryBackend::new()
+            .max_waiting(2)
+            .when_full(WhenFull::Wait(Duration::from_millis(200))),
+        gated("slow", "slow.job", &gate),
+    )
+    .await;
+    for _ in 0..2 {
+        bus.publish_raw("slow.job", serde_json::json!({}))
+            .await
+            .unwrap();
+    }
+    let err = bus
+        .publish_raw("slow.job", serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EventError::Publish(PublishError::Full { .. })),
+        "{err}"
+    );
+    let g = gate.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        g.add_permits(1000);
+    });
+    bus.publish_raw("slow.job", serde_json::json!({}))
+        .await
+        .expect("room came within the timeout");
+    bus.shutdown().await.unwrap();
+}
+
+/// An event waiting out a retry's backoff still holds its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_waiting_for_its_retry_counts_against_max_waiting() {
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = failed.clone();
+    let handler = Handler::new("flaky", "flaky.job", move |_e, _ctx| {
+        let first = !f.swap(true, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            if first {
+                Err(HandlerError::msg("try again"))
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .retry(RetryPolicy::attempts(2).backoff(0.5, 0.5));
+    let bus = memory_bus(
+        MemoryBackend::new()
+            .max_waiting(1)
+            .when_full(WhenFull::Refuse),
+        handler,
+    )
+    .await;
+    bus.publish_raw("flaky.job", serde_json::json!({}))
+        .await
+        .unwrap();
+    eventflow_tests::wait_until("the first attempt failed", || {
+        failed.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    let err = bus
+        .publish_raw("flaky.job", serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EventError::Publish(PublishError::Full { .. })),
+        "{err}"
+    );
+    bus.shutdown().await.unwrap();
+}
+
+fn letter(n: u64, failed_ago: Duration) -> DeadLetter {
+    let at = std::time::SystemTime::now() - failed_ago;
+    DeadLetter::new(
+        "h",
+        eventflow_tests::raw_envelope("job.run", serde_json::json!({ "n": n })),
+        "failed",
+        eventflow::HandlerErrorKind::Failed,
+        1,
+        at,
+        at,
+    )
+}
+
+/// Memory dead letters are kept up to a count and an age; the oldest go first.
+#[tokio::test]
+async fn memory_dead_letters_are_kept_up_to_a_count_and_an_age() {
+    let store = MemoryDeadLetters::with_retention(3, Some(Duration::from_secs(3600)));
+    for n in 0..5 {
+        store.put(letter(n, Duration::ZERO)).await.unwrap();
+    }
+    let kept: Vec<u64> = store
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.envelope.payload.to_json().unwrap()["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, [2, 3, 4]);
+    assert_eq!(store.evicted(), 2);
+    store
+        .put(letter(9, Duration::from_secs(7200)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.len().await.unwrap(),
+        3,
+        "a letter past its age is not kept"
+    );
+    assert_eq!(store.evicted(), 3);
 }

@@ -228,4 +228,4 @@ pub trait BackendConfig: std::any::Any + Send + 'static {
 pub mod broker;
 mod memory;
 
-pub use memory::MemoryBackend;
+pub use memory::{DEFAULT_MAX_WAITING, MemoryBackend, WhenFull};

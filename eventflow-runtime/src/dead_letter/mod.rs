@@ -127,5 +127,5 @@ pub trait DeadLetterStore: Send + Sync + 'static {
 mod memory;
 mod query;
 
-pub use memory::MemoryDeadLetters;
+pub use memory::{DEFAULT_DEAD_LETTER_AGE, DEFAULT_MAX_DEAD_LETTERS, MemoryDeadLetters};
 pub use query::{DeadLetterPage, DeadLetterQuery, MAX_PAGE};
