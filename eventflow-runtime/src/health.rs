@@ -205,6 +205,21 @@ impl HealthChecker {
                     ));
                 }
             }
+            let abandoned = h
+                .abandoned_attempts
+                .saturating_sub(before.abandoned_attempts);
+            if abandoned > 0 {
+                degrade(format!(
+                    "handler `{}`: {abandoned} attempt(s) of its plain fn ran past the timeout since the last check and were abandoned; their threads run on",
+                    h.handler
+                ));
+            }
+        }
+        let (busy, max) = now.blocking_threads;
+        if max > 0 && busy >= max {
+            degrade(format!(
+                "all {max} threads for plain functions are busy; more wait for one"
+            ));
         }
         state.previous = now
             .handlers

@@ -46,6 +46,7 @@ pub mod testing;
 pub use backend::{
     Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries, WhenFull,
 };
+pub use bus::DEFAULT_BLOCKING_THREADS;
 pub use bus::batch;
 pub use bus::{
     BatchConfig, BatchContext, BatchError, EventBus, EventBusBuilder, EventRecord, FilterFn,

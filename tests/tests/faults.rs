@@ -243,3 +243,36 @@ async fn memory_dead_letters_are_kept_up_to_a_count_and_an_age() {
     );
     assert_eq!(store.evicted(), 3);
 }
+
+/// A plain `fn` handler that never returns: its timed-out attempts are abandoned (counted,
+/// and visible in the pool's figures), they occupy at most the bus's pool of threads, and
+/// the process still exits after `shutdown` (the pool's threads do not keep it alive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_plain_fn_neither_piles_up_threads_nor_keeps_the_process_alive() {
+    let worker = env!("CARGO_BIN_EXE_eventflow-test-worker");
+    let mut child = tokio::process::Command::new(worker)
+        .args(["-", "-", "hung-plain-fn"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let stdout = child.stdout.take().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), async {
+        use tokio::io::AsyncReadExt;
+        let mut stdout = stdout;
+        stdout.read_to_string(&mut out).await.unwrap();
+        child.wait().await.unwrap()
+    })
+    .await
+    .expect("the process did not exit after shutdown: a hung plain fn kept it alive");
+    assert!(status.success(), "{status:?}: {out}");
+    let field = |k: &str| -> u64 {
+        out.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {out:?}"))
+    };
+    assert_eq!(field("abandoned"), 200, "{out}");
+    assert_eq!((field("busy"), field("max")), (8, 8), "{out}");
+}

@@ -144,21 +144,19 @@ pub(super) async fn run_attempt_elsewhere(
         )),
         HandlerFn::Blocking(f) => {
             // The thread cannot be stopped: on timeout the attempt is abandoned and counted
-            // as failed while the function runs to its end on its thread.
+            // as failed (and as abandoned) while the function runs to its end on its
+            // thread, which holds one of the pool's threads until then.
             let f = f.clone();
-            match &slot.pool {
-                Some(pool) => match bounded(timeout, pool.run(move || f(ctx))).await? {
-                    Ok(r) => r,
-                    Err(p) => Err(HandlerError::panicked(p.0)),
-                },
-                None => {
-                    let task = tokio::task::spawn_blocking(move || {
-                        std::panic::catch_unwind(AssertUnwindSafe(|| f(ctx)))
-                    });
-                    match bounded(timeout, task).await? {
-                        Ok(r) => flatten_panic(r),
-                        Err(_) => Err(HandlerError::cancelled("the blocking task was cancelled")),
-                    }
+            let Some(pool) = &slot.pool else {
+                return Err(HandlerError::cancelled("no thread for a plain function"));
+            };
+            match bounded(timeout, pool.run(move || f(ctx))).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(p)) => Err(HandlerError::panicked(p.0)),
+                Err(timed_out) => {
+                    crate::telemetry::HandlerCounters::bump(&slot.counters.abandoned_attempts);
+                    tracing::warn!(handler = %slot.name, "eventflow: a plain function ran past its timeout; its attempt is abandoned while its thread runs on");
+                    Err(timed_out)
                 }
             }
         }

@@ -17,10 +17,14 @@ use super::{EventBus, Inner};
 use crate::backend::{Backend, BackendConfig, MemoryBackend};
 use crate::error::{EventError, Problem, ProblemKind, ValidationError};
 use crate::event::Headers;
-use crate::executor::Executor;
+use crate::executor::{Executor, ExecutorConfig, ThreadPool};
 use crate::pattern::{Pattern, Router};
 use crate::telemetry::Telemetry;
 use crate::util::calibrate_clock;
+
+/// The most threads a bus's pool for plain functions runs at once, by default
+/// ([`EventBusBuilder::blocking_threads`]).
+pub const DEFAULT_BLOCKING_THREADS: usize = 64;
 
 /// Configures and builds an [`EventBus`].
 #[must_use]
@@ -30,6 +34,7 @@ pub struct EventBusBuilder {
     extra: Vec<Handler>,
     allow_unhandled: bool,
     shutdown_timeout: Duration,
+    blocking_threads: usize,
     backend: Option<PendingBackend>,
     recorder: Option<Recorder>,
     headers: Headers,
@@ -47,6 +52,7 @@ impl Default for EventBusBuilder {
             extra: Vec::new(),
             allow_unhandled: false,
             shutdown_timeout: Duration::from_secs(30),
+            blocking_threads: DEFAULT_BLOCKING_THREADS,
             backend: None,
             recorder: None,
             headers: Headers::new(),
@@ -85,6 +91,18 @@ impl EventBusBuilder {
     /// Accepts events no handler matches instead of failing with [`NoHandler`](crate::NoHandler).
     pub fn allow_unhandled(mut self, allow: bool) -> Self {
         self.allow_unhandled = allow;
+        self
+    }
+
+    /// How many threads the bus's pool for plain functions runs at most (default
+    /// [`DEFAULT_BLOCKING_THREADS`]). Plain `fn` handlers (except those on the ThreadPool
+    /// executor, which have a pool of their own) and plain scheduled functions run there.
+    /// Its threads do not keep the process alive: a plain function that never returns
+    /// does not hold up the process's exit after [`EventBus::shutdown`]. An attempt that
+    /// runs past its `timeout` is abandoned, and keeps its thread until it returns (see
+    /// [`HandlerMetrics::abandoned_attempts`](crate::HandlerMetrics::abandoned_attempts)).
+    pub fn blocking_threads(mut self, n: usize) -> Self {
+        self.blocking_threads = n.max(1);
         self
     }
 
@@ -278,6 +296,11 @@ impl EventBusBuilder {
                 .cmp(&a.options.priority)
                 .then_with(|| a.name.cmp(&b.name))
         });
+        let blocking = ThreadPool::new(
+            ExecutorConfig::new()
+                .max_workers(self.blocking_threads)
+                .thread_name_prefix("eventflow-blocking-"),
+        );
         let mut router = Router::new();
         let mut slots = Vec::with_capacity(handlers.len());
         for (i, h) in handlers.into_iter().enumerate() {
@@ -286,7 +309,7 @@ impl EventBusBuilder {
                 continue;
             };
             router.insert(&pattern, i);
-            slots.push(CompiledHandler::new(h, pattern, self.metrics));
+            slots.push(CompiledHandler::new(h, pattern, self.metrics, &blocking));
         }
         let backend: Arc<dyn Backend> = match self.backend {
             Some(PendingBackend::Ready(b)) => b,
@@ -303,6 +326,7 @@ impl EventBusBuilder {
             headers: self.headers,
             accepting: AtomicBool::new(true),
             shutting_down: AtomicBool::new(false),
+            blocking,
             published: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             inflight: InFlight::default(),

@@ -24,16 +24,23 @@ pub(super) struct CompiledHandler {
 }
 
 impl CompiledHandler {
-    pub(super) fn new(h: Handler, pattern: Pattern, metrics: bool) -> Self {
+    /// `blocking` is the bus's pool for plain functions that name no pool of their own.
+    pub(super) fn new(h: Handler, pattern: Pattern, metrics: bool, blocking: &ThreadPool) -> Self {
         let name: Arc<str> = h.name.into();
+        let pool = if h.options.executor == Executor::ThreadPool {
+            Some(ThreadPool::new(h.options.executor_config.clone()))
+        } else if matches!(h.func, HandlerFn::Blocking(_)) {
+            Some(blocking.clone())
+        } else {
+            None
+        };
         CompiledHandler {
             metrics: metrics.then(|| SlotMetrics::new(name.clone())),
             name,
             pattern,
             gate: h.options.concurrency.map(PriorityGate::new),
             batcher: h.options.batch.map(Batcher::new),
-            pool: (h.options.executor == Executor::ThreadPool)
-                .then(|| ThreadPool::new(h.options.executor_config.clone())),
+            pool,
             options: h.options,
             func: h.func,
             filter: h.filter,

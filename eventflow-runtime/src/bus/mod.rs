@@ -31,7 +31,7 @@ mod timer;
 mod validate;
 
 pub use batch::{BatchConfig, BatchContext, BatchError, BatchInvoke, check_payload};
-pub use builder::EventBusBuilder;
+pub use builder::{DEFAULT_BLOCKING_THREADS, EventBusBuilder};
 pub(crate) use context::Publisher;
 pub use handler::{
     AsyncInvoke, BlockingInvoke, FilterFn, Handler, HandlerContext, HandlerOptions, Invoke,
@@ -75,6 +75,8 @@ struct Inner {
     shutdown_timeout: Duration,
     headers: Headers,
     accepting: AtomicBool,
+    /// The pool plain functions run on.
+    blocking: crate::executor::ThreadPool,
     /// Set by the first [`EventBus::shutdown`]; a later call returns at once.
     shutting_down: AtomicBool,
     published: AtomicU64,
@@ -259,6 +261,10 @@ impl EventBus {
                 .iter()
                 .map(|s| s.counters.snapshot(&s.name))
                 .collect(),
+            blocking_threads: (
+                self.inner.blocking.busy(),
+                self.inner.blocking.max_threads(),
+            ),
         }
     }
 

@@ -359,7 +359,9 @@ async fn run_tick(bus: &EventBus, index: usize, tick: u64) {
     } else {
         tracing::Span::none()
     };
-    let result = run_once(sched, ctx).instrument(span).await;
+    let result = run_once(sched, ctx, &bus.inner.blocking)
+        .instrument(span)
+        .await;
     counters.last_tick.store(tick, Ordering::Relaxed);
     crate::telemetry::scheduled_run(bus.telemetry().metrics, &sched.name, result.is_ok());
     match result {
@@ -374,7 +376,11 @@ async fn run_tick(bus: &EventBus, index: usize, tick: u64) {
     }
 }
 
-async fn run_once(sched: &ScheduledJob, ctx: ScheduleContext) -> Result<(), HandlerError> {
+async fn run_once(
+    sched: &ScheduledJob,
+    ctx: ScheduleContext,
+    blocking: &crate::executor::ThreadPool,
+) -> Result<(), HandlerError> {
     let bounded = |fut: BoxFuture<'static, Result<(), HandlerError>>| async move {
         match sched.timeout {
             None => fut.await,
@@ -398,16 +404,14 @@ async fn run_once(sched: &ScheduledJob, ctx: ScheduleContext) -> Result<(), Hand
             bounded(caught).await
         }
         ScheduledFn::Blocking(f) => {
-            // On timeout the run is abandoned and counted as failed; the thread finishes.
+            // On the bus's pool for plain functions. On timeout the run is abandoned and
+            // counted as failed; the thread finishes it.
             let f = f.clone();
-            let task = tokio::task::spawn_blocking(move || {
-                std::panic::catch_unwind(AssertUnwindSafe(|| f(ctx)))
-            });
+            let pool = blocking.clone();
             bounded(Box::pin(async move {
-                match task.await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(p)) => Err(HandlerError::panicked(panic_message(&*p))),
-                    Err(_) => Err(HandlerError::cancelled("the blocking run was cancelled")),
+                match pool.run(move || f(ctx)).await {
+                    Ok(r) => r,
+                    Err(p) => Err(HandlerError::panicked(p.0)),
                 }
             }))
             .await

@@ -85,6 +85,24 @@ impl ThreadPool {
         &self.shared.config
     }
 
+    /// Threads running a task now.
+    pub fn busy(&self) -> usize {
+        self.shared
+            .state
+            .lock()
+            .map_or(0, |st| st.live.saturating_sub(st.idle))
+    }
+
+    /// Tasks waiting for a thread.
+    pub fn queued(&self) -> usize {
+        self.shared.state.lock().map_or(0, |st| st.queue.len())
+    }
+
+    /// The most threads it runs at once.
+    pub fn max_threads(&self) -> usize {
+        self.shared.workers
+    }
+
     /// How many threads the pool has started so far (replacements included).
     pub fn threads_started(&self) -> usize {
         self.shared.started.load(Ordering::Relaxed)

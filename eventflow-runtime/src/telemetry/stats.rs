@@ -15,6 +15,7 @@ pub(crate) struct HandlerCounters {
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) filtered: AtomicU64,
     pub(crate) dead_letter_failures: AtomicU64,
+    pub(crate) abandoned_attempts: AtomicU64,
 }
 
 impl HandlerCounters {
@@ -33,6 +34,7 @@ impl HandlerCounters {
             dead_lettered: get(&self.dead_lettered),
             filtered: get(&self.filtered),
             dead_letter_failures: get(&self.dead_letter_failures),
+            abandoned_attempts: get(&self.abandoned_attempts),
         }
     }
 }
@@ -58,6 +60,9 @@ pub struct HandlerMetrics {
     /// was not acknowledged: a network backend delivers it again; an in-process delivery
     /// reports [`OutcomeStatus::DeadLetterNotStored`](crate::OutcomeStatus::DeadLetterNotStored)).
     pub dead_letter_failures: u64,
+    /// Attempts of a plain `fn` that ran past their timeout: failed, while the function
+    /// runs on to its end on its thread (a thread cannot be stopped).
+    pub abandoned_attempts: u64,
 }
 
 impl HandlerMetrics {
@@ -81,6 +86,9 @@ pub struct MetricsSnapshot {
     pub in_flight: u64,
     /// Per handler, in handler order.
     pub handlers: Vec<HandlerMetrics>,
+    /// Threads of the bus's pool for plain functions busy now (abandoned attempts that
+    /// still run included), and the most it runs at once.
+    pub blocking_threads: (usize, usize),
 }
 
 impl MetricsSnapshot {

@@ -68,6 +68,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if mode == "model-crash" {
         return model_crash(url, queue).await;
     }
+    if mode == "hung-plain-fn" {
+        return hung_plain_fn().await;
+    }
     let mut cfg = RedisConfig::new(url.as_str());
     cfg.queue = queue.clone();
     cfg.block = Duration::from_millis(100);
@@ -243,5 +246,46 @@ async fn failed(cfg: RedisConfig, args: &[String]) -> Result<(), Box<dyn std::er
         (Some("remove"), Some(id)) => println!("{}", bus.remove_dead_letter(id.parse()?).await?),
         _ => usage(),
     }
+    Ok(())
+}
+
+/// A memory bus whose plain `fn` handler never returns (a 100 ms timeout abandons each
+/// attempt): publishes 200 events, waits for every attempt to be abandoned, shuts down and
+/// returns from `main`. The process must then exit; it prints what the bus counted.
+async fn hung_plain_fn() -> Result<(), Box<dyn std::error::Error>> {
+    let bus = EventBus::builder()
+        .without_registry()
+        .blocking_threads(8)
+        .handler(
+            Handler::blocking("hangs", "hang.*", |_env, _ctx| {
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            })
+            .timeout(Duration::from_millis(100)),
+        )
+        .build()
+        .await?;
+    for n in 0..200 {
+        bus.publish_raw("hang.now", serde_json::json!({ "n": n }))
+            .await?;
+    }
+    let start = std::time::Instant::now();
+    let abandoned = |bus: &EventBus| {
+        bus.metrics()
+            .handler("hangs")
+            .map_or(0, |m| m.abandoned_attempts)
+    };
+    while abandoned(&bus) < 8 && start.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = bus.shutdown().await;
+    let m = bus.metrics();
+    println!(
+        "abandoned={} busy={} max={}",
+        abandoned(&bus),
+        m.blocking_threads.0,
+        m.blocking_threads.1
+    );
     Ok(())
 }
