@@ -809,6 +809,40 @@ fn job(n: u64, mode: &str) -> Job {
     }
 }
 
+/// An idle child killed from outside is replaced before it is handed a task, so the next
+/// run does not fail with "the child process ended" for a task it never ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_child_killed_from_outside_is_replaced_before_its_next_task() {
+    let p = Pipeline::builder("killed_child")
+        .step::<InChild>()
+        .build()
+        .unwrap();
+    let run = p.run(job(1, "ok")).await;
+    let first = run
+        .output::<JobDone>()
+        .unwrap_or_else(|| panic!("{}", run.trace_text()));
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &first.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let run = p.run(job(2, "ok")).await;
+    let second = run
+        .output::<JobDone>()
+        .unwrap_or_else(|| panic!("{}", run.trace_text()));
+    assert_ne!(second.pid, first.pid, "ran in a new child");
+    let retried = run
+        .trace()
+        .iter()
+        .any(|(_, s)| matches!(s, Signal::StepRetried { .. }));
+    assert!(
+        !retried,
+        "the dead child was handed the task: {}",
+        run.trace_text()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_steps_run_in_reused_children_that_are_replaced() {
     let p = Pipeline::builder("children")

@@ -28,6 +28,7 @@
 //!   which bounds loops made with `goto`.
 
 mod bridge;
+mod command;
 pub(crate) mod datum;
 mod pointy;
 #[cfg(unix)]
@@ -42,6 +43,7 @@ use std::any::Any;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+pub use command::DEFAULT_MAX_OUTPUT_BYTES;
 pub use pointy::{MAX_POINTY_NESTING, PointyError};
 pub use process::serve_process_steps;
 pub use step::{

@@ -45,6 +45,7 @@ pub(crate) async fn serve(path: PathBuf) -> std::io::Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         }
+        let id = read_part(&mut s).await?;
         let name = String::from_utf8_lossy(&read_part(&mut s).await?).into_owned();
         let input = read_part(&mut s).await?;
         let (kind, payload) = match run_here(&mut steps, &name, &input).await {
@@ -66,7 +67,8 @@ pub(crate) async fn serve(path: PathBuf) -> std::io::Result<()> {
             ),
             Err(e) => (EXCEPTION, e.into_bytes()),
         };
-        write_frame(&mut s, kind, &[&payload]).await?;
+        // The answer carries its request's id, so the parent can tell it apart.
+        write_frame(&mut s, kind, &[&id, &payload]).await?;
     }
 }
 

@@ -32,6 +32,10 @@
 //! `EVENTFLOW_STEP_SOCKET`; `serve_process_steps` does nothing when that variable is not
 //! set, so the line costs nothing in the parent. In the child it serves steps until the
 //! parent goes away, then exits the process.
+//!
+//! Each request carries an id that its answer repeats, so an answer can never be taken
+//! for another's; an idle child that has died (killed from outside) is replaced before it
+//! is handed a task.
 
 mod child;
 mod pool;
@@ -54,7 +58,10 @@ pub(crate) async fn write_frame(
     let mut buf = Vec::with_capacity(1 + parts.iter().map(|p| 4 + p.len()).sum::<usize>());
     buf.push(kind);
     for p in parts {
-        buf.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        let len = u32::try_from(p.len()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "a frame part over 4 GiB")
+        })?;
+        buf.extend_from_slice(&len.to_be_bytes());
         buf.extend_from_slice(p);
     }
     s.write_all(&buf).await
@@ -63,10 +70,20 @@ pub(crate) async fn write_frame(
 pub(crate) async fn read_part(s: &mut UnixStream) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).await?;
-    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_PART_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a frame part of {len} bytes, over the limit of {MAX_PART_BYTES}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
     s.read_exact(&mut buf).await?;
     Ok(buf)
 }
+
+/// The largest part of a frame read (an input or an output): 256 MiB.
+const MAX_PART_BYTES: usize = 256 << 20;
 
 pub(crate) const SUCCESS: u8 = 0;
 pub(crate) const FAILURE: u8 = 1;

@@ -25,6 +25,15 @@ pub(crate) struct ProcessPool {
     idle: Mutex<Vec<Child>>,
     slots: Semaphore,
     spawned: std::sync::atomic::AtomicUsize,
+    /// The id of the next request; a child answers each with its id.
+    next_request: std::sync::atomic::AtomicU64,
+}
+
+fn out_of_step(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("the child is out of step: {what}"),
+    )
 }
 
 impl ProcessPool {
@@ -34,6 +43,7 @@ impl ProcessPool {
             config,
             idle: Mutex::new(Vec::new()),
             spawned: Default::default(),
+            next_request: Default::default(),
         }
     }
 
@@ -92,6 +102,24 @@ impl ProcessPool {
         accepted
     }
 
+    /// An idle child that is still alive: one that died while idle (killed from outside)
+    /// is dropped here rather than handed a task it would never run.
+    fn live_idle_child(&self) -> Option<Child> {
+        let mut idle = crate::util::lock(&self.idle);
+        while let Some(mut c) = idle.pop() {
+            match c.process.try_wait() {
+                Ok(None) => return Some(c),
+                Ok(Some(status)) => {
+                    tracing::warn!(%status, "eventflow: an idle step process had ended; replacing it");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "eventflow: cannot tell whether an idle step process lives; replacing it")
+                }
+            }
+        }
+        None
+    }
+
     /// One attempt in a child: an idle one, or a new one while under `max_workers`.
     pub(crate) async fn run(
         &self,
@@ -111,7 +139,7 @@ impl ProcessPool {
         let Ok(_slot) = self.slots.acquire().await else {
             return Attempt::Exception(HandlerError::msg("the process pool is closed"));
         };
-        let reused = crate::util::lock(&self.idle).pop();
+        let reused = self.live_idle_child();
         let mut child = match reused {
             Some(c) => c,
             None => match self.spawn().await {
@@ -121,12 +149,34 @@ impl ProcessPool {
                 }
             },
         };
+        let id = self
+            .next_request
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let exchange = async {
-            write_frame(&mut child.socket, 0, &[step.as_bytes(), &input]).await?;
-            let mut kind = [0u8; 1];
-            child.socket.read_exact(&mut kind).await?;
-            let payload = read_part(&mut child.socket).await?;
-            Ok::<_, std::io::Error>((kind[0], payload))
+            write_frame(
+                &mut child.socket,
+                0,
+                &[&id.to_be_bytes(), step.as_bytes(), &input],
+            )
+            .await?;
+            loop {
+                let mut kind = [0u8; 1];
+                child.socket.read_exact(&mut kind).await?;
+                let answered = read_part(&mut child.socket).await?;
+                let payload = read_part(&mut child.socket).await?;
+                let answered = <[u8; 8]>::try_from(answered.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| out_of_step("an answer without a request id"))?;
+                match answered.cmp(&id) {
+                    std::cmp::Ordering::Equal => break Ok::<_, std::io::Error>((kind[0], payload)),
+                    // A stray answer to an earlier request: skipped, so that it cannot
+                    // pass for this one's.
+                    std::cmp::Ordering::Less => continue,
+                    std::cmp::Ordering::Greater => {
+                        break Err(out_of_step("an answer to a request not yet made"));
+                    }
+                }
+            }
         };
         let result = match timeout {
             Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or_else(|_| {

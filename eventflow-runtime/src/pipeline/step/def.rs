@@ -110,7 +110,11 @@ impl StepDef {
     /// its standard input as JSON, and its standard output is read back as the JSON of the
     /// output. A non-zero exit is a failure carrying the program's standard error; a
     /// program that cannot start, or whose output is not an `O`, is an exception. The
-    /// step's `timeout` kills the program.
+    /// program runs in a process group of its own: the step's `timeout` kills the group,
+    /// the program's own children included. At most
+    /// [`DEFAULT_MAX_OUTPUT_BYTES`](crate::pipeline::DEFAULT_MAX_OUTPUT_BYTES) of output
+    /// are read ([`command_limited`](Self::command_limited) sets another bound); past it
+    /// the program is stopped and the attempt fails saying so.
     ///
     /// ```
     /// use eventflow_runtime::pipeline::{StepDef, StepOptions};
@@ -132,6 +136,28 @@ impl StepDef {
         I: serde::Serialize + Clone + Send + Sync + 'static,
         O: serde::de::DeserializeOwned + Send + Sync + 'static,
     {
+        Self::command_limited::<I, O>(
+            name,
+            program,
+            args,
+            options,
+            crate::pipeline::DEFAULT_MAX_OUTPUT_BYTES,
+        )
+    }
+
+    /// [`command`](Self::command), reading at most `max_output_bytes` of the program's
+    /// standard output.
+    pub fn command_limited<I, O>(
+        name: impl Into<Arc<str>>,
+        program: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+        options: StepOptions,
+        max_output_bytes: usize,
+    ) -> Self
+    where
+        I: serde::Serialize + Clone + Send + Sync + 'static,
+        O: serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
         let name: Arc<str> = name.into();
         let program: Arc<str> = program.into().into();
         let args: Arc<[String]> = args.into_iter().map(Into::into).collect();
@@ -143,7 +169,14 @@ impl StepDef {
             };
             let (program, args, step) = (program.clone(), args.clone(), step.clone());
             slot.fill(StepFuture::from_or_box(async move {
-                let attempt = run_command::<I, O>(&step, &program, &args, &input).await;
+                let attempt = crate::pipeline::command::run_command::<I, O>(
+                    &step,
+                    &program,
+                    &args,
+                    &input,
+                    max_output_bytes,
+                )
+                .await;
                 (attempt, ctx)
             }))
         });
@@ -271,57 +304,6 @@ pub trait PipelineEvent: Process + Default {
     /// The step.
     fn step() -> StepDef {
         StepDef::from_process(Self::STEP_NAME, Self::default(), Self::options())
-    }
-}
-
-async fn run_command<I, O>(step: &str, program: &str, args: &[String], input: &I) -> Attempt
-where
-    I: serde::Serialize,
-    O: serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    use tokio::io::AsyncWriteExt;
-    let json = match serde_json::to_vec(input) {
-        Ok(j) => j,
-        Err(e) => return Attempt::Exception(HandlerError::permanent(e)),
-    };
-    let mut child = match tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return Attempt::Exception(HandlerError::msg(format!(
-                "step `{step}` cannot start `{program}`: {e}"
-            )));
-        }
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        // A program that exits without reading its input is its own business.
-        let _ = stdin.write_all(&json).await;
-        drop(stdin);
-    }
-    let out = match child.wait_with_output().await {
-        Ok(o) => o,
-        Err(e) => {
-            return Attempt::Exception(HandlerError::msg(format!(
-                "step `{step}`: waiting for `{program}` failed: {e}"
-            )));
-        }
-    };
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        return Attempt::Failure(format!("`{program}` exited with {}: {stderr}", out.status));
-    }
-    match serde_json::from_slice::<O>(&out.stdout) {
-        Ok(v) => Attempt::Success(Datum::new(v)),
-        Err(e) => Attempt::Exception(HandlerError::permanent_msg(format!(
-            "step `{step}`: the output of `{program}` is not a `{}`: {e}",
-            std::any::type_name::<O>()
-        ))),
     }
 }
 
