@@ -31,6 +31,7 @@ mod bridge;
 mod command;
 pub(crate) mod datum;
 mod pointy;
+mod print;
 #[cfg(unix)]
 pub mod process;
 #[cfg(not(unix))]
@@ -148,6 +149,14 @@ impl Pipeline {
         input: T,
     ) -> impl std::future::Future<Output = PipelineRun> + Send + '_ {
         run::run(&self.inner, Datum::new(input))
+    }
+
+    /// The pipeline as Pointy text that parses back into the same pipeline (with the same
+    /// steps given to [`from_pointy_with`](Self::from_pointy_with)). A pipeline made with
+    /// the builder prints too, as far as Pointy can say it (a step over each item of a
+    /// batch prints as the step).
+    pub fn to_pointy(&self) -> String {
+        print::to_pointy(&self.inner.name, &self.inner.nodes, self.inner.max_steps)
     }
 
     /// The pipeline as a Graphviz `digraph`.
