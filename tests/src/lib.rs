@@ -458,6 +458,7 @@ pub struct OwnRedis {
     pub port: u16,
     child: std::process::Child,
     dir: std::path::PathBuf,
+    args: Vec<String>,
 }
 
 impl OwnRedis {
@@ -471,20 +472,8 @@ impl OwnRedis {
             .expect("a free port");
         let dir = std::env::temp_dir().join(format!("eventflow-{test}-{port}"));
         std::fs::create_dir_all(&dir).expect("a directory for the server");
-        let spawned = std::process::Command::new("redis-server")
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--bind")
-            .arg("127.0.0.1")
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--save")
-            .arg("")
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
-        let child = match spawned {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let child = match Self::spawn(port, &dir, &args) {
             Ok(c) => c,
             Err(e) if std::env::var("EVENTFLOW_REQUIRE_REDIS").as_deref() == Ok("1") => {
                 panic!("redis-server is required (EVENTFLOW_REQUIRE_REDIS=1) but cannot start: {e}")
@@ -497,9 +486,47 @@ impl OwnRedis {
                 return None;
             }
         };
-        let server = OwnRedis { port, child, dir };
+        let server = OwnRedis {
+            port,
+            child,
+            dir,
+            args,
+        };
         server.wait_listening().await;
         Some(server)
+    }
+
+    fn spawn(
+        port: u16,
+        dir: &std::path::Path,
+        args: &[String],
+    ) -> std::io::Result<std::process::Child> {
+        std::process::Command::new("redis-server")
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--dir")
+            .arg(dir)
+            .arg("--save")
+            .arg("")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+    }
+
+    /// Kills the server (SIGKILL, by its PID) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port, directory and settings (with
+    /// `--appendonly yes` it loads what it had written).
+    pub async fn restart(&mut self) {
+        self.child = Self::spawn(self.port, &self.dir, &self.args).expect("redis-server restarts");
+        self.wait_listening().await;
     }
 
     /// Waits until the port takes connections (up to 10 s).

@@ -41,8 +41,10 @@ pub(crate) async fn ack(shared: &Shared, id: &str, retries: Vec<(u64, String)>) 
     ack_with_retries(shared, id, retries).await;
 }
 
-/// Sends plain acknowledgements as one `XACK` per batch (what the ack channel holds at the
-/// moment, up to 512), retrying on connection errors.
+/// Sends plain acknowledgements in one script per batch (what the ack channel holds at the
+/// moment, up to 512), retrying on connection errors. Only entries this consumer still
+/// owns are acknowledged: one another worker claimed while this one was stopped is that
+/// worker's to settle.
 pub(crate) async fn ack_loop(
     shared: std::sync::Weak<Shared>,
     mut rx: mpsc::UnboundedReceiver<(String, oneshot::Sender<()>)>,
@@ -59,14 +61,16 @@ pub(crate) async fn ack_loop(
             }
         }
         let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
+        let script = redis::Script::new(ACK_OWNED);
         let mut backoff = Duration::from_millis(50);
         for _ in 0..8 {
             let mut c = shared.publisher();
-            let res = redis::cmd("XACK")
-                .arg(&shared.keys.stream)
+            let res = script
+                .key(&shared.keys.stream)
                 .arg(&shared.cfg.group)
+                .arg(&shared.consumer)
                 .arg(&ids)
-                .query_async::<i64>(&mut c)
+                .invoke_async::<i64>(&mut c)
                 .await;
             match res {
                 Ok(_) => break,
@@ -89,7 +93,10 @@ pub(crate) async fn ack_with_retries(shared: &Shared, id: &str, retries: Vec<(u6
     let mut backoff = Duration::from_millis(50);
     for _ in 0..8 {
         let mut inv = script.key(&shared.keys.stream);
-        inv.key(&shared.keys.delayed).arg(&shared.cfg.group).arg(id);
+        inv.key(&shared.keys.delayed)
+            .arg(&shared.cfg.group)
+            .arg(&shared.consumer)
+            .arg(id);
         for (delay, member) in &retries {
             inv.arg(*delay).arg(member);
         }

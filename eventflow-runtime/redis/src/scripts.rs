@@ -39,13 +39,45 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
 "#;
 
+/// Schedules retries and acknowledges an entry, if this consumer still owns it (another
+/// worker may have claimed it while this one was stopped; then that one settles it).
+/// KEYS: stream, delayed. ARGV: group, consumer, id, then (delay, member) pairs.
 pub(crate) const RESCHEDULE_AND_ACK: &str = r#"
+local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if #owned == 0 then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[i]), ARGV[i + 1])
 end
-return redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+"#;
+
+/// Acknowledges the entries of ARGV[3..] that consumer ARGV[2] of group ARGV[1] still
+/// owns: a late acknowledgement of an entry another worker claimed is not applied.
+pub(crate) const ACK_OWNED: &str = r#"
+local acked = 0
+for i = 3, #ARGV do
+  local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if #owned > 0 then
+    acked = acked + redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+  end
+end
+return acked
+"#;
+
+/// Resets the idle time of the entries of ARGV[3..] that consumer ARGV[2] of group ARGV[1]
+/// still owns (its lease on them), never taking back one another worker claimed.
+pub(crate) const RENEW_OWNED: &str = r#"
+local renewed = 0
+for i = 3, #ARGV do
+  local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if #owned > 0 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    renewed = renewed + 1
+  end
+end
+return renewed
 "#;
 
 /// Grants a scheduled function's tick if it is later than the last one granted.

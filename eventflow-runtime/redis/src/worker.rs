@@ -224,7 +224,9 @@ impl Drop for Running {
 
 /// Keeps the entries this worker is handling from looking abandoned: every third of
 /// `claim_idle`, `XCLAIM ... JUSTID` to this same consumer resets their idle time (without
-/// counting a delivery). A handler that hangs is bounded by its `timeout`, not by this.
+/// counting a delivery), for the entries it still owns: one another worker claimed while
+/// this one was stopped is not taken back. A handler that hangs is bounded by its
+/// `timeout`, not by this.
 pub(crate) async fn lease_loop(shared: Arc<Shared>) {
     let every = (shared.cfg.claim_idle / 3).max(Duration::from_millis(10));
     loop {
@@ -244,16 +246,15 @@ pub(crate) async fn lease_loop(shared: Arc<Shared>) {
             .iter()
             .cloned()
             .collect();
+        let script = redis::Script::new(crate::scripts::RENEW_OWNED);
         for chunk in ids.chunks(256) {
             let mut c = shared.publisher();
-            let res = redis::cmd("XCLAIM")
-                .arg(&shared.keys.stream)
+            let res = script
+                .key(&shared.keys.stream)
                 .arg(&shared.cfg.group)
                 .arg(&shared.consumer)
-                .arg(0)
                 .arg(chunk)
-                .arg("JUSTID")
-                .query_async::<Value>(&mut c)
+                .invoke_async::<i64>(&mut c)
                 .await;
             if let Err(e) = res {
                 tracing::warn!(error = %e, "eventflow: could not refresh the lease of running entries");

@@ -109,6 +109,9 @@ async fn worker(cfg: RedisConfig) -> Result<(), Box<dyn std::error::Error>> {
                 return Err(HandlerError::permanent_msg("asked to fail"));
             }
             let n = payload["n"].as_u64().unwrap_or(u64::MAX);
+            if let Some(ms) = payload["sleep_ms"].as_u64() {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             redis::cmd("RPUSH")
                 .arg(&key)
                 .arg(format!("{n} {me}"))
