@@ -11,7 +11,6 @@ use tokio::sync::{mpsc, oneshot};
 use crate::backend::Shared;
 use crate::scripts::*;
 
-/// Stores a dead letter made by the broker helpers.
 /// Stores a dead letter the worker made itself (an invalid entry, a poison entry);
 /// whether it was stored. When it was not, the entry must stay pending.
 pub(crate) async fn store_dead_letter(shared: &Shared, letter: DeadLetter) -> bool {
@@ -24,30 +23,34 @@ pub(crate) async fn store_dead_letter(shared: &Shared, letter: DeadLetter) -> bo
     }
 }
 
-/// Schedules the retries and acknowledges the entry in one script; on a connection error
-/// tries again with backoff for a while, then leaves the entry pending (it is delivered
-/// again: at least once).
+/// One acknowledgement for the ack loop: the entry, whether to check that this consumer
+/// still owns it, and who waits for it.
+pub(crate) type AckRequest = (String, bool, oneshot::Sender<()>);
+
 /// Acknowledges `id` once every handler's outcome is settled: in a batch with other plain
-/// acknowledgements, or, when retries are to be scheduled, in one script with them.
+/// acknowledgements, or, when retries are to be scheduled, in one script with them. When
+/// this worker may have lost the entry to another (its lease lapsed), only if it still
+/// owns it.
 pub(crate) async fn ack(shared: &Shared, id: &str, retries: Vec<(u64, String)>) {
+    let check = shared.leases.may_be_lost(id, shared.cfg.claim_idle);
     if retries.is_empty()
         && let Some(acks) = shared.acks.get()
     {
         let (done, acked) = oneshot::channel();
-        if acks.send((id.to_owned(), done)).is_ok() && acked.await.is_ok() {
+        if acks.send((id.to_owned(), check, done)).is_ok() && acked.await.is_ok() {
             return;
         }
     }
-    ack_with_retries(shared, id, retries).await;
+    ack_with_retries(shared, id, check, retries).await;
 }
 
-/// Sends plain acknowledgements in one script per batch (what the ack channel holds at the
-/// moment, up to 512), retrying on connection errors. Only entries this consumer still
-/// owns are acknowledged: one another worker claimed while this one was stopped is that
-/// worker's to settle.
+/// Sends plain acknowledgements in batches (what the ack channel holds at the moment, up
+/// to 512), retrying on connection errors. Entries this worker may have lost to another
+/// (see [`crate::lease`]) are acknowledged only if it still owns them: one another worker
+/// claimed while this one was stopped is that worker's to settle.
 pub(crate) async fn ack_loop(
     shared: std::sync::Weak<Shared>,
-    mut rx: mpsc::UnboundedReceiver<(String, oneshot::Sender<()>)>,
+    mut rx: mpsc::UnboundedReceiver<AckRequest>,
 ) {
     while let Some(first) = rx.recv().await {
         let Some(shared) = shared.upgrade() else {
@@ -60,35 +63,63 @@ pub(crate) async fn ack_loop(
                 Err(_) => break,
             }
         }
-        let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
-        let script = redis::Script::new(ACK_OWNED);
-        let mut backoff = Duration::from_millis(50);
-        for _ in 0..8 {
-            let mut c = shared.publisher();
-            let res = script
-                .key(&shared.keys.stream)
-                .arg(&shared.cfg.group)
-                .arg(&shared.consumer)
-                .arg(&ids)
-                .invoke_async::<i64>(&mut c)
-                .await;
-            match res {
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, count = ids.len(), "eventflow: XACK failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
+        for checked in [false, true] {
+            let ids: Vec<&str> = batch
+                .iter()
+                .filter(|(_, c, _)| *c == checked)
+                .map(|(id, _, _)| id.as_str())
+                .collect();
+            if !ids.is_empty() {
+                send_acks(&shared, &ids, checked).await;
             }
         }
         // Entries whose XACK never went through stay pending and are delivered again.
-        for (_, done) in batch {
+        for (_, _, done) in batch {
             let _ = done.send(());
         }
     }
 }
 
-pub(crate) async fn ack_with_retries(shared: &Shared, id: &str, retries: Vec<(u64, String)>) {
+/// One batch of acknowledgements: a plain `XACK`, or (`checked`) the script that applies
+/// only those this consumer still owns; retried on connection errors.
+async fn send_acks(shared: &Shared, ids: &[&str], checked: bool) {
+    let script = redis::Script::new(ACK_OWNED);
+    let mut backoff = Duration::from_millis(50);
+    for _ in 0..8 {
+        let mut c = shared.publisher();
+        let res = if checked {
+            script
+                .key(&shared.keys.stream)
+                .arg(&shared.cfg.group)
+                .arg(&shared.consumer)
+                .arg(ids)
+                .invoke_async::<i64>(&mut c)
+                .await
+        } else {
+            redis::cmd("XACK")
+                .arg(&shared.keys.stream)
+                .arg(&shared.cfg.group)
+                .arg(ids)
+                .query_async::<i64>(&mut c)
+                .await
+        };
+        match res {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, count = ids.len(), "eventflow: XACK failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+pub(crate) async fn ack_with_retries(
+    shared: &Shared,
+    id: &str,
+    check: bool,
+    retries: Vec<(u64, String)>,
+) {
     let script = redis::Script::new(RESCHEDULE_AND_ACK);
     let mut backoff = Duration::from_millis(50);
     for _ in 0..8 {
@@ -96,7 +127,8 @@ pub(crate) async fn ack_with_retries(shared: &Shared, id: &str, retries: Vec<(u6
         inv.key(&shared.keys.delayed)
             .arg(&shared.cfg.group)
             .arg(&shared.consumer)
-            .arg(id);
+            .arg(id)
+            .arg(if check { "1" } else { "0" });
         for (delay, member) in &retries {
             inv.arg(*delay).arg(member);
         }

@@ -11,7 +11,7 @@ use eventflow_runtime::{
 };
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::ack::*;
 use crate::config::{RedisConfig, redact};
@@ -34,10 +34,10 @@ pub(crate) struct Shared {
     pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Plain acknowledgements (no retry to schedule), sent in batches by one task.
-    pub(crate) acks: OnceLock<mpsc::UnboundedSender<(String, oneshot::Sender<()>)>>,
-    /// Ids of the entries this worker is handling; their idle time is refreshed so that no
-    /// other worker claims them while they run.
-    pub(crate) running: Mutex<std::collections::HashSet<String>>,
+    pub(crate) acks: OnceLock<mpsc::UnboundedSender<crate::ack::AckRequest>>,
+    /// The entries this worker is handling, and the lease it holds on them (their idle
+    /// time is refreshed so that no other worker claims them while they run).
+    pub(crate) leases: crate::lease::Leases,
     /// Entries this worker has no handler for, left to the other workers of the group.
     pub(crate) left: crate::claim::Left,
 }
@@ -113,7 +113,7 @@ impl RedisBackend {
                 wake: Notify::new(),
                 tasks: Mutex::new(Vec::new()),
                 acks: OnceLock::new(),
-                running: Mutex::new(std::collections::HashSet::new()),
+                leases: crate::lease::Leases::default(),
                 left: crate::claim::Left::default(),
             }),
         })
@@ -251,7 +251,7 @@ impl Backend for RedisBackend {
             tasks.push(tokio::spawn(consume_loop(shared.clone())));
             tasks.push(tokio::spawn(promote_loop(shared.clone())));
             // Not among `tasks`: leases go on while in-flight work drains after reading stops.
-            tokio::spawn(lease_loop(shared.clone()));
+            tokio::spawn(crate::lease::lease_loop(shared.clone()));
             Ok(())
         })
     }

@@ -60,6 +60,7 @@ mod claim;
 mod config;
 mod dead_letters;
 mod ext;
+mod lease;
 mod reply;
 mod scripts;
 mod worker;

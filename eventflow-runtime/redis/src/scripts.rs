@@ -39,15 +39,18 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
 "#;
 
-/// Schedules retries and acknowledges an entry, if this consumer still owns it (another
-/// worker may have claimed it while this one was stopped; then that one settles it).
-/// KEYS: stream, delayed. ARGV: group, consumer, id, then (delay, member) pairs.
+/// Schedules retries and acknowledges an entry; with ARGV[4] = `1`, only if this consumer
+/// still owns it (another worker may have claimed it while this one was stopped; then that
+/// one settles it). KEYS: stream, delayed. ARGV: group, consumer, id, check, then
+/// (delay, member) pairs.
 pub(crate) const RESCHEDULE_AND_ACK: &str = r#"
-local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
-if #owned == 0 then return 0 end
+if ARGV[4] == '1' then
+  local owned = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+  if #owned == 0 then return 0 end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[i]), ARGV[i + 1])
 end
 return redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])

@@ -182,14 +182,9 @@ pub(crate) async fn delivery_counts(
 pub(crate) async fn dispatch_entry(shared: &Arc<Shared>, entry: Entry, delivered: u32) {
     // Re-reading own pending entries after a reconnect (or claiming) can meet an entry
     // that is still being handled here: it is not started twice.
-    if !shared
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(entry.id.clone())
-    {
+    let Some(running) = crate::lease::Running::enter(shared, &entry.id) else {
         return;
-    }
+    };
     let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
         return;
     };
@@ -197,70 +192,10 @@ pub(crate) async fn dispatch_entry(shared: &Arc<Shared>, entry: Entry, delivered
     tokio::spawn(async move {
         // Leaves the running set however the task ends (a panic included), so that the
         // entry's lease stops being refreshed and another consumer can claim it.
-        let _running = Running {
-            shared: shared.clone(),
-            id: entry.id.clone(),
-        };
+        let _running = running;
         handle_entry(&shared, entry, delivered).await;
         drop(permit);
     });
-}
-
-/// An entry in this worker's running set, removed when dropped.
-struct Running {
-    shared: Arc<Shared>,
-    id: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shared
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
-    }
-}
-
-/// Keeps the entries this worker is handling from looking abandoned: every third of
-/// `claim_idle`, `XCLAIM ... JUSTID` to this same consumer resets their idle time (without
-/// counting a delivery), for the entries it still owns: one another worker claimed while
-/// this one was stopped is not taken back. A handler that hangs is bounded by its
-/// `timeout`, not by this.
-pub(crate) async fn lease_loop(shared: Arc<Shared>) {
-    let every = (shared.cfg.claim_idle / 3).max(Duration::from_millis(10));
-    loop {
-        tokio::time::sleep(every).await;
-        let idle = shared
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty();
-        if idle && shared.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        let ids: Vec<String> = shared
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        let script = redis::Script::new(crate::scripts::RENEW_OWNED);
-        for chunk in ids.chunks(256) {
-            let mut c = shared.publisher();
-            let res = script
-                .key(&shared.keys.stream)
-                .arg(&shared.cfg.group)
-                .arg(&shared.consumer)
-                .arg(chunk)
-                .invoke_async::<i64>(&mut c)
-                .await;
-            if let Err(e) = res {
-                tracing::warn!(error = %e, "eventflow: could not refresh the lease of running entries");
-            }
-        }
-    }
 }
 
 /// The size of a field's value as Redis sent it.
