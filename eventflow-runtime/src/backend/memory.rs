@@ -3,7 +3,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
 
 use super::{Backend, BackendHealth, Delivery, DeliverySink};
 use crate::dead_letter::{DeadLetterStore, MemoryDeadLetters};
@@ -47,9 +49,69 @@ impl Default for WhenFull {
 pub struct MemoryBackend {
     sink: OnceLock<Arc<dyn DeliverySink>>,
     dead_letters: Arc<dyn DeadLetterStore>,
-    room: Arc<Semaphore>,
-    max_waiting: usize,
+    room: Arc<Room>,
     when_full: WhenFull,
+}
+
+/// The places for events a memory bus holds: a count against a bound (two atomic
+/// operations an event in the common case), and a wake-up for publishers waiting for room.
+struct Room {
+    held: AtomicUsize,
+    max: usize,
+    waiters: AtomicUsize,
+    freed: Notify,
+}
+
+impl Room {
+    fn new(max: usize) -> Arc<Room> {
+        Arc::new(Room {
+            held: AtomicUsize::new(0),
+            max,
+            waiters: AtomicUsize::new(0),
+            freed: Notify::new(),
+        })
+    }
+
+    /// A place now, if there is one.
+    fn try_take(self: &Arc<Self>) -> Option<Place> {
+        if self.held.fetch_add(1, Ordering::AcqRel) < self.max {
+            Some(Place(self.clone()))
+        } else {
+            self.held.fetch_sub(1, Ordering::AcqRel);
+            None
+        }
+    }
+
+    /// A place within `timeout`, if one comes free.
+    async fn take(self: &Arc<Self>, timeout: Duration) -> Option<Place> {
+        self.waiters.fetch_add(1, Ordering::AcqRel);
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                let freed = self.freed.notified();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                if let Some(p) = self.try_take() {
+                    return p;
+                }
+                freed.await;
+            }
+        })
+        .await;
+        self.waiters.fetch_sub(1, Ordering::AcqRel);
+        waited.ok()
+    }
+}
+
+/// One event's place in a [`Room`], given back when dropped.
+struct Place(Arc<Room>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::AcqRel);
+        if self.0.waiters.load(Ordering::Acquire) > 0 {
+            self.0.freed.notify_one();
+        }
+    }
 }
 
 impl Default for MemoryBackend {
@@ -57,8 +119,7 @@ impl Default for MemoryBackend {
         MemoryBackend {
             sink: OnceLock::new(),
             dead_letters: Arc::new(MemoryDeadLetters::default()),
-            room: Arc::new(Semaphore::new(DEFAULT_MAX_WAITING)),
-            max_waiting: DEFAULT_MAX_WAITING,
+            room: Room::new(DEFAULT_MAX_WAITING),
             when_full: WhenFull::default(),
         }
     }
@@ -73,9 +134,7 @@ impl MemoryBackend {
     /// Holds at most `n` events at once (at least 1); see [`WhenFull`] for what publish
     /// does past it.
     pub fn max_waiting(mut self, n: usize) -> Self {
-        let n = n.clamp(1, Semaphore::MAX_PERMITS);
-        self.room = Arc::new(Semaphore::new(n));
-        self.max_waiting = n;
+        self.room = Room::new(n.clamp(1, usize::MAX / 2));
         self
     }
 
@@ -96,27 +155,21 @@ impl MemoryBackend {
 
     /// Events held now: published and not yet done with.
     pub fn waiting(&self) -> usize {
-        self.max_waiting
-            .saturating_sub(self.room.available_permits())
+        self.room.held.load(Ordering::Acquire).min(self.room.max)
     }
 
     /// A place for one more event, or why there is none.
-    async fn room_for(&self, name: &str) -> Result<OwnedSemaphorePermit, PublishError> {
-        if let Ok(p) = self.room.clone().try_acquire_owned() {
+    async fn room_for(&self, name: &str) -> Result<Place, PublishError> {
+        if let Some(p) = self.room.try_take() {
             return Ok(p);
         }
         let full = || PublishError::Full {
             name: name.to_owned(),
-            max_waiting: self.max_waiting,
+            max_waiting: self.room.max,
         };
         match self.when_full {
             WhenFull::Refuse => Err(full()),
-            WhenFull::Wait(t) => {
-                match tokio::time::timeout(t, self.room.clone().acquire_owned()).await {
-                    Ok(Ok(p)) => Ok(p),
-                    _ => Err(full()),
-                }
-            }
+            WhenFull::Wait(t) => self.room.take(t).await.ok_or_else(full),
         }
     }
 
@@ -164,7 +217,7 @@ impl Backend for MemoryBackend {
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         // The common case, room at once, stays one small ready future.
-        if let Ok(permit) = self.room.clone().try_acquire_owned() {
+        if let Some(permit) = self.room.try_take() {
             let work = sink.deliver(Delivery::new(envelope));
             tokio::spawn(async move {
                 let report = work.await;
