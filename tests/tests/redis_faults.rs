@@ -125,33 +125,6 @@ async fn an_entry_over_max_entry_bytes_is_set_aside_unread() {
     worker.shutdown().await.unwrap();
 }
 
-/// Fills a Redis server until it refuses even a small write (`maxmemory` with
-/// `noeviction`); returns the filler keys, to delete later. (Large values first, then ever
-/// smaller ones: a refused large write frees its buffer and leaves room for small ones.)
-async fn fill_until_refused(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
-    let mut keys = Vec::new();
-    for size in [256 * 1024, 16 * 1024, 1024, 64, 8] {
-        let chunk = "f".repeat(size);
-        loop {
-            let key = format!("filler:{}", keys.len());
-            let r: redis::RedisResult<()> = redis::cmd("SET")
-                .arg(&key)
-                .arg(&chunk)
-                .query_async(conn)
-                .await;
-            match r {
-                Ok(()) => keys.push(key),
-                Err(e) => {
-                    assert!(e.to_string().contains("OOM"), "{e}");
-                    break;
-                }
-            }
-            assert!(keys.len() < 1_000_000, "the server never refused a write");
-        }
-    }
-    keys
-}
-
 /// A dead letter that cannot be stored (Redis at `maxmemory` refuses `HSET` while it still
 /// accepts `XACK`) leaves the entry pending and is not counted as dead-lettered; once the
 /// server takes writes again, the entry is claimed, and its dead letter stored.
@@ -197,9 +170,7 @@ async fn a_dead_letter_that_cannot_be_stored_leaves_the_entry_pending() {
         calls.load(std::sync::atomic::Ordering::SeqCst) == 1
     })
     .await;
-    let client = redis::Client::open(server.url(None)).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let fillers = fill_until_refused(&mut conn).await;
+    let fillers = server.fill_until_refused().await;
     go.notify_one();
     // Refused: nothing stored, nothing acknowledged, nothing counted as dead-lettered.
     let mut failures = 0;
@@ -228,13 +199,7 @@ async fn a_dead_letter_that_cannot_be_stored_leaves_the_entry_pending() {
     );
 
     // The server takes writes again: the entry is claimed and dead-lettered, once.
-    for keys in fillers.chunks(1000) {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    server.free(&fillers).await;
     let mut letters = Vec::new();
     for _ in 0..1000 {
         letters = worker.dead_letters().await.unwrap();
@@ -289,7 +254,7 @@ async fn an_invalid_entry_whose_dead_letter_cannot_be_stored_stays_pending() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let fillers = fill_until_refused(&mut conn).await;
+    let fillers = server.fill_until_refused().await;
     let rec = eventflow::testing::Recorder::new();
     let worker = eventflow_tests::start_redis_worker(
         cfg,
@@ -332,13 +297,7 @@ async fn an_invalid_entry_whose_dead_letter_cannot_be_stored_stays_pending() {
         "the entry was acknowledged without its dead letter"
     );
 
-    for keys in fillers.chunks(1000) {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    server.free(&fillers).await;
     let mut letters = Vec::new();
     for _ in 0..1000 {
         letters = worker.dead_letters().await.unwrap();

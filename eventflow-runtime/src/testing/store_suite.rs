@@ -164,6 +164,19 @@ async fn none_after(seen: &Seen) -> Vec<String> {
     lock(seen).clone()
 }
 
+/// The outbox's unsent rows once they are all sent, or after 10 s. (The relay marks its
+/// rows sent when its batch commits, which may come a moment after the handler saw the
+/// events.)
+async fn outbox_drained(store: &Store) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pending = store.outbox_pending().await.expect("outbox");
+    while pending > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pending = store.outbox_pending().await.expect("outbox");
+    }
+    pending
+}
+
 async fn wait_for(seen: &Seen, n: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && lock(seen).len() < n {
@@ -297,14 +310,7 @@ pub async fn model_events_follow_the_commit_in_order<F: StoreFactory>(f: &F) {
     let id = n.id.unwrap_or(-1);
     let mut events = wait_for(&seen, 3).await;
     let published = recorder.published_names();
-    // The relay marks its rows sent when its batch commits, which may come a moment after
-    // the handler saw the events.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut pending = store.outbox_pending().await.expect("outbox");
-    while pending > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        pending = store.outbox_pending().await.expect("outbox");
-    }
+    let pending = outbox_drained(&store).await;
     let stats = store.stats();
     f.close(store.clone()).await;
     assert_eq!(
@@ -342,12 +348,7 @@ pub async fn a_model_event_nobody_handles_does_not_block_the_others<F: StoreFact
     store.delete(&first).await.expect("delete");
     let second = store.create(note("second")).await.expect("create");
     let mut events = wait_for(&seen, 2).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut pending = store.outbox_pending().await.expect("outbox");
-    while pending > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        pending = store.outbox_pending().await.expect("outbox");
-    }
+    let pending = outbox_drained(&store).await;
     let stats = store.stats();
     f.close(store.clone()).await;
     events.sort();
