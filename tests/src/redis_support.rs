@@ -264,54 +264,20 @@ impl OwnRedis {
     }
 
     /// Fills the server until it refuses even a small write (with `maxmemory` and
-    /// `noeviction`); returns the filler keys, for [`free`](Self::free). (Large values
-    /// first, then ever smaller ones: a refused large write frees its buffer and leaves room
-    /// for small ones.)
-    pub async fn fill_until_refused(&self) -> Vec<String> {
+    /// `noeviction`). The filler keeps its connection open (closing it would free the
+    /// connection's buffers, and with them room for a write) until it is freed.
+    pub async fn fill_until_refused(&self) -> Filler {
         let client = redis::Client::open(self.url(None)).expect("valid url");
-        let mut conn = client
+        let conn = client
             .get_multiplexed_async_connection()
             .await
             .expect("redis connection");
-        let mut keys = Vec::new();
-        for size in [256 * 1024, 16 * 1024, 1024, 64, 8] {
-            let chunk = "f".repeat(size);
-            loop {
-                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let key = format!("filler:{n}");
-                let r: redis::RedisResult<()> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&chunk)
-                    .query_async(&mut conn)
-                    .await;
-                match r {
-                    Ok(()) => keys.push(key),
-                    Err(e) => {
-                        assert!(e.to_string().contains("OOM"), "{e}");
-                        break;
-                    }
-                }
-                assert!(keys.len() < 1_000_000, "the server never refused a write");
-            }
-        }
-        keys
-    }
-
-    /// Deletes the keys [`fill_until_refused`](Self::fill_until_refused) wrote.
-    pub async fn free(&self, keys: &[String]) {
-        let client = redis::Client::open(self.url(None)).expect("valid url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connection");
-        for chunk in keys.chunks(1000) {
-            let _: () = redis::cmd("DEL")
-                .arg(chunk)
-                .query_async(&mut conn)
-                .await
-                .expect("DEL of the filler keys");
-        }
+        let mut filler = Filler {
+            conn,
+            keys: Vec::new(),
+        };
+        filler.fill().await;
+        filler
     }
 
     /// Its PID.
@@ -333,6 +299,62 @@ impl std::fmt::Debug for OwnRedis {
         f.debug_struct("OwnRedis")
             .field("port", &self.port)
             .field("pid", &self.child.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keys that fill a Redis server to its `maxmemory`, and the connection that wrote them.
+pub struct Filler {
+    conn: redis::aio::MultiplexedConnection,
+    keys: Vec<String>,
+}
+
+impl Filler {
+    /// Writes until even a small write is refused. (Large values first, then ever smaller
+    /// ones: a refused large write frees its buffer and leaves room for small ones.)
+    pub async fn fill(&mut self) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        for size in [256 * 1024, 16 * 1024, 1024, 64, 8] {
+            let chunk = "f".repeat(size);
+            loop {
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let key = format!("filler:{n}");
+                let r: redis::RedisResult<()> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&chunk)
+                    .query_async(&mut self.conn)
+                    .await;
+                match r {
+                    Ok(()) => self.keys.push(key),
+                    Err(e) => {
+                        assert!(e.to_string().contains("OOM"), "{e}");
+                        break;
+                    }
+                }
+                assert!(
+                    self.keys.len() < 1_000_000,
+                    "the server never refused a write"
+                );
+            }
+        }
+    }
+
+    /// Deletes what it wrote: the server takes writes again.
+    pub async fn free(mut self) {
+        for chunk in self.keys.chunks(1000) {
+            let _: () = redis::cmd("DEL")
+                .arg(chunk)
+                .query_async(&mut self.conn)
+                .await
+                .expect("DEL of the filler keys");
+        }
+    }
+}
+
+impl std::fmt::Debug for Filler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filler")
+            .field("keys", &self.keys.len())
             .finish_non_exhaustive()
     }
 }

@@ -167,15 +167,17 @@ async fn redis_at_maxmemory_mid_run_loses_nothing() {
     // Fill what is left while the worker is still busy with the first half. (Its
     // acknowledgements free memory meanwhile, so fill again until a publish is refused;
     // an event accepted on the way counts like any other.)
-    let mut fillers = Vec::new();
+    let mut fillers = server.fill_until_refused().await;
     let mut next = EVENTS / 2;
     let err = loop {
-        fillers.extend(server.fill_until_refused().await);
         match publisher
             .publish_envelope(raw_envelope("fault.item", serde_json::json!({ "n": next })))
             .await
         {
-            Ok(()) => next += 1,
+            Ok(()) => {
+                next += 1;
+                fillers.fill().await;
+            }
             Err(e) => break e,
         }
         assert!(next < EVENTS, "the server never refused a publish");
@@ -187,7 +189,7 @@ async fn redis_at_maxmemory_mid_run_loses_nothing() {
     })
     .await;
     wait_drained(&w).await;
-    server.free(&fillers).await;
+    fillers.free().await;
     for n in next..EVENTS {
         publish_until_accepted(&publisher, n).await;
     }

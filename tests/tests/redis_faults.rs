@@ -199,7 +199,7 @@ async fn a_dead_letter_that_cannot_be_stored_leaves_the_entry_pending() {
     );
 
     // The server takes writes again: the entry is claimed and dead-lettered, once.
-    server.free(&fillers).await;
+    fillers.free().await;
     let mut letters = Vec::new();
     for _ in 0..1000 {
         letters = worker.dead_letters().await.unwrap();
@@ -297,7 +297,7 @@ async fn an_invalid_entry_whose_dead_letter_cannot_be_stored_stays_pending() {
         "the entry was acknowledged without its dead letter"
     );
 
-    server.free(&fillers).await;
+    fillers.free().await;
     let mut letters = Vec::new();
     for _ in 0..1000 {
         letters = worker.dead_letters().await.unwrap();
