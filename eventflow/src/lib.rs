@@ -179,16 +179,22 @@ pub use eventflow_sql as sql;
 pub mod prelude {
     pub use crate::event;
     pub use crate::pipeline::{
-        Bypass, EvaluationState, ExecutionContext, Outcome, OutcomeExt, Pipeline, Process,
+        Bypass, EvaluationState, ExecutionContext, ForEachInput, Outcome, OutcomeExt, Pipeline,
+        PipelineRun, Process, RunStatus, Signal, StepDef, StepOptions, StopReason, TaskOutputs,
     };
     #[cfg(feature = "redis")]
-    pub use crate::redis::RedisBusExt;
+    pub use crate::redis::{RedisBusExt, RedisConfig};
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub use crate::sql::{SqlStoreBuilderExt, SqlStoreExt};
+    pub use crate::testing::Recorder;
     pub use crate::{
         BatchContext, DeadLetter, DeliveryReport, Envelope, Event, EventBus, EventError, Executor,
         ExecutorConfig, Handler, HandlerContext, HandlerError, MissedTicks, RetryPolicy,
         ScheduleContext, event_handler, scheduled,
+    };
+    pub use crate::{
+        EventId, HandlerErrorKind, HealthChecker, HealthStatus, Operation, OutcomeStatus,
+        PublishError, Redelivery, Registry,
     };
     pub use crate::{
         HookContext, HookError, Model, ModelEvent, Store, StoreError, after_create, after_delete,
