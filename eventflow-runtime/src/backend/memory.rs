@@ -1,9 +1,8 @@
 //! The memory backend: delivery in this process, nothing serialized.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 

@@ -24,8 +24,8 @@ const MAX_STDERR_BYTES: usize = 64 << 10;
 /// How long reading goes on after the program exited, for what it wrote last.
 const AFTER_EXIT: Duration = Duration::from_millis(200);
 
-/// Sends `SIGKILL` to the process group `pgid` (none: nothing to do). The one `unsafe`
-/// of the crate: the standard library has no call to signal a process group.
+/// Sends `SIGKILL` to the process group `pgid` (none: nothing to do). `unsafe` because
+/// the standard library has no call to signal a process group, only `libc` does.
 #[allow(unsafe_code)]
 fn kill_group(pgid: Option<i32>) {
     if let Some(pgid) = pgid.filter(|p| *p > 0) {
