@@ -276,3 +276,43 @@ async fn a_hung_plain_fn_neither_piles_up_threads_nor_keeps_the_process_alive() 
     assert_eq!(field("abandoned"), 200, "{out}");
     assert_eq!((field("busy"), field("max")), (8, 8), "{out}");
 }
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Note {
+    id: Option<i64>,
+}
+
+impl eventflow::Model for Note {
+    const NAME: &'static str = "fault_note";
+    fn id(&self) -> Option<i64> {
+        self.id
+    }
+    fn set_id(&mut self, id: i64) {
+        self.id = Some(id);
+    }
+}
+
+/// A memory store whose bus is shut down gives a model event up at once (one try, counted
+/// as set aside), instead of retrying a bus that will never take it.
+#[tokio::test]
+async fn a_memory_store_on_a_shut_down_bus_gives_its_events_up_at_once() {
+    let bus = EventBus::builder()
+        .without_registry()
+        .allow_unhandled(true)
+        .build()
+        .await
+        .unwrap();
+    let store = eventflow::Store::memory(&bus);
+    bus.shutdown().await.unwrap();
+    store.create(Note { id: None }).await.unwrap();
+    let stats = store.stats();
+    assert_eq!(
+        (
+            stats.events_published,
+            stats.publish_retries,
+            stats.events_set_aside
+        ),
+        (0, 1, 1),
+        "{stats:?}"
+    );
+}

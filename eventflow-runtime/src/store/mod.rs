@@ -40,7 +40,7 @@
 //!
 //! The memory store has no outbox: it retries such a failure five times over about 1.5 s
 //! while the commit returns, then gives the event up (logged, and counted in
-//! `events_set_aside`).
+//! `events_set_aside`); on a bus that is shut down it gives it up at once.
 //!
 //! ## Transactions
 //!

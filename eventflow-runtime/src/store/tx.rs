@@ -181,22 +181,26 @@ impl Tx {
 
 /// Tries to publish a model event of a store without an outbox: retries a failure that
 /// may pass with backoff (0.1 s doubling, [`NOW_TRIES`] tries), then gives it up with an
-/// error in the log and the `events_set_aside` count.
+/// error in the log and the `events_set_aside` count. A bus that is shut down never takes
+/// it: given up at once.
 async fn publish_now(inner: &super::Inner, env: Envelope) {
     let mut delay = std::time::Duration::from_millis(100);
-    for _ in 1..NOW_TRIES {
-        if !matches!(
-            relay::publish_model_event(inner, env.clone()).await,
-            relay::Fate::Retry(_)
-        ) {
+    for tries in 1..=NOW_TRIES {
+        let e = match relay::publish_model_event(inner, env.clone()).await {
+            relay::Fate::Retry(e) => e,
+            _ => return,
+        };
+        let shut_down = matches!(
+            e,
+            crate::error::EventError::Publish(crate::error::PublishError::ShutDown { .. })
+        );
+        if shut_down || tries == NOW_TRIES {
+            bump(&inner.counters.events_set_aside);
+            tracing::error!(error = %e, "eventflow: a model event could not be published and is given up");
             return;
         }
         tokio::time::sleep(delay).await;
         delay = delay.saturating_mul(2);
-    }
-    if let relay::Fate::Retry(e) = relay::publish_model_event(inner, env).await {
-        bump(&inner.counters.events_set_aside);
-        tracing::error!(error = %e, "eventflow: a model event could not be published and is given up");
     }
 }
 
