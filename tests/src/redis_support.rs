@@ -358,3 +358,30 @@ impl std::fmt::Debug for Filler {
             .finish_non_exhaustive()
     }
 }
+
+/// Starts the test worker binary (`exe`, from `env!("CARGO_BIN_EXE_eventflow-test-worker")`)
+/// with `args`, and waits until it prints `ready`; returns it with the rest of its output.
+pub async fn spawn_test_worker(
+    exe: &str,
+    args: &[&str],
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(exe)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the test worker starts");
+    let stdout = child.stdout.take().expect("the worker's stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line()).await;
+    assert!(
+        matches!(ready, Ok(Ok(Some(ref l))) if l == "ready"),
+        "worker did not start: {ready:?}"
+    );
+    (child, lines)
+}

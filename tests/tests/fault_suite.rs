@@ -6,14 +6,12 @@
 #![allow(clippy::unwrap_used)] // test code
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eventflow::redis::{RedisBusExt, RedisConfig};
 use eventflow::{EventBus, Handler, HandlerError};
 use eventflow_tests::{OwnRedis, raw_envelope, redis_or_skip};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const EVENTS: u64 = 10_000;
 
@@ -88,17 +86,6 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-async fn wait_drained(bus: &EventBus) {
-    let start = Instant::now();
-    while bus.health().await.pending != Some(0) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "entries left pending"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The server is killed (SIGKILL) a third of the way through 10,000 events and started
 /// again from its append-only file: every event is handled, at most a bounded number twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +120,7 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing() {
         counts.distinct() as u64 == EVENTS
     })
     .await;
-    wait_drained(&w).await;
+    eventflow_tests::wait_acknowledged(&w, "entries left pending").await;
     let duplicates = counts.total() - EVENTS;
     eprintln!("restart: {refused} publish tries refused while down, {duplicates} duplicates");
     assert!(refused > 0, "the server was never seen down");
@@ -188,7 +175,7 @@ async fn redis_at_maxmemory_mid_run_loses_nothing() {
         counts.distinct() as u64 == next
     })
     .await;
-    wait_drained(&w).await;
+    eventflow_tests::wait_acknowledged(&w, "entries left pending").await;
     fillers.free().await;
     for n in next..EVENTS {
         publish_until_accepted(&publisher, n).await;
@@ -197,7 +184,7 @@ async fn redis_at_maxmemory_mid_run_loses_nothing() {
         counts.distinct() as u64 == EVENTS
     })
     .await;
-    wait_drained(&w).await;
+    eventflow_tests::wait_acknowledged(&w, "entries left pending").await;
     let duplicates = counts.total() - EVENTS;
     assert!(duplicates <= 100, "{duplicates} events handled twice");
     w.shutdown().await.unwrap();
@@ -206,20 +193,10 @@ async fn redis_at_maxmemory_mid_run_loses_nothing() {
 const WORKER: &str = env!("CARGO_BIN_EXE_eventflow-test-worker");
 
 async fn spawn_worker(url: &str, queue: &str, claim_idle_ms: u64) -> tokio::process::Child {
-    let mut child = tokio::process::Command::new(WORKER)
-        .args([url, queue, "worker", &claim_idle_ms.to_string(), "64"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
-    assert!(
-        matches!(ready, Ok(Ok(Some(ref l))) if l == "ready"),
-        "worker did not start: {ready:?}"
-    );
-    child
+    let claim = claim_idle_ms.to_string();
+    eventflow_tests::spawn_test_worker(WORKER, &[url, queue, "worker", &claim, "64"])
+        .await
+        .0
 }
 
 fn signal(pid: u32, sig: &str) {

@@ -125,23 +125,31 @@ async fn an_entry_over_max_entry_bytes_is_set_aside_unread() {
     worker.shutdown().await.unwrap();
 }
 
+/// A Redis server of the test's own with 16 MB of memory (`noeviction`), and settings for
+/// its queue `oom` that poll and claim fast.
+async fn small_server(
+    test: &str,
+) -> Option<(eventflow_tests::OwnRedis, eventflow::redis::RedisConfig)> {
+    let server = eventflow_tests::OwnRedis::start(
+        test,
+        &["--maxmemory", "16mb", "--maxmemory-policy", "noeviction"],
+    )
+    .await?;
+    let mut cfg = eventflow::redis::RedisConfig::new(server.url(None));
+    cfg.queue = "oom".into();
+    cfg.block = Duration::from_millis(100);
+    cfg.claim_idle = Duration::from_millis(500);
+    Some((server, cfg))
+}
+
 /// A dead letter that cannot be stored (Redis at `maxmemory` refuses `HSET` while it still
 /// accepts `XACK`) leaves the entry pending and is not counted as dead-lettered; once the
 /// server takes writes again, the entry is claimed, and its dead letter stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_that_cannot_be_stored_leaves_the_entry_pending() {
-    let Some(server) = eventflow_tests::OwnRedis::start(
-        "dead_letter_oom",
-        &["--maxmemory", "16mb", "--maxmemory-policy", "noeviction"],
-    )
-    .await
-    else {
+    let Some((server, cfg)) = small_server("dead_letter_oom").await else {
         return;
     };
-    let mut cfg = eventflow::redis::RedisConfig::new(server.url(None));
-    cfg.queue = "oom".into();
-    cfg.block = Duration::from_millis(100);
-    cfg.claim_idle = Duration::from_millis(500);
     let go = std::sync::Arc::new(tokio::sync::Notify::new());
     let g = go.clone();
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
@@ -223,18 +231,9 @@ async fn a_dead_letter_that_cannot_be_stored_leaves_the_entry_pending() {
 /// the full server (which refuses `XGROUP CREATE` even for a group that exists).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_entry_whose_dead_letter_cannot_be_stored_stays_pending() {
-    let Some(server) = eventflow_tests::OwnRedis::start(
-        "invalid_oom",
-        &["--maxmemory", "16mb", "--maxmemory-policy", "noeviction"],
-    )
-    .await
-    else {
+    let Some((server, cfg)) = small_server("invalid_oom").await else {
         return;
     };
-    let mut cfg = eventflow::redis::RedisConfig::new(server.url(None));
-    cfg.queue = "oom".into();
-    cfg.block = Duration::from_millis(100);
-    cfg.claim_idle = Duration::from_millis(500);
     let client = redis::Client::open(server.url(None)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("XGROUP")

@@ -4,33 +4,19 @@
 #![allow(clippy::unwrap_used)] // test code
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use eventflow::redis::{RedisBusExt, RedisConfig};
 use eventflow::{Envelope, EventBus, HandlerError, MissedTicks, Payload, Schedule, ScheduledJob};
 use eventflow_tests::{RedisTest, redis_or_skip, span_field};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_eventflow-test-worker");
 
 async fn spawn_worker(t: &RedisTest, mode: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
-    let mut child = Command::new(WORKER)
-        .args([&t.url, &t.queue, mode])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
-    assert!(
-        matches!(ready, Ok(Ok(Some(ref l))) if l == "ready"),
-        "worker did not start: {ready:?}"
-    );
-    (child, lines)
+    eventflow_tests::spawn_test_worker(WORKER, &[&t.url, &t.queue, mode]).await
 }
 
 /// Closes the worker's stdin (a graceful shutdown) and returns what it printed after.

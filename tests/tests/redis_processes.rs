@@ -3,39 +3,20 @@
 #![allow(clippy::unwrap_used)] // test code
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use eventflow::redis::{RedisBusExt, RedisConfig};
 use eventflow::{Envelope, EventBus, Payload};
 use eventflow_tests::{RedisTest, redis_or_skip};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_eventflow-test-worker");
 
 async fn spawn_worker(t: &RedisTest, claim_idle_ms: u64, max_in_flight: usize) -> Child {
-    let mut child = Command::new(WORKER)
-        .args([
-            &t.url,
-            &t.queue,
-            "worker",
-            &claim_idle_ms.to_string(),
-            &max_in_flight.to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
-    assert!(
-        matches!(ready, Ok(Ok(Some(ref l))) if l == "ready"),
-        "worker did not start: {ready:?}"
-    );
-    child
+    let (claim, in_flight) = (claim_idle_ms.to_string(), max_in_flight.to_string());
+    eventflow_tests::spawn_test_worker(WORKER, &[&t.url, &t.queue, "worker", &claim, &in_flight])
+        .await
+        .0
 }
 
 async fn stop_gracefully(mut child: Child) {
@@ -188,14 +169,7 @@ async fn a_worker_killed_mid_run_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Let the survivor acknowledge what it handled, then check the group is drained.
-    let start = Instant::now();
-    while bus.health().await.pending != Some(0) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "entries left pending"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventflow_tests::wait_acknowledged(&bus, "entries left pending").await;
     stop_gracefully(survivor).await;
     let h = handled(&t).await;
     assert_eq!(h.len() as u64, TOTAL, "every event handled at least once");
