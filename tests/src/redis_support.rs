@@ -71,6 +71,19 @@ pub async fn start_redis_worker(
     bus
 }
 
+/// The bus's dead letters once there is at least one (polled every 20 ms, for up to 20 s;
+/// what there is then, perhaps none).
+pub async fn dead_letters_once_any(bus: &eventflow::EventBus) -> Vec<eventflow::DeadLetter> {
+    let start = std::time::Instant::now();
+    loop {
+        let letters = bus.dead_letters().await.expect("dead letters");
+        if !letters.is_empty() || start.elapsed() > std::time::Duration::from_secs(20) {
+            return letters;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until the bus's consumer group has no pending entry; panics naming `what` after
 /// 30 s.
 pub async fn wait_acknowledged(bus: &eventflow::EventBus, what: &str) {

@@ -100,14 +100,7 @@ async fn an_entry_over_max_entry_bytes_is_set_aside_unread() {
         seen.entries() == ["big.small".to_owned()]
     })
     .await;
-    let mut letters = Vec::new();
-    for _ in 0..500 {
-        letters = worker.dead_letters().await.unwrap();
-        if !letters.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let letters = eventflow_tests::dead_letters_once_any(&worker).await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert!(
         letters[0].error.contains("over max_entry_bytes (65536)"),
@@ -208,14 +201,7 @@ async fn a_dead_letter_that_cannot_be_stored_leaves_the_entry_pending() {
 
     // The server takes writes again: the entry is claimed and dead-lettered, once.
     fillers.free().await;
-    let mut letters = Vec::new();
-    for _ in 0..1000 {
-        letters = worker.dead_letters().await.unwrap();
-        if !letters.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let letters = eventflow_tests::dead_letters_once_any(&worker).await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].handler, "refuses");
     eventflow_tests::wait_acknowledged(&worker, "the dead-lettered entry stayed pending").await;
@@ -297,14 +283,7 @@ async fn an_invalid_entry_whose_dead_letter_cannot_be_stored_stays_pending() {
     );
 
     fillers.free().await;
-    let mut letters = Vec::new();
-    for _ in 0..1000 {
-        letters = worker.dead_letters().await.unwrap();
-        if !letters.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let letters = eventflow_tests::dead_letters_once_any(&worker).await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].handler, "");
     eventflow_tests::wait_acknowledged(&worker, "the invalid entry stayed pending").await;
@@ -371,14 +350,7 @@ async fn workers_with_different_handlers_leave_each_other_their_events() {
     .await;
     assert!(alpha_log.entries().iter().all(|e| e.starts_with("alpha.x")));
     assert!(beta_log.entries().iter().all(|e| e.starts_with("beta.x")));
-    let mut letters = Vec::new();
-    for _ in 0..1000 {
-        letters = a.dead_letters().await.unwrap();
-        if !letters.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let letters = eventflow_tests::dead_letters_once_any(&a).await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].envelope.name, "gamma.x");
     assert!(
