@@ -128,6 +128,106 @@ async fn two_worker_processes_share_the_work_exactly_once() {
     assert_eq!(bus.health().await.pending, Some(0));
 }
 
+/// The peak resident memory of process `pid`, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A 100 MiB entry written into the stream by hand (over the default `max_entry_bytes` of
+/// 1 MiB): the worker process dead-letters it from a cut of its fields without ever
+/// receiving it whole (its peak memory stays far below the entry's size), and handles the
+/// events after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_never_receives_an_oversized_entry_whole() {
+    oversized_entry("huge_entry", false).await;
+}
+
+/// The same when the entry is claimed from a consumer that read it and died.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_never_claims_an_oversized_entry_whole() {
+    oversized_entry("huge_claimed", true).await;
+}
+
+async fn oversized_entry(test: &str, left_by_a_dead_consumer: bool) {
+    let Some(t) = redis_or_skip(test).await else {
+        return;
+    };
+    // On a connection of its own: 100 MiB takes longer than the helper's reply timeout.
+    let mut writer = redis::Client::open(t.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+        )
+        .await
+        .unwrap();
+    let create: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(t.stream())
+        .arg("workers")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut writer)
+        .await;
+    create.unwrap();
+    redis::cmd("XADD")
+        .arg(t.stream())
+        .arg("*")
+        .arg("envelope")
+        .arg("x".repeat(100 << 20))
+        .query_async::<String>(&mut writer)
+        .await
+        .unwrap();
+    if left_by_a_dead_consumer {
+        // A consumer that read it and was never seen again.
+        redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("workers")
+            .arg("ghost")
+            .arg("COUNT")
+            .arg(1)
+            .arg("STREAMS")
+            .arg(t.stream())
+            .arg(">")
+            .query_async::<redis::Value>(&mut writer)
+            .await
+            .unwrap();
+    }
+    drop(writer);
+    let worker = spawn_worker(&t, 300, 64).await;
+    let pid = worker.id().unwrap();
+    let before = peak_rss_kib(pid);
+    let bus = publisher(&t).await;
+    publish_numbers(&bus, 0..10).await;
+    let start = Instant::now();
+    let mut conn = t.conn().await;
+    loop {
+        let letters: u64 = redis::cmd("HLEN")
+            .arg(format!("{}:dead", t.queue))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if letters == 1 && handled_len(&t).await == 10 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{letters} dead letters, {} handled",
+            handled_len(&t).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let peak = peak_rss_kib(pid);
+    stop_gracefully(worker).await;
+    eprintln!("{test}: the worker's peak RSS went from {before} KiB to {peak} KiB");
+    assert!(
+        peak < before + 32 * 1024,
+        "the worker's peak RSS went from {before} KiB to {peak} KiB reading a 100 MiB entry"
+    );
+    assert_eq!(bus.health().await.pending, Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_run_loses_nothing() {
     let Some(t) = redis_or_skip("sigkill").await else {

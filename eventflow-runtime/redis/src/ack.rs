@@ -155,6 +155,7 @@ pub(crate) async fn promote_loop(shared: Arc<Shared>) {
         let res = script
             .key(&shared.keys.delayed)
             .key(&shared.keys.stream)
+            .key(&shared.keys.bell)
             .arg(shared.cfg.batch)
             .arg(shared.cfg.max_len.unwrap_or(0))
             .invoke_async::<i64>(&mut c)

@@ -93,6 +93,7 @@ impl RedisBackend {
             stream: format!("{}:stream", cfg.queue),
             delayed: format!("{}:delayed", cfg.queue),
             dead: format!("{}:dead", cfg.queue),
+            bell: format!("{}:bell", cfg.queue),
         };
         let dead = Arc::new(RedisDeadLetters {
             conn: publishers[0].clone(),
@@ -194,9 +195,12 @@ impl Shared {
         Ok(json)
     }
 
+    /// Adds an entry to the stream and rings the bell for idle workers, in one round trip.
+    /// The publish succeeded when the entry was added, whatever became of the bell.
     pub(crate) async fn xadd(&self, fields: &[(&str, &str)]) -> Result<(), ConnectionError> {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.keys.stream);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let cmd = pipe.cmd("XADD").arg(&self.keys.stream);
         if let Some(n) = self.cfg.max_len {
             cmd.arg("MAXLEN").arg("~").arg(n);
         }
@@ -204,11 +208,25 @@ impl Shared {
         for (k, v) in fields {
             cmd.arg(*k).arg(*v);
         }
+        pipe.cmd("XADD")
+            .arg(&self.keys.bell)
+            .arg("MAXLEN")
+            .arg(1)
+            .arg("*")
+            .arg("b")
+            .arg(1);
         let mut c = self.publisher();
-        match tokio::time::timeout(self.cfg.publish_timeout, cmd.query_async::<String>(&mut c))
-            .await
-        {
-            Ok(Ok(_)) => Ok(()),
+        let replies = tokio::time::timeout(
+            self.cfg.publish_timeout,
+            pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut c),
+        )
+        .await;
+        match replies {
+            Ok(Ok(mut r)) if !r.is_empty() => match r.swap_remove(0) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(conn_err("XADD failed", Some(e))),
+            },
+            Ok(Ok(_)) => Err(conn_err("XADD failed: no reply", None)),
             Ok(Err(e)) => Err(conn_err("XADD failed", Some(e))),
             Err(_) => Err(conn_err(
                 format!("XADD took longer than {:?}", self.cfg.publish_timeout),

@@ -16,7 +16,7 @@ use redis::aio::MultiplexedConnection;
 
 use crate::backend::Shared;
 use crate::reply::{entries_of, text};
-use crate::worker::dispatch_redelivered;
+use crate::worker::{KEPT_FIELD_BYTES, dispatch_redelivered, read_limit};
 
 /// How long (in `claim_idle`s) a worker leaves an entry it has no handler for to others.
 pub(crate) const LEFT_FOR: u32 = 3;
@@ -57,6 +57,7 @@ pub(crate) async fn claim_abandoned(
     let idle = u64::try_from(shared.cfg.claim_idle.as_millis()).unwrap_or(u64::MAX);
     let window = shared.cfg.claim_idle.saturating_mul(LEFT_FOR);
     let mut start = "-".to_owned();
+    let script = redis::Script::new(&crate::scripts::claim_script());
     loop {
         let reply: Value = redis::cmd("XPENDING")
             .arg(&shared.keys.stream)
@@ -87,14 +88,16 @@ pub(crate) async fn claim_abandoned(
             .collect();
         if !wanted.is_empty() {
             // The idle bound again: an entry another worker refreshed meanwhile stays its.
-            let claimed: Value = redis::cmd("XCLAIM")
-                .arg(&shared.keys.stream)
+            // Through the script, so that an oversized entry is not received whole.
+            let mut invocation = script.key(&shared.keys.stream);
+            invocation
                 .arg(&shared.cfg.group)
                 .arg(&shared.consumer)
                 .arg(idle)
-                .arg(&wanted)
-                .query_async(conn)
-                .await?;
+                .arg(read_limit(shared.cfg.max_entry_bytes))
+                .arg(KEPT_FIELD_BYTES)
+                .arg(&wanted);
+            let claimed: Value = invocation.invoke_async(conn).await?;
             let entries = entries_of(&claimed);
             if !entries.is_empty() {
                 tracing::info!(

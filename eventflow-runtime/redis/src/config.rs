@@ -31,11 +31,15 @@ pub struct RedisConfig {
     pub pool_max: usize,
     /// Approximate `MAXLEN` of the stream; `None` keeps every entry.
     pub max_len: Option<usize>,
-    /// Largest serialized envelope accepted by publish, in bytes.
+    /// Largest serialized envelope accepted by publish, in bytes. A worker does not
+    /// receive an entry larger than this (and 1 KiB for field names) whole: it
+    /// dead-letters it from the first 4 KiB of its fields.
     pub max_entry_bytes: usize,
     /// Entries idle this long in another consumer's pending list are claimed.
     pub claim_idle: Duration,
-    /// How long one `XREADGROUP` blocks (also how fast a worker notices shutdown).
+    /// How long an idle worker waits for the queue's bell before it reads again: how late
+    /// it sees entries added to the stream by programs that do not ring the bell (eventflow's
+    /// publishers do), and how fast it notices shutdown.
     pub block: Duration,
     /// Entries read per call.
     pub batch: usize,

@@ -31,9 +31,15 @@
 //!
 //! ## Delivery
 //!
-//! Publish is `XADD` (with an approximate `MAXLEN` when set). A worker reads with
-//! `XREADGROUP` under a consumer name unique to the process (`host-pid-random`, never
-//! reused), runs the matching handlers, and acknowledges (`XACK`) only when every handler's
+//! Publish is `XADD` (with an approximate `MAXLEN` when set), pipelined with an `XADD` to
+//! the queue's bell stream (`QUEUE:bell`, one entry long). A worker reads with
+//! `XREADGROUP` inside a Lua script under a consumer name unique to the process
+//! (`host-pid-random`, never reused); the script returns an entry larger than
+//! `max_entry_bytes` as its size and the first 4 KiB of at most 16 of its fields, so a
+//! worker never receives such an entry whole (claims go through the same cap). When there
+//! is nothing to read, the worker blocks on the bell (`XREAD BLOCK`), from the bell's id as
+//! of its last read, so no publish in between is missed; entries another program adds to
+//! the stream without ringing are read within `block`. The worker runs the matching handlers, and acknowledges (`XACK`) only when every handler's
 //! outcome is settled: success, dead letter, or a retry scheduled. A retry is a new entry
 //! in the delayed set, added in the same Lua script as the `XACK`, so nothing is lost or
 //! doubled between the two and no worker sleeps through a backoff. A promoter in each

@@ -67,21 +67,3 @@ pub(crate) fn entries_of(list: &Value) -> Vec<Entry> {
         })
         .collect()
 }
-
-/// The entries of an `XREADGROUP` reply for one stream.
-pub(crate) fn read_reply(v: &Value) -> Vec<Entry> {
-    match v {
-        Value::Array(streams) => streams
-            .iter()
-            .flat_map(|s| match s {
-                Value::Array(parts) if parts.len() == 2 => entries_of(&parts[1]),
-                _ => Vec::new(),
-            })
-            .collect(),
-        Value::Map(streams) => streams
-            .iter()
-            .flat_map(|(_, list)| entries_of(list))
-            .collect(),
-        _ => Vec::new(),
-    }
-}

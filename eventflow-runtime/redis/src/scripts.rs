@@ -4,6 +4,73 @@ pub(crate) struct Keys {
     pub(crate) stream: String,
     pub(crate) delayed: String,
     pub(crate) dead: String,
+    /// A stream of one tiny entry that publishers add to after each publish: idle workers
+    /// block on it instead of on the queue's stream, so that a blocking read never hands
+    /// them an entry whole (see [`READ`]).
+    pub(crate) bell: String,
+}
+
+/// The field an oversized entry is returned with instead of its own (its size as value).
+pub(crate) const OVERSIZED_FIELD: &str = "eventflow-oversized";
+
+/// Returns stream entries as read, except that an entry whose field names and values
+/// together exceed ARGV[max] bytes comes back as [`OVERSIZED_FIELD`] with its size and at
+/// most 16 of its fields, each cut to ARGV[keep] bytes: what a dead letter keeps of it.
+const CAP: &str = r#"
+local function capped(entries, max, keep)
+  local out = {}
+  for i, e in ipairs(entries) do
+    local f = e[2]
+    if type(f) == 'table' then
+      local size = 0
+      for j = 1, #f do size = size + #f[j] end
+      if size > max then
+        local cut = {'eventflow-oversized', tostring(size)}
+        for j = 1, math.min(#f, 32), 2 do
+          table.insert(cut, string.sub(f[j], 1, keep))
+          table.insert(cut, string.sub(f[j + 1] or '', 1, keep))
+        end
+        f = cut
+      end
+    end
+    out[i] = {e[1], f}
+  end
+  return out
+end
+"#;
+
+/// Reads entries for a consumer (`XREADGROUP` without `BLOCK`, which a script cannot
+/// do), capped as [`CAP`] says, with the last id of the bell stream, read in the same
+/// atomic step: a worker that finds nothing blocks on the bell from that id, so a publish
+/// after this read wakes it. KEYS: stream, bell. ARGV: group, consumer, count, cursor,
+/// max, keep. Returns `{bell_id, entries}`.
+pub(crate) fn read_script() -> String {
+    format!(
+        "{CAP}{}",
+        r#"
+local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], ARGV[4])
+local bell = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local last = '0-0'
+if bell[1] then last = bell[1][1] end
+local entries = {}
+if r and r[1] then entries = capped(r[1][2], tonumber(ARGV[5]), tonumber(ARGV[6])) end
+return {last, entries}
+"#
+    )
+}
+
+/// Claims entries idle at least ARGV[idle] ms for a consumer (`XCLAIM`), capped as
+/// [`CAP`] says. KEYS: stream. ARGV: group, consumer, idle, max, keep, then the ids.
+pub(crate) fn claim_script() -> String {
+    format!(
+        "{CAP}{}",
+        r#"
+local ids = {}
+for i = 6, #ARGV do ids[#ids + 1] = ARGV[i] end
+local r = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], unpack(ids))
+return capped(r, tonumber(ARGV[4]), tonumber(ARGV[5]))
+"#
+    )
 }
 
 pub(crate) const PROMOTE: &str = r#"
@@ -30,6 +97,7 @@ for _, m in ipairs(due) do
     redis.call('XADD', KEYS[2], '*', unpack(fields))
   end
 end
+if #due > 0 then pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '1', '*', 'b', '1') end
 return #due
 "#;
 

@@ -13,7 +13,8 @@ use redis::{AsyncConnectionConfig, Value};
 use crate::ack::*;
 use crate::backend::{Shared, delayed_member};
 use crate::claim::claim_abandoned;
-use crate::reply::{Entry, int, read_reply, text};
+use crate::reply::{Entry, entries_of, int, text};
+use crate::scripts::OVERSIZED_FIELD;
 
 pub(crate) async fn connect_consumer(
     shared: &Shared,
@@ -98,36 +99,81 @@ pub(crate) async fn read_until_error(
     // Own pending entries first (after a reconnect), then new ones.
     let mut cursor = "0".to_owned();
     let mut last_claim: Option<tokio::time::Instant> = None;
+    let script = redis::Script::new(&crate::scripts::read_script());
     while !shared.stopping.load(Ordering::SeqCst) {
         if last_claim.is_none_or(|t| t.elapsed() >= shared.cfg.claim_idle / 2) {
             last_claim = Some(tokio::time::Instant::now());
             claim_abandoned(shared, conn).await?;
         }
         let reading_pending = cursor != ">";
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&shared.cfg.group)
-            .arg(&shared.consumer)
-            .arg("COUNT")
-            .arg(shared.cfg.batch);
-        if !reading_pending {
-            cmd.arg("BLOCK").arg(shared.cfg.block.as_millis() as u64);
-        }
-        cmd.arg("STREAMS").arg(&shared.keys.stream).arg(&cursor);
-        let reply: Value = cmd.query_async(conn).await?;
-        let entries = read_reply(&reply);
+        let (bell, entries) = read_capped(shared, conn, &script, &cursor).await?;
         if reading_pending {
             match entries.last() {
                 Some(last) => cursor = last.id.clone(),
                 None => cursor = ">".into(),
             }
             dispatch_redelivered(shared, conn, entries).await?;
+        } else if entries.is_empty() {
+            wait_for_bell(shared, conn, &bell).await?;
         } else {
             for e in entries {
                 dispatch_entry(shared, e, 1).await;
             }
         }
     }
+    Ok(())
+}
+
+/// The largest entry a worker receives whole: `max_entry_bytes` and room for the field
+/// names and a retry's `handler` field beside the envelope.
+pub(crate) fn read_limit(max_entry_bytes: usize) -> usize {
+    max_entry_bytes.saturating_add(1024)
+}
+
+/// Reads entries for this consumer from `cursor` (`>` for new ones) through the capped
+/// read script, with the bell's last id as of the read.
+async fn read_capped(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    script: &redis::Script,
+    cursor: &str,
+) -> Result<(String, Vec<Entry>), redis::RedisError> {
+    let reply: Value = script
+        .key(&shared.keys.stream)
+        .key(&shared.keys.bell)
+        .arg(&shared.cfg.group)
+        .arg(&shared.consumer)
+        .arg(shared.cfg.batch)
+        .arg(cursor)
+        .arg(read_limit(shared.cfg.max_entry_bytes))
+        .arg(KEPT_FIELD_BYTES)
+        .invoke_async(conn)
+        .await?;
+    let Value::Array(parts) = reply else {
+        return Ok(("0-0".into(), Vec::new()));
+    };
+    let bell = parts.first().and_then(text).unwrap_or_else(|| "0-0".into());
+    let entries = parts.get(1).map(entries_of).unwrap_or_default();
+    Ok((bell, entries))
+}
+
+/// Blocks until a publisher rings the bell after `since`, or for `block` at most (entries
+/// other programs add to the stream without ringing are read then).
+async fn wait_for_bell(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    since: &str,
+) -> Result<(), redis::RedisError> {
+    redis::cmd("XREAD")
+        .arg("BLOCK")
+        .arg(u64::try_from(shared.cfg.block.as_millis()).unwrap_or(u64::MAX))
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&shared.keys.bell)
+        .arg(since)
+        .query_async::<Value>(conn)
+        .await?;
     Ok(())
 }
 
@@ -215,11 +261,14 @@ pub(crate) fn parse_entry(
     max_bytes: usize,
 ) -> Result<(Envelope, Option<String>), String> {
     let fields = fields.ok_or("the entry has no fields (it was trimmed from the stream)")?;
-    let size = fields.iter().fold(0usize, |n, (k, v)| {
-        n.saturating_add(k.len()).saturating_add(field_len(v))
-    });
-    // Room for the field names and a retry's `handler` field beside the envelope.
-    if size > max_bytes.saturating_add(1024) {
+    // The read script sent only the size and a cut of an oversized entry.
+    let size = match fields.get(OVERSIZED_FIELD).and_then(int) {
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => fields.iter().fold(0usize, |n, (k, v)| {
+            n.saturating_add(k.len()).saturating_add(field_len(v))
+        }),
+    };
+    if size > read_limit(max_bytes) {
         return Err(format!(
             "the entry is {size} bytes, over max_entry_bytes ({max_bytes}); it was not read"
         ));
@@ -235,7 +284,7 @@ pub(crate) fn parse_entry(
 }
 
 /// What an invalid entry's dead letter keeps of each field: at most this many bytes.
-const KEPT_FIELD_BYTES: usize = 4096;
+pub(crate) const KEPT_FIELD_BYTES: usize = 4096;
 
 /// An invalid entry's fields for its dead letter, each cut to [`KEPT_FIELD_BYTES`] (the
 /// cut says how long the field was).
@@ -254,7 +303,16 @@ pub(crate) fn raw_fields_json(fields: Option<&HashMap<String, Value>>) -> serde_
     let map: serde_json::Map<String, serde_json::Value> = fields
         .map(|f| {
             f.iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(keep(v))))
+                .map(|(k, v)| {
+                    // An oversized entry came cut by the read script: say so.
+                    let kept = match int(v).filter(|_| k == OVERSIZED_FIELD) {
+                        Some(n) => {
+                            format!("{n} bytes in all; each field cut to {KEPT_FIELD_BYTES} bytes")
+                        }
+                        None => keep(v),
+                    };
+                    (k.clone(), serde_json::Value::String(kept))
+                })
                 .collect()
         })
         .unwrap_or_default();
