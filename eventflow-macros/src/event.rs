@@ -8,24 +8,21 @@ use syn::{Data, DeriveInput};
 
 use crate::attr::EventInput;
 use crate::names;
+use crate::pipeline::StepConfig;
 use crate::tokens::*;
 
-pub(crate) fn derive_event(input: DeriveInput) -> TokenStream {
-    if let Data::Union(u) = &input.data {
-        return syn::Error::new(
-            u.union_token.span(),
-            "`#[derive(Event)]` cannot be used on a union: an event is a struct or an enum",
-        )
-        .to_compile_error();
-    }
-    let opts = match EventInput::from_derive_input(&input) {
-        Ok(o) => o,
-        Err(e) => return e.write_errors(),
-    };
-    let mut errors = darling::Error::accumulator();
+/// An event's attribute, validated.
+struct EventConfig {
+    name: String,
+    /// The step settings of a pipeline event.
+    step: Option<StepConfig>,
+}
+
+/// Checks the attribute, reporting every problem into `errors`.
+fn validate(opts: &EventInput, errors: &mut darling::error::Accumulator) -> EventConfig {
     let ident = &opts.ident;
     let name = match &opts.name {
-        Some(n) => crate::attr::given_name(n, "event", &mut errors),
+        Some(n) => crate::attr::given_name(n, "event", errors),
         None => {
             let n = names::snake_case(&ident.to_string());
             if let Err(reason) = names::check(&n, false) {
@@ -40,6 +37,35 @@ pub(crate) fn derive_event(input: DeriveInput) -> TokenStream {
             n
         }
     };
+    let step = if !opts.step.any() {
+        None
+    } else if opts.generics.params.is_empty() {
+        Some(StepConfig::validate(&opts.step, ident, errors))
+    } else {
+        errors.push(
+            darling::Error::custom("a pipeline event cannot be generic").with_span(&opts.generics),
+        );
+        None
+    };
+    EventConfig { name, step }
+}
+
+pub(crate) fn derive_event(input: DeriveInput) -> TokenStream {
+    if let Data::Union(u) = &input.data {
+        return syn::Error::new(
+            u.union_token.span(),
+            "`#[derive(Event)]` cannot be used on a union: an event is a struct or an enum",
+        )
+        .to_compile_error();
+    }
+    let opts = match EventInput::from_derive_input(&input) {
+        Ok(o) => o,
+        Err(e) => return e.write_errors(),
+    };
+    let mut errors = darling::Error::accumulator();
+    let cfg = validate(&opts, &mut errors);
+    let ident = &opts.ident;
+    let name = &cfg.name;
     let p = private(&opts.krate);
     let (impl_g, ty_g, where_clause) = opts.generics.split_for_impl();
     let mut where_clause = where_clause
@@ -63,18 +89,9 @@ pub(crate) fn derive_event(input: DeriveInput) -> TokenStream {
     } else {
         quote!()
     };
-    let step = if opts.step.any() {
-        if opts.generics.params.is_empty() {
-            crate::pipeline::derive_step(&p, ident, &name, &opts.step, &mut errors)
-        } else {
-            errors.push(
-                darling::Error::custom("a pipeline event cannot be generic")
-                    .with_span(&opts.generics),
-            );
-            quote!()
-        }
-    } else {
-        quote!()
+    let step = match cfg.step {
+        Some(step) => crate::pipeline::derive_step(&p, ident, name, step),
+        None => quote!(),
     };
     let impl_block = quote! {
         impl #impl_g #p::Event for #ident #ty_g #where_clause {

@@ -178,7 +178,7 @@ pub(crate) fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<
 
     let p = private(&opts.krate);
     let fn_ident = &func.sig.ident;
-    let name = registered_name(&opts.name, fn_ident);
+    let name = registered_name(opts.name.as_ref().map(|n| n.as_str()), fn_ident);
 
     let (invoke_fn, invoke, event_type) = invoke_tokens(&p, &sig, func);
 

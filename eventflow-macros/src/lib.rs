@@ -2,8 +2,11 @@
 //! re-exports them; their generated code reaches the runtime only through
 //! `::eventflow::__private_<version>` (or under the path given with `crate = "..."`).
 //!
-//! Each macro parses its attribute into an options struct (darling), validates it, and
-//! expands. Every error is reported, each on the token at fault; on error the user's item
+//! Each macro runs in three stages: it parses its attribute into an options struct
+//! (darling, `attr`), validates it into a config that holds only checked values
+//! (`HandlerConfig`, `ScheduledConfig`, `EventConfig` and `StepConfig`, `FnEventConfig`,
+//! `ModelConfig`; the checks across options live in `checks`), and generates code from
+//! that config alone, with the token helpers of `tokens`. Every error is reported, each on the token at fault; on error the user's item
 //! is still emitted so that the rest of the crate keeps type-checking.
 
 use proc_macro::TokenStream;

@@ -5,77 +5,109 @@ use darling::FromMeta;
 use darling::ast::NestedMeta;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use syn::spanned::Spanned;
 use syn::{FnArg, Type};
 
 use crate::attr::{self, ExecutorKind, StepArgs};
 use crate::tokens::{executor_config_tokens, executor_tokens, retry_tokens, timeout_tokens};
 
-/// The `StepOptions` expression of `args`, and the items it needs.
-pub(crate) fn options(
-    p: &TokenStream,
-    args: &StepArgs,
-    at: &dyn quote::ToTokens,
-    errors: &mut darling::error::Accumulator,
-) -> (TokenStream, TokenStream) {
-    let executor = match &args.executor {
-        Some(path) => errors
-            .handle(attr::executor(path))
-            .unwrap_or(ExecutorKind::Inline),
-        None => ExecutorKind::Inline,
-    };
-    let exec_cfg = args.executor_config.as_ref().map(|c| c.validate(errors));
-    if args.executor_config.is_some() && executor == ExecutorKind::Inline {
-        errors.push(
-            darling::Error::custom(
-                "`executor_config` configures a pool; `Inline` (the default) runs steps in \
-                 sequence on the pipeline's task: use `executor = ThreadPool`",
-            )
-            .with_span(&at.to_token_stream()),
-        );
-    }
-    let retry = args.retry.as_ref().map(|r| r.validate(errors));
-    let evaluation = match &args.evaluation {
-        Some(path) => errors
-            .handle(attr::evaluation(path))
-            .unwrap_or_else(|| "SuccessOnAllEventsSuccess".into()),
-        None => "SuccessOnAllEventsSuccess".into(),
-    };
-    let timeout = args
-        .timeout
-        .as_ref()
-        .and_then(|t| errors.handle(attr::timeout(t)));
-    let (retry, retry_fn) = retry_tokens(p, &retry);
-    let executor = executor_tokens(p, executor);
-    let (max_workers, max_tasks, prefix) = executor_config_tokens(exec_cfg);
-    let evaluation = format_ident!("{}", evaluation);
-    let timeout = timeout_tokens(p, timeout);
-    let gotos = args.gotos(errors);
-    let (soe, sos, sox) = (
-        args.stop_on_error.is_present(),
-        args.stop_on_success.is_present(),
-        args.stop_on_exception.is_present(),
-    );
-    (
-        quote! {
-            #p::step_options(
-                #executor,
-                #p::executor_config(#max_workers, #max_tasks, #prefix),
-                #retry,
-                #p::EvaluationState::#evaluation,
-                #sox,
-                #sos,
-                #soe,
-                #timeout,
-                &[#(#gotos),*],
-            )
-        },
-        retry_fn,
-    )
+/// A pipeline event's step settings, validated: every value checked, nothing left to
+/// report.
+pub(crate) struct StepConfig {
+    executor: ExecutorKind,
+    exec_cfg: Option<attr::ExecutorSettings>,
+    retry: Option<attr::Retry>,
+    evaluation: String,
+    timeout: Option<u64>,
+    gotos: Vec<u32>,
+    stop_on_error: bool,
+    stop_on_success: bool,
+    stop_on_exception: bool,
 }
 
-fn on_process(args: &StepArgs) -> bool {
-    args.executor.as_ref().and_then(|p| attr::executor(p).ok()) == Some(ExecutorKind::Process)
+impl StepConfig {
+    /// Checks `args`, reporting every problem into `errors` (`at` is where a problem of
+    /// the whole attribute is shown).
+    pub(crate) fn validate(
+        args: &StepArgs,
+        at: &dyn quote::ToTokens,
+        errors: &mut darling::error::Accumulator,
+    ) -> StepConfig {
+        let executor = match &args.executor {
+            Some(path) => errors
+                .handle(attr::executor(path))
+                .unwrap_or(ExecutorKind::Inline),
+            None => ExecutorKind::Inline,
+        };
+        let exec_cfg = args.executor_config.as_ref().map(|c| c.validate(errors));
+        if args.executor_config.is_some() && executor == ExecutorKind::Inline {
+            errors.push(
+                darling::Error::custom(
+                    "`executor_config` configures a pool; `Inline` (the default) runs steps in \
+                     sequence on the pipeline's task: use `executor = ThreadPool`",
+                )
+                .with_span(&at.to_token_stream()),
+            );
+        }
+        let retry = args.retry.as_ref().map(|r| r.validate(errors));
+        let evaluation = match &args.evaluation {
+            Some(path) => errors
+                .handle(attr::evaluation(path))
+                .unwrap_or_else(|| "SuccessOnAllEventsSuccess".into()),
+            None => "SuccessOnAllEventsSuccess".into(),
+        };
+        let timeout = args
+            .timeout
+            .as_ref()
+            .and_then(|t| errors.handle(attr::timeout(t)));
+        StepConfig {
+            executor,
+            exec_cfg,
+            retry,
+            evaluation,
+            timeout,
+            gotos: args.gotos(errors),
+            stop_on_error: args.stop_on_error.is_present(),
+            stop_on_success: args.stop_on_success.is_present(),
+            stop_on_exception: args.stop_on_exception.is_present(),
+        }
+    }
+
+    /// Whether the step runs on the Process executor (its input and output cross
+    /// processes as JSON).
+    fn on_process(&self) -> bool {
+        self.executor == ExecutorKind::Process
+    }
+
+    /// The `StepOptions` expression, and the items it needs.
+    fn tokens(self, p: &TokenStream) -> (TokenStream, TokenStream) {
+        let (retry, retry_fn) = retry_tokens(p, &self.retry);
+        let executor = executor_tokens(p, self.executor);
+        let (max_workers, max_tasks, prefix) = executor_config_tokens(self.exec_cfg);
+        let evaluation = format_ident!("{}", self.evaluation);
+        let timeout = timeout_tokens(p, self.timeout);
+        let gotos = &self.gotos;
+        let (soe, sos, sox) = (
+            self.stop_on_error,
+            self.stop_on_success,
+            self.stop_on_exception,
+        );
+        (
+            quote! {
+                #p::step_options(
+                    #executor,
+                    #p::executor_config(#max_workers, #max_tasks, #prefix),
+                    #retry,
+                    #p::EvaluationState::#evaluation,
+                    #sox,
+                    #sos,
+                    #soe,
+                    #timeout,
+                    &[#(#gotos),*],
+                )
+            },
+            retry_fn,
+        )
+    }
 }
 
 /// `T` of `Outcome<T>` in a return type.
@@ -102,12 +134,10 @@ pub(crate) fn derive_step(
     p: &TokenStream,
     ident: &syn::Ident,
     name: &str,
-    args: &StepArgs,
-    errors: &mut darling::error::Accumulator,
+    step: StepConfig,
 ) -> TokenStream {
-    let (options, retry_fn) = options(p, args, ident, errors);
     // Across processes, the input and output travel as JSON.
-    let step_fn = on_process(args).then(|| {
+    let step_fn = step.on_process().then(|| {
         quote! {
             fn step() -> #p::StepDef {
                 #p::StepDef::from_process(
@@ -119,6 +149,7 @@ pub(crate) fn derive_step(
             }
         }
     });
+    let (options, retry_fn) = step.tokens(p);
     quote! {
         impl #p::PipelineEvent for #ident {
             const STEP_NAME: &'static str = #name;
@@ -153,7 +184,29 @@ pub(crate) fn event_fn(args: TokenStream, item: TokenStream) -> TokenStream {
     crate::tokens::on_function("event", args, item, event_fn_inner)
 }
 
+/// A function-based event, validated: every value checked, nothing left to report.
+struct FnEventConfig {
+    krate: Option<syn::Path>,
+    name: String,
+    /// The input type (`()` when the function takes none).
+    input: Type,
+    /// Whether the function takes its input (else it takes only the context, or nothing).
+    takes_input: bool,
+    /// The call's arguments, in the function's order.
+    args: Vec<TokenStream>,
+    step: StepConfig,
+    /// `T` of `Outcome<T>`, for a step on the Process executor.
+    process_output: Option<Type>,
+}
+
 fn event_fn_inner(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream> {
+    let cfg = validate_fn_event(args, func)?;
+    Ok(generate_fn_event(cfg, func))
+}
+
+/// Parses and checks the attribute and the function's signature, reporting every problem
+/// at once.
+fn validate_fn_event(args: TokenStream, func: &syn::ItemFn) -> darling::Result<FnEventConfig> {
     let mut errors = darling::Error::accumulator();
     let metas = NestedMeta::parse_meta_list(args).map_err(darling::Error::from)?;
     let opts = errors
@@ -199,42 +252,66 @@ fn event_fn_inner(args: TokenStream, func: &syn::ItemFn) -> darling::Result<Toke
             );
         }
     }
+    let takes_input = input.is_some();
     let input = input.unwrap_or_else(|| syn::parse_quote!(()));
-    let p = crate::tokens::private(&opts.krate);
-    let (options, retry_fn) = options(&p, &opts.step, &sig.ident, &mut errors);
-    let serde = if on_process(&opts.step) {
-        match outcome_type(&sig.output) {
-            Some(out) => quote!(.with_serde::<#input, #out>()),
-            None => {
-                errors.push(
-                    darling::Error::custom(
-                        "on the Process executor, write the return type as `Outcome<T>`: \
-                         the output crosses processes as a `T`",
-                    )
-                    .with_span(&sig.output),
-                );
-                quote!()
-            }
+    let step = StepConfig::validate(&opts.step, &sig.ident, &mut errors);
+    let process_output = if step.on_process() {
+        let out = outcome_type(&sig.output);
+        if out.is_none() {
+            errors.push(
+                darling::Error::custom(
+                    "on the Process executor, write the return type as `Outcome<T>`: \
+                     the output crosses processes as a `T`",
+                )
+                .with_span(&sig.output),
+            );
         }
+        out
     } else {
-        quote!()
+        None
     };
     errors.finish()?;
-    let fn_ident = &sig.ident;
+    Ok(FnEventConfig {
+        krate: opts.krate,
+        name,
+        input,
+        takes_input,
+        args,
+        step,
+        process_output,
+    })
+}
+
+/// The step record of a validated function-based event and the function it points to.
+fn generate_fn_event(cfg: FnEventConfig, func: &syn::ItemFn) -> TokenStream {
+    let FnEventConfig {
+        krate,
+        name,
+        input,
+        takes_input,
+        args,
+        step,
+        process_output,
+    } = cfg;
+    let p = crate::tokens::private(&krate);
+    let (options, retry_fn) = step.tokens(&p);
+    let serde = match process_output {
+        Some(out) => quote!(.with_serde::<#input, #out>()),
+        None => quote!(),
+    };
+    let fn_ident = &func.sig.ident;
     let make = format_ident!("__eventflow_step_{}", fn_ident);
-    let call = if sig.asyncness.is_some() {
+    let call = if func.sig.asyncness.is_some() {
         quote!(#fn_ident(#(#args),*).await)
     } else {
         quote!(#fn_ident(#(#args),*))
     };
-    let input_span = input.span();
-    let input_binding = if args.iter().any(|a| a.to_string() == "__input") {
+    let input_binding = if takes_input {
         quote!(__input)
     } else {
         quote!(_)
     };
-    let _ = input_span;
-    Ok(quote! {
+    quote! {
         #[doc(hidden)]
         #[allow(non_snake_case)]
         const _: () = {
@@ -259,5 +336,5 @@ fn event_fn_inner(args: TokenStream, func: &syn::ItemFn) -> darling::Result<Toke
                 }
             }
         };
-    })
+    }
 }

@@ -15,18 +15,41 @@ pub(crate) fn scheduled(args: TokenStream, item: TokenStream) -> TokenStream {
     on_function("scheduled", args, item, scheduled_fn)
 }
 
+/// When a scheduled function runs, validated.
+enum Schedule {
+    /// Every this many nanoseconds (at least a millisecond).
+    Every(u64),
+    /// A cron expression that parses.
+    Cron(String),
+}
+
+/// A `#[scheduled]` attribute and its function's signature, validated: every value
+/// checked, nothing left to report.
+struct ScheduledConfig {
+    krate: Option<syn::Path>,
+    name: Option<String>,
+    schedule: Schedule,
+    missed: attr::Missed,
+    timeout: Option<u64>,
+    sig: signature::ScheduledSignature,
+}
+
 pub(crate) fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Result<TokenStream> {
+    let cfg = validate(args, func)?;
+    Ok(generate(cfg, func))
+}
+
+/// Parses and checks the attribute and the function's signature, reporting every problem
+/// at once.
+fn validate(args: TokenStream, func: &syn::ItemFn) -> darling::Result<ScheduledConfig> {
     let mut errors = darling::Error::accumulator();
     let metas = NestedMeta::parse_meta_list(args.clone()).map_err(darling::Error::from)?;
     let opts = errors
         .handle(attr::ScheduledArgs::from_list(&metas))
         .unwrap_or_default();
-    let p = private(&opts.krate);
     let schedule = match (&opts.every, &opts.cron) {
         (Some(every), None) => match names::parse_duration(every) {
-            Ok(ns) if ns >= 1_000_000 => {
-                Some(quote!(#p::DeclaredSchedule::Every(#p::Duration::from_nanos(#ns))))
-            }
+            Ok(ns) if ns >= 1_000_000 => Some(Schedule::Every(ns)),
             Ok(_) => {
                 errors.push(
                     darling::Error::custom("the interval must be at least 1ms")
@@ -46,10 +69,7 @@ pub(crate) fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Re
             }
         },
         (None, Some(cron)) => match <cron::Schedule as std::str::FromStr>::from_str(cron) {
-            Ok(_) => {
-                let c = &**cron;
-                Some(quote!(#p::DeclaredSchedule::Cron(#c)))
-            }
+            Ok(_) => Some(Schedule::Cron(cron.to_string())),
             Err(_) => {
                 let n = cron.split_whitespace().count();
                 let why = if (6..=7).contains(&n) {
@@ -108,9 +128,35 @@ pub(crate) fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Re
     let (Some(sig), Some(schedule)) = (sig, schedule) else {
         return Err(darling::Error::custom("invalid scheduled function"));
     };
+    Ok(ScheduledConfig {
+        krate: opts.krate,
+        name: opts.name.map(|n| n.to_string()),
+        schedule,
+        missed,
+        timeout,
+        sig,
+    })
+}
 
+/// The record of a validated scheduled function and the function it points to.
+fn generate(cfg: ScheduledConfig, func: &syn::ItemFn) -> TokenStream {
+    let ScheduledConfig {
+        krate,
+        name,
+        schedule,
+        missed,
+        timeout,
+        sig,
+    } = cfg;
+    let p = private(&krate);
     let fn_ident = &func.sig.ident;
-    let name = registered_name(&opts.name, fn_ident);
+    let name = registered_name(name.as_deref(), fn_ident);
+    let schedule = match schedule {
+        Schedule::Every(ns) => {
+            quote!(#p::DeclaredSchedule::Every(#p::Duration::from_nanos(#ns)))
+        }
+        Schedule::Cron(c) => quote!(#p::DeclaredSchedule::Cron(#c)),
+    };
     let arg = match sig.context {
         None => quote!(),
         Some(true) => quote!(&__ctx),
@@ -152,7 +198,7 @@ pub(crate) fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Re
         .context
         .is_none()
         .then(|| quote!(#[allow(unused_variables)]));
-    Ok(quote! {
+    quote! {
         #[doc(hidden)]
         #[allow(non_snake_case)]
         const _: () = {
@@ -169,5 +215,5 @@ pub(crate) fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Re
                 }
             }
         };
-    })
+    }
 }

@@ -2,7 +2,6 @@
 //! function-attribute wrapper, and the tokens of options shared by handlers, scheduled
 //! functions and pipeline steps. Generators import this module, never each other.
 
-use darling::util::SpannedValue;
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -51,15 +50,9 @@ pub(crate) fn on_function(
 }
 
 /// The registered name: the one given, or `module::path::fn_name`.
-pub(crate) fn registered_name(
-    given: &Option<SpannedValue<String>>,
-    fn_ident: &syn::Ident,
-) -> TokenStream {
+pub(crate) fn registered_name(given: Option<&str>, fn_ident: &syn::Ident) -> TokenStream {
     match given {
-        Some(n) => {
-            let n = &**n;
-            quote!(#n)
-        }
+        Some(n) => quote!(#n),
         None => quote!(::core::concat!(
             ::core::module_path!(),
             "::",

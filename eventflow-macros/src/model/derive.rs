@@ -46,11 +46,25 @@ fn is_option_i64(ty: &Type) -> bool {
     }
 }
 
+/// A model, validated: its name and its id field.
+struct ModelConfig {
+    name: String,
+    id: syn::Ident,
+}
+
 pub(crate) fn derive_model(input: syn::DeriveInput) -> TokenStream {
     let opts = match ModelInput::from_derive_input(&input) {
         Ok(o) => o,
         Err(e) => return e.write_errors(),
     };
+    match validate(&opts) {
+        Ok(cfg) => generate(&opts, cfg),
+        Err(e) => e.write_errors(),
+    }
+}
+
+/// Checks the attribute and the fields, reporting every problem at once.
+fn validate(opts: &ModelInput) -> darling::Result<ModelConfig> {
     let mut errors = darling::Error::accumulator();
     let ident = &opts.ident;
     if !opts.generics.params.is_empty() {
@@ -99,12 +113,15 @@ pub(crate) fn derive_model(input: syn::DeriveInput) -> TokenStream {
             None
         }
     };
-    if let Err(e) = errors.finish() {
-        return e.write_errors();
-    }
-    let Some(id) = id_field else {
-        return quote!();
-    };
+    errors.finish()?;
+    let id = id_field.ok_or_else(|| darling::Error::custom("the id field has no name"))?;
+    Ok(ModelConfig { name, id })
+}
+
+/// The `Model` impl and the registration of a validated model.
+fn generate(opts: &ModelInput, cfg: ModelConfig) -> TokenStream {
+    let ModelConfig { name, id } = cfg;
+    let ident = &opts.ident;
     let p = private(&opts.krate);
     quote! {
         const _: () = {
