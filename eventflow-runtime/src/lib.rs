@@ -43,6 +43,7 @@ mod macro_abi;
 pub mod store;
 pub mod testing;
 
+#[doc(no_inline)]
 pub use backend::{
     Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries, WhenFull,
 };
@@ -56,6 +57,7 @@ pub use bus::{
 };
 #[allow(deprecated)]
 pub use bus::{ScheduleStats, Scheduled, ScheduledRecord};
+#[doc(no_inline)]
 pub use dead_letter::{
     DeadLetter, DeadLetterPage, DeadLetterQuery, DeadLetterStore, MemoryDeadLetters,
 };
@@ -65,16 +67,23 @@ pub use error::{
     PayloadError, Problem, ProblemKind, PublishError, Result, TimeoutError, ValidationError,
 };
 pub use event::{Envelope, Event, EventId, EventName, Headers, Payload, TraceContext};
+#[doc(no_inline)]
 pub use executor::{Executor, ExecutorConfig, Panicked, ThreadPool};
+#[doc(no_inline)]
 pub use health::{HealthCheckHandle, HealthChecker, HealthReport, HealthStatus};
+#[doc(no_inline)]
 pub use model::{HookError, HookKind, Model, ModelEvent, ModelEventKind, Operation};
 pub use pattern::{Pattern, Router, validate_name};
 pub use retry::{RetryOn, RetryPolicy};
 #[allow(deprecated)]
+#[doc(no_inline)]
 pub use schedule::ScheduleSpec;
+#[doc(no_inline)]
 pub use schedule::{DeclaredSchedule, MissedTicks, Schedule};
 pub use source::SourceLocation;
+#[doc(no_inline)]
 pub use store::{HookContext, Store, StoreBuilder, StoreError, StoreStats, Tx};
+#[doc(no_inline)]
 pub use telemetry::{HandlerMetrics, MetricsSnapshot};
 pub use util::BoxFuture;
 

@@ -156,6 +156,7 @@
 //! Registrations live in the crate that defines them. If nothing in your binary refers to a
 //! crate that only holds handlers, the linker leaves it out; name it once with
 //! [`link!`]: `eventflow::link!(billing_handlers);`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use eventflow_macros::{
     Event, Model, after_create, after_delete, after_update, after_write, before_create,
@@ -167,12 +168,14 @@ pub use eventflow_runtime::*;
 /// `eventflow-redis`. Its builder methods (`.redis(url)`, `.queue(..)`, ...) come from
 /// [`RedisBusExt`](redis::RedisBusExt), which the prelude brings into scope.
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use eventflow_redis as redis;
 
 /// The SQLite and PostgreSQL store drivers (features `sqlite`, on by default, and
 /// `postgres`): the package `eventflow-sql`. `Store::sqlite` and `Store::postgres` come
 /// from [`SqlStoreExt`](sql::SqlStoreExt), which the prelude brings into scope.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use eventflow_sql as sql;
 
 /// Everything a program using eventflow usually needs.

@@ -28,6 +28,7 @@
 //!
 //! The constructors come from [`SqlStoreExt`] and [`SqlStoreBuilderExt`] (both in
 //! `eventflow::prelude`).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use std::future::Future;
@@ -49,12 +50,14 @@ pub trait SqlStoreExt: Sized {
     /// A SQLite store in the file at `path` (created if missing, in WAL mode), publishing
     /// on `bus`. Needs the `sqlite` feature.
     #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     fn sqlite(
         path: impl AsRef<std::path::Path>,
         bus: &EventBus,
     ) -> impl Future<Output = Result<Store, StoreError>> + Send;
     /// A PostgreSQL store at `url` (`postgres://user@host/db`), publishing on `bus`. Needs the `postgres` feature.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     fn postgres(
         url: &str,
         bus: &EventBus,
@@ -63,6 +66,7 @@ pub trait SqlStoreExt: Sized {
 
 impl SqlStoreExt for Store {
     #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     fn sqlite(
         path: impl AsRef<std::path::Path>,
         bus: &EventBus,
@@ -73,6 +77,7 @@ impl SqlStoreExt for Store {
     }
 
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     fn postgres(
         url: &str,
         bus: &EventBus,
@@ -87,17 +92,20 @@ impl SqlStoreExt for Store {
 pub trait SqlStoreBuilderExt: Sized {
     /// A SQLite store in the file at `path` (created if missing, in WAL mode). Needs the `sqlite` feature.
     #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     fn sqlite(
         self,
         path: impl AsRef<std::path::Path>,
     ) -> impl Future<Output = Result<Store, StoreError>> + Send;
     /// A PostgreSQL store at `url` (`postgres://user@host/db`). Needs the `postgres` feature.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     fn postgres(self, url: &str) -> impl Future<Output = Result<Store, StoreError>> + Send;
 }
 
 impl SqlStoreBuilderExt for StoreBuilder {
     #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     fn sqlite(
         self,
         path: impl AsRef<std::path::Path>,
@@ -110,6 +118,7 @@ impl SqlStoreBuilderExt for StoreBuilder {
     }
 
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     fn postgres(self, url: &str) -> impl Future<Output = Result<Store, StoreError>> + Send {
         let url = url.to_owned();
         async move {
