@@ -27,7 +27,7 @@ pub(crate) struct StepArgs {
     pub pipeline: darling::util::Flag,
     pub executor: Option<syn::Path>,
     pub executor_config: Option<ExecutorConfigArgs>,
-    pub retry: Option<RetryArgs>,
+    pub retry: Option<RetrySpec>,
     pub evaluation: Option<syn::Path>,
     pub stop_on_error: darling::util::Flag,
     pub stop_on_success: darling::util::Flag,
@@ -117,7 +117,7 @@ pub(crate) fn evaluation(path: &syn::Path) -> darling::Result<String> {
 #[derive(FromMeta, Default)]
 pub(crate) struct HandlerArgs {
     pub name: Option<SpannedValue<String>>,
-    pub retry: Option<RetryArgs>,
+    pub retry: Option<RetrySpec>,
     pub timeout: Option<SpannedValue<String>>,
     pub executor: Option<syn::Path>,
     pub executor_config: Option<ExecutorConfigArgs>,
@@ -196,12 +196,75 @@ pub(crate) fn missed(path: &syn::Path) -> darling::Result<Missed> {
     }
 }
 
-/// `retry(max_attempts = 3, backoff_factor = 0.5, max_backoff = 10.0, jitter, retry_on = [..])`.
+/// `retry(...)` with settings, or `retry = NAME` naming a shared policy.
+pub(crate) enum RetrySpec {
+    Settings(Box<RetryArgs>),
+    Named(syn::Path),
+}
+
+/// How to write `retry`, for the messages of its wrong forms.
+const RETRY_FORMS: &str = "write `retry()` for 3 attempts, `retry(max_attempts = 5)`, or \
+     `retry = SHARED` naming a `const RetryPolicy` or a `fn() -> RetryPolicy`";
+
+impl FromMeta for RetrySpec {
+    fn from_list(items: &[darling::ast::NestedMeta]) -> darling::Result<Self> {
+        RetryArgs::from_list(items).map(|a| RetrySpec::Settings(Box::new(a)))
+    }
+
+    fn from_word() -> darling::Result<Self> {
+        Err(darling::Error::custom(format!(
+            "`retry` needs settings or a policy: {RETRY_FORMS}"
+        )))
+    }
+
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        match expr {
+            Expr::Path(p) if p.qself.is_none() => Ok(RetrySpec::Named(p.path.clone())),
+            Expr::Lit(ExprLit {
+                lit: Lit::Bool(b), ..
+            }) => Err(darling::Error::custom(format!(
+                "`retry = {}` is not a policy: {RETRY_FORMS}",
+                b.value
+            ))
+            .with_span(expr)),
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(_), ..
+            }) => Err(darling::Error::custom(
+                "`retry = N`: write the number of attempts as `retry(max_attempts = N)`",
+            )
+            .with_span(expr)),
+            _ => Err(darling::Error::custom(format!(
+                "`retry = ...` names a policy by its path: {RETRY_FORMS}"
+            ))
+            .with_span(expr)),
+        }
+    }
+}
+
+impl RetrySpec {
+    /// The settings checked, or the named policy.
+    pub(crate) fn validate(&self, errors: &mut darling::error::Accumulator) -> RetryConfig {
+        match self {
+            RetrySpec::Settings(args) => RetryConfig::Settings(args.validate(errors)),
+            RetrySpec::Named(path) => RetryConfig::Named(path.clone()),
+        }
+    }
+}
+
+/// A retry policy, validated: settings, or a shared policy named by its path.
+pub(crate) enum RetryConfig {
+    Settings(Retry),
+    Named(syn::Path),
+}
+
+/// `retry(max_attempts = 3, backoff_factor = 0.5, max_backoff = 10.0, backoff_step = 1.0,
+/// jitter, retry_on = [..])`.
 #[derive(FromMeta, Default)]
 pub(crate) struct RetryArgs {
     pub max_attempts: Option<Expr>,
     pub backoff_factor: Option<Expr>,
     pub max_backoff: Option<Expr>,
+    pub backoff_step: Option<Expr>,
     pub jitter: darling::util::Flag,
     pub retry_on: Option<Expr>,
 }
@@ -251,6 +314,7 @@ pub(crate) struct Retry {
     pub max_attempts: u32,
     pub backoff_factor: f64,
     pub max_backoff: f64,
+    pub backoff_step: Option<f64>,
     pub jitter: bool,
     pub retry_on: Vec<syn::Path>,
 }
@@ -334,6 +398,7 @@ impl RetryArgs {
             max_attempts: 3,
             backoff_factor: 0.5,
             max_backoff: 60.0,
+            backoff_step: None,
             jitter: self.jitter.is_present(),
             retry_on: Vec::new(),
         };
@@ -357,6 +422,9 @@ impl RetryArgs {
             && let Some(v) = errors.handle(non_negative_float(e, "max_backoff"))
         {
             r.max_backoff = v;
+        }
+        if let Some(e) = &self.backoff_step {
+            r.backoff_step = errors.handle(non_negative_float(e, "backoff_step"));
         }
         if let Some(e) = &self.retry_on {
             match e {

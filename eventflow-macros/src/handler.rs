@@ -21,7 +21,7 @@ pub(crate) fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream
 struct HandlerConfig {
     opts: HandlerArgs,
     pattern: String,
-    retry: Option<attr::Retry>,
+    retry: Option<attr::RetryConfig>,
     timeout: Option<u64>,
     executor: ExecutorKind,
     exec_cfg: Option<attr::ExecutorSettings>,
@@ -182,7 +182,25 @@ pub(crate) fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<
 
     let (invoke_fn, invoke, event_type) = invoke_tokens(&p, &sig, func);
 
+    let named = matches!(retry, Some(attr::RetryConfig::Named(_)));
     let (retry_tokens, retry_on_fn) = retry_tokens(&p, &retry);
+    let (retry_tokens, retry_from) = match retry_tokens {
+        // Looked up when the bus is built: a `fn` cannot be called in the record's static.
+        Some(_) if named => (
+            quote!(::core::option::Option::None),
+            quote!(::core::option::Option::Some(
+                __eventflow_named_retry as fn() -> #p::RetryPolicy
+            )),
+        ),
+        Some(t) => (
+            quote!(::core::option::Option::Some(#t)),
+            quote!(::core::option::Option::None),
+        ),
+        None => (
+            quote!(::core::option::Option::None),
+            quote!(::core::option::Option::None),
+        ),
+    };
     let timeout = timeout_tokens(&p, timeout);
     let executor = executor_tokens(&p, executor);
     let (max_workers, max_tasks, prefix) = executor_config_tokens(exec_cfg);
@@ -217,6 +235,7 @@ pub(crate) fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<
                     event_type: #event_type,
                     options: #p::handler_options(
                         #retry_tokens,
+                        #retry_from,
                         #timeout,
                         #executor,
                         #p::executor_config(#max_workers, #max_tasks, #prefix),

@@ -15,7 +15,7 @@ use crate::tokens::{executor_config_tokens, executor_tokens, retry_tokens, timeo
 pub(crate) struct StepConfig {
     executor: ExecutorKind,
     exec_cfg: Option<attr::ExecutorSettings>,
-    retry: Option<attr::Retry>,
+    retry: Option<attr::RetryConfig>,
     evaluation: String,
     timeout: Option<u64>,
     gotos: Vec<u32>,
@@ -81,6 +81,7 @@ impl StepConfig {
     /// The `StepOptions` expression, and the items it needs.
     fn tokens(self, p: &TokenStream) -> (TokenStream, TokenStream) {
         let (retry, retry_fn) = retry_tokens(p, &self.retry);
+        let retry = retry.unwrap_or_else(|| quote!(#p::RetryPolicy::NEVER));
         let executor = executor_tokens(p, self.executor);
         let (max_workers, max_tasks, prefix) = executor_config_tokens(self.exec_cfg);
         let evaluation = format_ident!("{}", self.evaluation);

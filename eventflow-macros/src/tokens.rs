@@ -71,16 +71,30 @@ pub(crate) fn into_result(p: &TokenStream, func: &syn::ItemFn) -> TokenStream {
 }
 
 /// A retry policy's tokens, and the `retry_on` check function they name (if any).
+/// A retry policy: its expression (`None` when no `retry` is given), and the items it needs.
+/// A named policy is looked up by a function the items define, `__eventflow_named_retry`.
 pub(crate) fn retry_tokens(
     p: &TokenStream,
-    retry: &Option<attr::Retry>,
-) -> (TokenStream, TokenStream) {
+    retry: &Option<attr::RetryConfig>,
+) -> (Option<TokenStream>, TokenStream) {
     match retry {
-        None => (quote!(#p::RetryPolicy::NEVER), quote!()),
-        Some(r) => {
+        None => (None, quote!()),
+        Some(attr::RetryConfig::Named(path)) => (
+            Some(quote!(__eventflow_named_retry())),
+            quote! {
+                fn __eventflow_named_retry() -> #p::RetryPolicy {
+                    #p::NamedRetryPolicy::retry_policy(#path)
+                }
+            },
+        ),
+        Some(attr::RetryConfig::Settings(r)) => {
             let max_attempts = r.max_attempts;
             let factor = r.backoff_factor;
             let cap = r.max_backoff;
+            let step = match r.backoff_step {
+                Some(s) => quote!(::core::option::Option::Some(#s)),
+                None => quote!(::core::option::Option::None),
+            };
             let jitter = r.jitter;
             let (retry_on, retry_on_fn) = if r.retry_on.is_empty() {
                 (quote!(::core::option::Option::None), quote!())
@@ -99,9 +113,9 @@ pub(crate) fn retry_tokens(
                 )
             };
             (
-                quote! {
-                    #p::retry_policy(#max_attempts, #factor, #cap, #jitter, #retry_on)
-                },
+                Some(quote! {
+                    #p::retry_policy(#max_attempts, #factor, #cap, #step, #jitter, #retry_on)
+                }),
                 retry_on_fn,
             )
         }

@@ -121,7 +121,8 @@ pub mod __private_0_1_0 {
     pub use crate::event::{Envelope, Event};
     pub use crate::executor::{Executor, ExecutorConfig};
     pub use crate::macro_abi::{
-        batch_config, executor_config, handler_options, retry_policy, step_options,
+        NamedRetryPolicy, batch_config, executor_config, handler_options, retry_policy,
+        step_options,
     };
     pub use crate::model::{HookError, HookKind, Model, ModelRecord};
     pub use crate::pipeline::{

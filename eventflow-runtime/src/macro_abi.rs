@@ -16,6 +16,7 @@ pub const fn retry_policy(
     max_attempts: u32,
     backoff_factor: f64,
     max_backoff: f64,
+    backoff_step: Option<f64>,
     jitter: bool,
     retry_on: Option<RetryOn>,
 ) -> RetryPolicy {
@@ -23,8 +24,33 @@ pub const fn retry_policy(
         max_attempts,
         backoff_factor,
         max_backoff,
+        backoff_step,
         jitter,
         retry_on,
+    }
+}
+
+/// What an attribute's `retry = NAME` may name: a `RetryPolicy` (a `const`) or a
+/// `fn() -> RetryPolicy`.
+#[diagnostic::on_unimplemented(
+    message = "`retry = ...` names `{Self}`, which is not a retry policy",
+    label = "not a `RetryPolicy` or a `fn() -> RetryPolicy`",
+    note = "name a `const P: RetryPolicy = RetryPolicy::attempts(3);` or a `fn p() -> RetryPolicy`"
+)]
+pub trait NamedRetryPolicy {
+    /// The policy.
+    fn retry_policy(self) -> RetryPolicy;
+}
+
+impl NamedRetryPolicy for RetryPolicy {
+    fn retry_policy(self) -> RetryPolicy {
+        self
+    }
+}
+
+impl<F: FnOnce() -> RetryPolicy> NamedRetryPolicy for F {
+    fn retry_policy(self) -> RetryPolicy {
+        self()
     }
 }
 
@@ -52,7 +78,8 @@ pub const fn batch_config(max_size: usize, max_wait: Duration) -> BatchConfig {
 /// A handler's options.
 #[allow(clippy::too_many_arguments)]
 pub const fn handler_options(
-    retry: RetryPolicy,
+    retry: Option<RetryPolicy>,
+    retry_from: Option<fn() -> RetryPolicy>,
     timeout: Option<Duration>,
     executor: Executor,
     executor_config: ExecutorConfig,
@@ -62,7 +89,12 @@ pub const fn handler_options(
     batch: Option<BatchConfig>,
 ) -> HandlerOptions {
     HandlerOptions {
-        retry,
+        retry: match retry {
+            Some(r) => r,
+            None => RetryPolicy::NEVER,
+        },
+        retry_given: retry.is_some() || retry_from.is_some(),
+        retry_from,
         timeout,
         executor,
         executor_config,

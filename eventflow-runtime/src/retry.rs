@@ -1,14 +1,22 @@
 //! Retry policies.
 //!
 //! `max_attempts` counts the first try: `max_attempts = 3` means one try and two retries.
-//! The delay before retry `n` (after the `n`-th attempt failed) is
+//! The delay before retry `n` (after the `n`-th attempt failed) grows exponentially
+//! (the default) or linearly (when `backoff_step` is set, [`RetryPolicy::linear`]):
 //!
 //! ```text
-//! delay(n) = min(max_backoff, backoff_factor * 2^(n-1))   seconds
+//! exponential: delay(n) = min(max_backoff, backoff_factor * 2^(n-1))                 seconds
+//! linear:      delay(n) = min(max_backoff, backoff_factor + backoff_step * (n-1))    seconds
 //! ```
 //!
-//! so `backoff_factor = 1.0` waits 1, 2, 4, ... seconds. With `jitter`, each delay is drawn
+//! so `backoff_factor = 1.0` waits 1, 2, 4, ... seconds, and `linear(.., 1.0, 2.0, ..)`
+//! waits 1, 3, 5, ... seconds. The linear form is Kombu's (earnorm's `interval_start`,
+//! `interval_step`, `interval_max`; configuration accepts those names, and Kombu's
+//! `max_retries = N` is `max_attempts = N + 1`). With `jitter`, each delay is drawn
 //! uniformly from `[delay/2, delay]`, which spreads retries of many failed events apart.
+//!
+//! One policy can be shared by many handlers and pipeline events: name a `const` or a
+//! `fn() -> RetryPolicy` in the attribute, `#[event_handler("x", retry = SHARED)]`.
 //!
 //! Which errors retry: an error made with [`HandlerError::permanent`], a payload that does
 //! not convert to the handler's type, and a cancelled attempt never retry. Every other error
@@ -38,17 +46,40 @@ pub type RetryOn = fn(&HandlerError) -> bool;
 /// assert_eq!(p.delay(3).as_millis(), 400);
 /// assert_eq!(p.delay(10).as_secs(), 5);
 /// ```
+///
+/// Kombu's names are accepted too, and a key it does not know is an error:
+///
+/// ```
+/// use eventflow_runtime::RetryPolicy;
+/// let p: RetryPolicy = serde_json::from_str(
+///     r#"{"max_attempts": 4, "interval_start": 1.0, "interval_step": 2.0, "interval_max": 4.0}"#,
+/// ).unwrap();
+/// assert_eq!(p.delay(1).as_secs(), 1);
+/// assert_eq!(p.delay(2).as_secs(), 3);
+/// assert_eq!(p.delay(3).as_secs(), 4);
+/// assert!(serde_json::from_str::<RetryPolicy>(r#"{"max_attempts": 2, "backoff": 1}"#).is_err());
+/// ```
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included. At least 1.
     pub max_attempts: u32,
-    /// Seconds; the first retry waits this long, each next one twice as long.
-    #[serde(default = "default_backoff_factor")]
+    /// Seconds; the first retry waits this long. Exponential backoff doubles it for each
+    /// next retry; linear backoff adds `backoff_step`.
+    #[serde(default = "default_backoff_factor", alias = "interval_start")]
     pub backoff_factor: f64,
     /// Seconds; no wait is longer.
-    #[serde(default = "default_max_backoff")]
+    #[serde(default = "default_max_backoff", alias = "interval_max")]
     pub max_backoff: f64,
+    /// Seconds added to the wait for each next retry: linear backoff. `None` (the default)
+    /// doubles it instead.
+    #[serde(
+        default,
+        alias = "interval_step",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backoff_step: Option<f64>,
     /// Draw each delay from `[delay/2, delay]`.
     #[serde(default)]
     pub jitter: bool,
@@ -77,6 +108,7 @@ impl RetryPolicy {
         max_attempts: 1,
         backoff_factor: 0.5,
         max_backoff: 60.0,
+        backoff_step: None,
         jitter: false,
         retry_on: None,
     };
@@ -91,6 +123,26 @@ impl RetryPolicy {
     pub const fn attempts(max_attempts: u32) -> Self {
         RetryPolicy {
             max_attempts,
+            ..Self::DEFAULT
+        }
+    }
+
+    /// `max_attempts` attempts with linear backoff: the first retry waits `start`
+    /// seconds, each next one `step` seconds longer, none longer than `max` (Kombu's
+    /// `interval_start`, `interval_step`, `interval_max`).
+    ///
+    /// ```
+    /// use eventflow_runtime::RetryPolicy;
+    /// let p = RetryPolicy::linear(5, 0.5, 0.25, 1.0);
+    /// let waits: Vec<u128> = (1..5).map(|n| p.delay(n).as_millis()).collect();
+    /// assert_eq!(waits, [500, 750, 1000, 1000]);
+    /// ```
+    pub const fn linear(max_attempts: u32, start: f64, step: f64, max: f64) -> Self {
+        RetryPolicy {
+            max_attempts,
+            backoff_factor: start,
+            max_backoff: max,
+            backoff_step: Some(step),
             ..Self::DEFAULT
         }
     }
@@ -116,8 +168,12 @@ impl RetryPolicy {
 
     /// The delay before retry `n`, that is after attempt `n` failed (`n` starts at 1).
     pub fn delay(&self, n: u32) -> Duration {
-        let exp = 2f64.powi(n.saturating_sub(1).min(1023) as i32);
-        let secs = (self.backoff_factor * exp).min(self.max_backoff).max(0.0);
+        let before = n.saturating_sub(1);
+        let grown = match self.backoff_step {
+            Some(step) => self.backoff_factor + step * f64::from(before),
+            None => self.backoff_factor * 2f64.powi(before.min(1023) as i32),
+        };
+        let secs = grown.min(self.max_backoff).max(0.0);
         let secs = if self.jitter {
             let r = (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64;
             secs * (0.5 + 0.5 * r)
@@ -141,6 +197,13 @@ impl RetryPolicy {
             return Err(format!(
                 "backoff_factor must be a finite number >= 0, not {}",
                 self.backoff_factor
+            ));
+        }
+        if let Some(step) = self.backoff_step
+            && !(step >= 0.0 && step.is_finite())
+        {
+            return Err(format!(
+                "backoff_step must be a finite number >= 0, not {step}"
             ));
         }
         if self.max_backoff.is_nan() || self.max_backoff < 0.0 {

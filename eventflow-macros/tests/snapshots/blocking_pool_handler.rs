@@ -16,8 +16,9 @@ const _: () = {
         ::eventflow::__private_0_1_0::HandlerRecord { name :
         ::core::concat!(::core::module_path!(), "::", ::core::stringify!(write_report)),
         pattern : "order.*", event_type : "Envelope", options :
-        ::eventflow::__private_0_1_0::handler_options(::eventflow::__private_0_1_0::RetryPolicy::NEVER,
-        ::core::option::Option::None, ::eventflow::__private_0_1_0::Executor::ThreadPool,
+        ::eventflow::__private_0_1_0::handler_options(::core::option::Option::None,
+        ::core::option::Option::None, ::core::option::Option::None,
+        ::eventflow::__private_0_1_0::Executor::ThreadPool,
         ::eventflow::__private_0_1_0::executor_config(::core::option::Option::Some(4usize),
         ::core::option::Option::None, ::core::option::Option::Some("report-")), 0i32,
         ::core::option::Option::None, ::core::option::Option::None,

@@ -38,9 +38,11 @@ const _: () = {
         ::eventflow::__private_0_1_0::HandlerRecord { name :
         ::core::concat!(::core::module_path!(), "::", ::core::stringify!(send_welcome)),
         pattern : "user.created", event_type : ::core::stringify!(UserCreated), options :
-        ::eventflow::__private_0_1_0::handler_options(::eventflow::__private_0_1_0::retry_policy(3u32,
-        0.1f64, 60f64, false, ::core::option::Option::Some(__eventflow_retry_on as fn (&
-        ::eventflow::__private_0_1_0::HandlerError) -> bool)),
+        ::eventflow::__private_0_1_0::handler_options(::core::option::Option::Some(::eventflow::__private_0_1_0::retry_policy(3u32,
+        0.1f64, 60f64, ::core::option::Option::None, false,
+        ::core::option::Option::Some(__eventflow_retry_on as fn (&
+        ::eventflow::__private_0_1_0::HandlerError) -> bool))),
+        ::core::option::Option::None,
         ::core::option::Option::Some(::eventflow::__private_0_1_0::Duration::from_nanos(5000000000u64)),
         ::eventflow::__private_0_1_0::Executor::Inline,
         ::eventflow::__private_0_1_0::executor_config(::core::option::Option::None,

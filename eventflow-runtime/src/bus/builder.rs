@@ -19,6 +19,7 @@ use crate::error::{EventError, Problem, ProblemKind, ValidationError};
 use crate::event::Headers;
 use crate::executor::{Executor, ExecutorConfig, ThreadPool};
 use crate::pattern::{Pattern, Router};
+use crate::retry::RetryPolicy;
 use crate::telemetry::Telemetry;
 use crate::util::calibrate_clock;
 
@@ -42,6 +43,8 @@ pub struct EventBusBuilder {
     tracing: bool,
     schedules: bool,
     extra_schedules: Vec<ScheduledJob>,
+    default_retry: Option<RetryPolicy>,
+    default_timeout: Option<Duration>,
 }
 
 impl Default for EventBusBuilder {
@@ -60,11 +63,27 @@ impl Default for EventBusBuilder {
             tracing: true,
             schedules: true,
             extra_schedules: Vec::new(),
+            default_retry: None,
+            default_timeout: None,
         }
     }
 }
 
 impl EventBusBuilder {
+    /// The retry policy of every handler that sets none (earnorm's `retry_policy` in
+    /// `EVENT_BUS_CONFIG`). Without it, such a handler is tried once.
+    pub fn default_retry(mut self, policy: RetryPolicy) -> Self {
+        self.default_retry = Some(policy);
+        self
+    }
+
+    /// The bound on one attempt of every handler that sets none (earnorm's `timeout`).
+    /// Without it, such a handler's attempts are not bounded.
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
     /// Leaves out every handler of the registry; only handlers added with
     /// [`handler`](Self::handler) run.
     pub fn without_registry(mut self) -> Self {
@@ -231,6 +250,14 @@ impl EventBusBuilder {
             }
         }
         handlers.extend(self.extra);
+        for h in &mut handlers {
+            if let (false, Some(policy)) = (h.options.retry_given, self.default_retry) {
+                h.options.retry = policy;
+            }
+            if h.options.timeout.is_none() {
+                h.options.timeout = self.default_timeout;
+            }
+        }
         problems.extend(super::validate::check_handlers(handlers.iter().map(|h| {
             (
                 h.name.as_str(),

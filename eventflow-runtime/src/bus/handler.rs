@@ -57,6 +57,11 @@ pub struct HandlerOptions {
     pub filter: Option<FilterFn>,
     /// Gathers events into batches; see [`batch`](crate::batch).
     pub batch: Option<BatchConfig>,
+    /// Whether `retry` was given (by the attribute, [`with_retry`](Self::with_retry) or
+    /// [`Handler::retry`]); a handler without one takes the bus's default retry policy.
+    pub(crate) retry_given: bool,
+    /// The named policy of `retry = NAME`, looked up when the bus is built.
+    pub(crate) retry_from: Option<fn() -> RetryPolicy>,
 }
 
 /// A handler's filter, as `#[event_handler(filter = ...)]` registers it.
@@ -73,6 +78,8 @@ impl HandlerOptions {
         concurrency: None,
         filter: None,
         batch: None,
+        retry_given: false,
+        retry_from: None,
     };
 }
 
@@ -80,6 +87,8 @@ impl HandlerOptions {
     /// With this retry policy.
     pub const fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self.retry_given = true;
+        self.retry_from = None;
         self
     }
 
@@ -372,11 +381,15 @@ impl Handler {
 
     /// From a registry record.
     pub(crate) fn from_record(r: &crate::bus::HandlerRecord) -> Self {
+        let mut options = r.options.clone();
+        if let Some(named) = options.retry_from {
+            options = options.with_retry(named());
+        }
         Handler {
             filter: r.options.filter.map(|f| Arc::new(f) as Arc<DynFilter>),
             name: r.name.to_owned(),
             pattern: r.pattern.to_owned(),
-            options: r.options.clone(),
+            options,
             func: r.invoke.into(),
             source: format!("{}:{}", r.location.file, r.location.line),
         }
@@ -389,7 +402,7 @@ impl Handler {
 
     /// Sets the retry policy.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.options.retry = policy;
+        self.options = self.options.with_retry(policy);
         self
     }
 

@@ -28,5 +28,6 @@ mod failures;
 mod lifecycle;
 mod observing;
 mod publishing;
+mod retry_policies;
 mod signatures;
 mod timers;

@@ -30,6 +30,28 @@ impl Process for ProcessPayment {
     }
 }
 
+/// One policy for several steps.
+const PATIENT: RetryPolicy = RetryPolicy::linear(5, 1.0, 1.0, 10.0);
+
+fn impatient() -> RetryPolicy {
+    RetryPolicy::attempts(2)
+}
+
+#[event(retry = PATIENT)]
+async fn reserve_stock(order: Order) -> Outcome<Order> {
+    Outcome::success(order)
+}
+
+#[event(retry = impatient)]
+async fn notify_warehouse(order: Order) -> Outcome<Order> {
+    Outcome::success(order)
+}
+
+#[event(retry(max_attempts = 4, backoff_factor = 1.0, backoff_step = 2.0, max_backoff = 10.0))]
+async fn ship_order(order: Order) -> Outcome<Order> {
+    Outcome::success(order)
+}
+
 #[event(retry(max_attempts = 5))]
 async fn validate_order(order: Order) -> Outcome<Order> {
     Outcome::success(order)
@@ -45,6 +67,9 @@ fn main() {
     let _ = Pipeline::builder("checkout")
         .step_named("validate_order")
         .step_named("audit_order")
+        .step_named("reserve_stock")
+        .step_named("notify_warehouse")
+        .step_named("ship_order")
         .step::<ProcessPayment>()
         .build();
 }
