@@ -48,7 +48,7 @@ fn builder() -> eventflow::EventBusBuilder {
         .redis(url)
         .queue("eventflow-example")
         .consumer_group("invoicing")
-        .pool(1, 4)
+        .connections(2)
 }
 
 #[tokio::main]

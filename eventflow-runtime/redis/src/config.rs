@@ -6,7 +6,8 @@ use std::time::Duration;
 use eventflow_runtime::{Backend, BoxFuture};
 
 /// Settings of the Redis backend. Build it with [`RedisConfig::new`] and adjust fields, or
-/// use the builder's shortcuts (`.redis(url)`, `.queue(..)`, `.consumer_group(..)`, `.pool(..)`).
+/// use the builder's methods of [`RedisBusExt`](crate::RedisBusExt) (`.redis(url)`, `.queue(..)`,
+/// `.consumer_group(..)`, `.connections(..)`, `.claim_idle(..)`, ...).
 ///
 /// Its `Debug` output, and every error and log line of the backend, show the URL with its
 /// credentials replaced by `***` (a password in the user part, `rediss://:pw@host`, or in
@@ -25,9 +26,10 @@ pub struct RedisConfig {
     pub queue: String,
     /// Consumer group: workers of one group share the work.
     pub group: String,
-    /// Publisher connections (multiplexed: each carries many concurrent commands).
+    /// Publisher connections opened at build (multiplexed: each carries many concurrent
+    /// commands); the pool does not grow past them.
     pub pool_min: usize,
-    /// Upper bound on publisher connections.
+    /// Bounds `pool_min`.
     pub pool_max: usize,
     /// Approximate `MAXLEN` of the stream; `None` keeps every entry.
     pub max_len: Option<usize>,
@@ -51,6 +53,10 @@ pub struct RedisConfig {
     pub publish_timeout: Duration,
     /// How often each worker promotes due delayed entries.
     pub promote_interval: Duration,
+    /// The [`RedisBusExt`](crate::RedisBusExt) methods that set a field of this config.
+    pub(crate) set_by_methods: Vec<&'static str>,
+    /// Settings made with those methods before `redis_config` that it gave another value.
+    pub(crate) conflicts: Vec<String>,
 }
 
 impl RedisConfig {
@@ -72,6 +78,8 @@ impl RedisConfig {
             max_deliveries: 5,
             publish_timeout: Duration::from_secs(5),
             promote_interval: Duration::from_millis(100),
+            set_by_methods: Vec::new(),
+            conflicts: Vec::new(),
         }
     }
 }
@@ -149,6 +157,23 @@ impl eventflow_runtime::backend::BackendConfig for RedisConfig {
         self: Box<Self>,
     ) -> BoxFuture<'static, Result<Arc<dyn Backend>, eventflow_runtime::EventError>> {
         Box::pin(async move {
+            if !self.conflicts.is_empty() {
+                let problems = self
+                    .conflicts
+                    .iter()
+                    .map(|m| {
+                        eventflow_runtime::Problem::new(
+                            eventflow_runtime::ProblemKind::InvalidOption,
+                            m,
+                            format!(
+                                "`.{m}(..)` was set before `.redis_config(..)`, which gives it \
+                                 another value; set it after `redis_config`, or in the config"
+                            ),
+                        )
+                    })
+                    .collect();
+                return Err(eventflow_runtime::ValidationError { problems }.into());
+            }
             let backend = crate::RedisBackend::connect(*self).await?;
             Ok(Arc::new(backend) as Arc<dyn Backend>)
         })
