@@ -364,3 +364,50 @@ async fn workers_with_different_handlers_leave_each_other_their_events() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// A process that only publishes has no handlers of its own, so it cannot know whether
+/// some worker has one: publish accepts the event without `allow_unhandled`, and a worker
+/// that has the handler takes it. `dispatch`, which runs this bus's own handlers, still
+/// refuses an event none of them matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_only_publishes_needs_no_handlers() {
+    let Some(t) = redis_or_skip("publisher_only").await else {
+        return;
+    };
+    let publisher = EventBus::builder()
+        .without_registry()
+        .redis_config(t.config())
+        .build()
+        .await
+        .unwrap();
+    publisher
+        .publish_envelope(raw_envelope(
+            "billing.invoice",
+            serde_json::json!({ "n": 1 }),
+        ))
+        .await
+        .unwrap();
+    let err = publisher
+        .dispatch_envelope(raw_envelope("billing.invoice", serde_json::json!({})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EventError::NoHandler(_)), "{err}");
+    let seen = eventflow_tests::Log::default();
+    let s = seen.clone();
+    let rec = eventflow::testing::Recorder::new();
+    let worker = eventflow_tests::start_redis_worker(
+        t.config(),
+        &rec,
+        eventflow::Handler::new("invoices", "billing.*", move |e, _ctx| {
+            s.push(e.name.to_string());
+            async { Ok::<(), eventflow::HandlerError>(()) }
+        }),
+    )
+    .await;
+    eventflow_tests::wait_until("the worker handles the event", || {
+        seen.entries() == ["billing.invoice".to_owned()]
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+    publisher.shutdown().await.unwrap();
+}

@@ -189,6 +189,15 @@ pub trait Backend: Send + Sync + 'static {
     fn delivers_without_consume(&self) -> bool {
         false
     }
+    /// Whether processes other than this one may take what [`publish`](Self::publish)
+    /// accepts (a network backend; by default, a backend that needs
+    /// [`consume`](Self::consume)). Publish then cannot know whether some process has a
+    /// handler for an event, so the bus does not refuse one that none of its own handlers
+    /// matches ([`NoHandler`](crate::NoHandler)); the worker that reads it judges
+    /// ([`broker::unrouted`]).
+    fn shared(&self) -> bool {
+        !self.delivers_without_consume()
+    }
     /// Claims the run of scheduled function `schedule` at `tick_ms` (milliseconds since the
     /// Unix epoch) for this process. Among processes sharing the backend, at most one gets
     /// `true` for a tick, and a tick earlier than one already claimed is refused. The

@@ -108,6 +108,15 @@ impl EventBusBuilder {
     }
 
     /// Accepts events no handler matches instead of failing with [`NoHandler`](crate::NoHandler).
+    ///
+    /// Where the check applies: `dispatch` (which runs this bus's handlers) always checks;
+    /// `publish` checks on a backend that delivers in this process only (the memory
+    /// backend). On a backend other processes read ([`Backend::shared`], Redis), a handler
+    /// of another process may take the event, so `publish` accepts it and a process that
+    /// only publishes needs no handlers and no `allow_unhandled`; a worker that reads an
+    /// event none of its handlers takes leaves it to the other workers of its group, and
+    /// after `max_deliveries` sends it to dead letters saying why. With `allow_unhandled`,
+    /// such a worker acknowledges it instead.
     pub fn allow_unhandled(mut self, allow: bool) -> Self {
         self.allow_unhandled = allow;
         self
@@ -349,6 +358,7 @@ impl EventBusBuilder {
             router,
             backend: backend.clone(),
             allow_unhandled: self.allow_unhandled,
+            shared_backend: backend.shared(),
             shutdown_timeout: self.shutdown_timeout,
             headers: self.headers,
             accepting: AtomicBool::new(true),

@@ -72,6 +72,9 @@ struct Inner {
     backend: Arc<dyn Backend>,
     dead_letters: Arc<dyn DeadLetterStore>,
     allow_unhandled: bool,
+    /// Whether the backend may hand published events to other processes
+    /// ([`Backend::shared`]).
+    shared_backend: bool,
     shutdown_timeout: Duration,
     headers: Headers,
     accepting: AtomicBool,

@@ -32,6 +32,15 @@ pub(crate) fn raw_envelope(
     ))
 }
 
+/// Where an accepted event goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// To the handlers of this bus (`dispatch`).
+    ThisProcess,
+    /// To the backend, which may hand it to another process.
+    Backend,
+}
+
 impl EventBus {
     /// Publishes an event; returns once the backend has accepted it, before handlers run.
     pub async fn publish<E: Event + Serialize + Send + Sync>(
@@ -52,7 +61,7 @@ impl EventBus {
 
     /// Publishes a prepared envelope (to set priority, headers, correlation).
     pub async fn publish_envelope(&self, envelope: Envelope) -> Result<(), EventError> {
-        let (mut envelope, _) = self.accept(envelope)?;
+        let (mut envelope, _) = self.accept(envelope, Via::Backend)?;
         let span = self.publish_span(&mut envelope);
         Ok(self
             .inner
@@ -79,7 +88,7 @@ impl EventBus {
         envelope: Envelope,
         delay: Duration,
     ) -> Result<(), EventError> {
-        let (mut envelope, _) = self.accept(envelope)?;
+        let (mut envelope, _) = self.accept(envelope, Via::Backend)?;
         let span = self.publish_span(&mut envelope);
         Ok(self
             .inner
@@ -120,7 +129,7 @@ impl EventBus {
         &self,
         envelope: Envelope,
     ) -> Result<impl Future<Output = DeliveryReport> + Send + 'static, EventError> {
-        let (envelope, targets) = self.accept(envelope)?;
+        let (envelope, targets) = self.accept(envelope, Via::ThisProcess)?;
         Ok(deliver_routed(
             self.inner.clone(),
             envelope,
@@ -145,7 +154,11 @@ impl EventBus {
     }
 
     /// Checks that the bus takes the event, and finds its handlers.
-    fn accept(&self, mut envelope: Envelope) -> Result<(Envelope, Arc<[usize]>), EventError> {
+    fn accept(
+        &self,
+        mut envelope: Envelope,
+        via: Via,
+    ) -> Result<(Envelope, Arc<[usize]>), EventError> {
         let inner = &self.inner;
         if !inner.accepting.load(Ordering::Acquire) {
             return Err(PublishError::ShutDown {
@@ -154,7 +167,9 @@ impl EventBus {
             .into());
         }
         let targets = inner.router.lookup(&envelope.name);
-        if !inner.allow_unhandled && targets.is_empty() {
+        // Through a shared backend, a handler of another process may take it.
+        let known = via == Via::ThisProcess || !inner.shared_backend;
+        if targets.is_empty() && known && !inner.allow_unhandled {
             return Err(NoHandler {
                 name: envelope.name.to_string(),
             }

@@ -34,7 +34,7 @@
 //!
 //! | the publish fails because | then | counted in [`StoreStats`] |
 //! | --- | --- | --- |
-//! | no handler matches (a bus without `allow_unhandled`) | skipped; an outbox row is marked `skipped: ...` | `events_unhandled` |
+//! | no handler matches (on a bus whose backend delivers in this process only, without `allow_unhandled`; on Redis the event is published, for whichever worker has a handler) | skipped; an outbox row is marked `skipped: ...` | `events_unhandled` |
 //! | the bus refuses it whatever the moment (too large, invalid name) or the row is malformed | set aside; the row keeps the reason in its `error` column | `events_set_aside` |
 //! | the backend cannot be reached, the bus is shut down | kept and retried: the relay backs off from its interval, doubling up to 30 s; [`Store::relay_now`] returns [`StoreError::Publish`] | `publish_retries` |
 //!
