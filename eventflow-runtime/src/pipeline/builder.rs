@@ -56,17 +56,37 @@ impl PipelineBuilder {
     }
 
     /// Adds a registered step by name.
-    pub fn step_named(mut self, name: &str) -> Self {
+    pub fn step_named(self, name: &str) -> Self {
+        self.then_named(name)
+    }
+
+    /// Adds a registered step by name, taking the output of the step before (the same as
+    /// [`step_named`](Self::step_named), named like [`then`](Self::then)).
+    pub fn then_named(mut self, name: &str) -> Self {
+        match self.registered_step(name) {
+            Some(step) => self.then(step),
+            None => self,
+        }
+    }
+
+    /// The registered step `name`, or `None` with the error noted for `build`.
+    fn registered_step(&mut self, name: &str) -> Option<StepDef> {
         match registered(name) {
-            Some(r) => self.then((r.make)()),
+            Some(r) => Some((r.make)()),
             None => {
                 self.errors.push(PipelineError::UnknownStep {
                     name: name.into(),
                     at: String::new(),
                 });
-                self
+                None
             }
         }
+    }
+
+    /// The registered steps `names`, or `None` with an error noted for each unknown one.
+    fn registered_steps(&mut self, names: &[&str]) -> Option<Vec<StepDef>> {
+        let steps: Vec<Option<StepDef>> = names.iter().map(|n| self.registered_step(n)).collect();
+        steps.into_iter().collect()
     }
 
     /// Adds a group of steps run at once on the same input; the group succeeds per the
@@ -86,9 +106,50 @@ impl PipelineBuilder {
         self.append(NodeKind::ForEach(step), label, true)
     }
 
+    /// [`parallel`](Self::parallel) of registered steps, by name.
+    pub fn parallel_named(mut self, names: &[&str]) -> Self {
+        match self.registered_steps(names) {
+            Some(steps) => self.parallel(steps),
+            None => self,
+        }
+    }
+
+    /// [`for_each`](Self::for_each) of a registered step, by name.
+    pub fn for_each_named(mut self, name: &str) -> Self {
+        match self.registered_step(name) {
+            Some(step) => self.for_each(step),
+            None => self,
+        }
+    }
+
     /// The branch taken when the previous step fails: it gets that step's input.
     pub fn on_failure(self, step: StepDef) -> Self {
         self.branch(0, step)
+    }
+
+    /// [`on_failure`](Self::on_failure) with a registered step, by name:
+    /// `.on_failure_named("refund")`.
+    pub fn on_failure_named(self, name: &str) -> Self {
+        self.branch_named(0, name)
+    }
+
+    /// [`on_failure`](Self::on_failure) with the registered event `E` (a class step):
+    /// `.on_failure_step::<Refund>()`.
+    pub fn on_failure_step<E: PipelineEvent>(self) -> Self {
+        self.branch(0, E::step())
+    }
+
+    /// [`branch`](Self::branch) with a registered step, by name.
+    pub fn branch_named(mut self, descriptor: u32, name: &str) -> Self {
+        match self.registered_step(name) {
+            Some(step) => self.branch(descriptor, step),
+            None => self,
+        }
+    }
+
+    /// [`branch`](Self::branch) with the registered event `E`.
+    pub fn branch_step<E: PipelineEvent>(self, descriptor: u32) -> Self {
+        self.branch(descriptor, E::step())
     }
 
     /// The branch `descriptor` of the previous step (0 failure, 1 success, others for

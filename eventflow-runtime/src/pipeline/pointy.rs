@@ -12,7 +12,7 @@
 //! | `A -> B` | B runs after A succeeds, with A's input |
 //! | `A \|-> B` | B runs after A succeeds, with A's output |
 //! | `A \|\| B` | a parallel group: A and B run at once on the same input |
-//! | `A * 3` | A is tried up to 3 times (its retry policy's `max_attempts`) |
+//! | `A * 3` | A is tried up to 3 times (its retry policy's `max_attempts`), waiting its policy's backoff between attempts (for a step without retry settings: 0.5 s, then 1 s, doubling up to 60 s) |
 //! | `A (0 -> B, 1 -> C, 3 -> D)` | branches: 0 on failure (with A's input), 1 on success (with A's output), other numbers for `goto` (with the goto's result); each branch is a chain |
 //! | `A (3 -> X)` where `X` is a step named earlier on the main line, alone | a jump back to that step (a loop, bounded by the step limit) |
 //!

@@ -93,7 +93,7 @@ impl Process for VerifyIdentity {
     async fn process(&self, _ctx: &mut ExecutionContext, _order: Order) -> Outcome<Order> {
         Outcome::failure("identity check is down")
     }
-    fn can_bypass(&self, ctx: &ExecutionContext) -> Bypass {
+    fn can_bypass(&self, ctx: &ExecutionContext, _order: &Order) -> Bypass<Order> {
         match ctx.get::<bool>("trusted") {
             Some(true) => Bypass::skip(
                 Order {
@@ -162,4 +162,170 @@ async fn a_failure_branch_gets_the_failed_steps_input() {
     let run = fails.run(order(12)).await;
     assert!(run.is_success(), "{}", run.trace_text());
     assert_eq!(*refunded.lock().unwrap(), Some(12));
+}
+
+static REFUNDED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+#[event(name = "refund_order")]
+async fn refund_order(order: Order) -> Outcome<Order> {
+    REFUNDED
+        .lock()
+        .unwrap()
+        .push(format!("refund {}", order.id));
+    Outcome::success(order)
+}
+
+#[derive(Event, Default)]
+#[event(name = "restock_order", pipeline)]
+struct RestockOrder;
+
+impl Process for RestockOrder {
+    type Input = Order;
+    type Output = Order;
+    async fn process(&self, _ctx: &mut ExecutionContext, order: Order) -> Outcome<Order> {
+        REFUNDED
+            .lock()
+            .unwrap()
+            .push(format!("restock {}", order.id));
+        Outcome::success(order)
+    }
+}
+
+#[tokio::test]
+async fn branches_and_chains_take_registered_steps_by_name_and_by_type() {
+    // `validate_order` fails an empty order; its failure branch gets that order.
+    let by_name = Pipeline::builder("refund_by_name")
+        .then_named("validate_order")
+        .on_failure_named("refund_order")
+        .build()
+        .unwrap();
+    let by_type = Pipeline::builder("refund_by_type")
+        .then_named("validate_order")
+        .on_failure_step::<RestockOrder>()
+        .build()
+        .unwrap();
+    let empty = Order {
+        total: 0,
+        ..order(31)
+    };
+    by_name.run(empty.clone()).await;
+    by_type.run(Order { id: 32, ..empty }).await;
+    assert_eq!(*REFUNDED.lock().unwrap(), ["refund 31", "restock 32"]);
+    // The same names in parallel and for-each groups; an unknown name fails the build.
+    let err = Pipeline::builder("unknown")
+        .then_named("validate_order")
+        .on_failure_named("no_such_step")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("no_such_step"), "{err}");
+    assert!(
+        Pipeline::builder("group")
+            .parallel_named(&["refund_order", "restock_order"])
+            .build()
+            .is_ok()
+    );
+}
+
+/// A step that sends every order to its branch 3 with `success = false` and no reason.
+fn failing_goto() -> StepDef {
+    StepDef::from_fn(
+        "check_stock",
+        StepOptions::DEFAULT,
+        |mut ctx, o: Order| async move {
+            let out: Outcome<Order> = ctx.goto(3, false, o, "");
+            (ctx, out)
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_goto_with_success_false_counts_as_the_step_failing() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let backorder = step("backorder", move |o: Order| {
+        s.lock().unwrap().push(o.id);
+        Outcome::success(o)
+    });
+    let p = Pipeline::from_pointy_with(
+        "check_stock (3 -> backorder)",
+        vec![failing_goto(), backorder.clone()],
+    )
+    .unwrap();
+    let run = p.run(order(41)).await;
+    // The branch ran, and the run failed naming the step; the reason defaulted.
+    assert_eq!(*seen.lock().unwrap(), [41]);
+    assert_eq!(
+        *run.status(),
+        RunStatus::Failed {
+            step: "check_stock".into(),
+            message: "goto 3: manual".into()
+        }
+    );
+    assert!(run.trace().iter().any(|(_, s)| matches!(s,
+        Signal::Goto { descriptor: 3, reason, .. } if reason == "manual")));
+    assert!(run.trace().iter().any(|(_, s)| matches!(s,
+        Signal::StepFinished { step, status: StepStatus::Failed(m), .. }
+            if &**step == "check_stock" && m == "goto 3: manual")));
+
+    // With stop_on_error, the failing goto stops the run before its branch.
+    let stopping = Pipeline::builder("stops")
+        .then(failing_goto())
+        .configure(|o| o.stop_on_error = true)
+        .branch(3, backorder)
+        .build()
+        .unwrap();
+    let run = stopping.run(order(42)).await;
+    assert_eq!(
+        *run.status(),
+        RunStatus::Stopped {
+            step: "check_stock".into(),
+            reason: StopReason::Error
+        }
+    );
+    assert_eq!(*seen.lock().unwrap(), [41], "the branch did not run");
+}
+
+#[derive(Event, Default)]
+#[event(name = "apply_discount", pipeline)]
+struct ApplyDiscount;
+
+impl Process for ApplyDiscount {
+    type Input = Order;
+    type Output = Order;
+    async fn process(&self, _ctx: &mut ExecutionContext, order: Order) -> Outcome<Order> {
+        Outcome::success(Order {
+            total: order.total / 2,
+            ..order
+        })
+    }
+    fn can_bypass(&self, _ctx: &ExecutionContext, order: &Order) -> Bypass<Order> {
+        if order.premium {
+            Bypass::No
+        } else {
+            Bypass::skip(order.clone(), "no discount for this customer")
+        }
+    }
+}
+
+#[tokio::test]
+async fn can_bypass_sees_the_input_and_passes_it_on() {
+    let p = Pipeline::builder("discounts")
+        .step::<ApplyDiscount>()
+        .build()
+        .unwrap();
+    let plain = p.run(order(43)).await;
+    assert_eq!(plain.output::<Order>().unwrap(), order(43));
+    assert!(
+        plain
+            .trace()
+            .iter()
+            .any(|(_, s)| matches!(s, Signal::StepBypassed { .. }))
+    );
+    let premium = p
+        .run(Order {
+            premium: true,
+            ..order(44)
+        })
+        .await;
+    assert_eq!(premium.output::<Order>().unwrap().total, 20);
 }

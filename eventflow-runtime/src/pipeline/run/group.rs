@@ -1,13 +1,11 @@
 //! Steps of several tasks (parallel groups and one event over a batch), and bypasses.
 
-use std::sync::Arc;
-
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::*;
 use crate::pipeline::datum::Datum;
 use crate::pipeline::step::{self, GotoRequest};
-use crate::pipeline::{Bypass, EvaluationState, StepDef};
+use crate::pipeline::{EvaluationState, StepDef};
 
 /// What one task made of its step: its status, output and goto.
 pub(crate) type TaskResult = (StepStatus, Option<Datum>, Option<Box<GotoRequest>>);
@@ -33,6 +31,7 @@ pub(crate) async fn run_task_owned(
 /// Asks the step's `can_bypass`; the step's outcome when it says skip.
 pub(crate) fn bypassed(
     step: &StepDef,
+    input: &Datum,
     at: (u32, u32),
     ctxs: &mut Contexts,
     rec: &TraceWriter<'_>,
@@ -40,11 +39,9 @@ pub(crate) fn bypassed(
 ) -> Option<NodeOutcome> {
     let bypass = step.bypass.as_ref()?;
     let ctx = ctxs.lend(rec.inner, at, 0);
-    let decision = bypass(&ctx);
+    let decision = bypass(&ctx, input);
     ctxs.give_back(ctx);
-    let Bypass::Skip { data, reason } = decision else {
-        return None;
-    };
+    let (data, reason) = decision?;
     rec.emit(
         trace,
         Signal::StepBypassed {
@@ -54,7 +51,7 @@ pub(crate) fn bypassed(
     );
     Some(NodeOutcome {
         status: StepStatus::Bypassed,
-        output: Some(Datum::shared(Arc::from(data))),
+        output: Some(data),
         goto: None,
         tasks: 0,
     })

@@ -196,6 +196,9 @@ pub(crate) async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
         data_is_last: false,
     };
     let mut steps = 0usize;
+    // The first step that went to a branch with `goto(.., success = false, ..)`: the run
+    // fails with it once the branch has run.
+    let mut failed_goto: Option<(String, String)> = None;
     let status = loop {
         steps += 1;
         let node = &inner.nodes[at];
@@ -213,11 +216,11 @@ pub(crate) async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
         // executors, retries, steps of several tasks) goes through a boxed driver, so that
         // the run's own future stays small.
         let ids = (at as u32, 0);
-        let out = match &node.kind {
+        let mut out = match &node.kind {
             NodeKind::Single(step) => match step
                 .bypass
                 .as_ref()
-                .and_then(|_| bypassed(step, ids, &mut ctxs, &rec, &mut trace))
+                .and_then(|_| bypassed(step, &carry.data, ids, &mut ctxs, &rec, &mut trace))
             {
                 Some(out) => out,
                 None => {
@@ -265,7 +268,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
                                         at = to;
                                         continue;
                                     }
-                                    None => break RunStatus::Completed,
+                                    None => break completed(&mut failed_goto),
                                 }
                             }
                             attempt => {
@@ -348,6 +351,10 @@ pub(crate) async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
                 },
             },
         };
+        // A goto with `success = false` is the step failing, in the trace as elsewhere.
+        if let Some(g) = out.goto.as_ref().filter(|g| !g.success) {
+            out.status = StepStatus::Failed(format!("goto {}: {}", g.descriptor, g.reason));
+        }
         let finished = rec.now();
         let took = finished.saturating_sub(started);
         let ev = match &out.status {
@@ -368,6 +375,8 @@ pub(crate) async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
         if let Some(g) = out.goto {
             match node.branches.get(&g.descriptor) {
                 Some(&to) => {
+                    let failed =
+                        (!g.success).then(|| format!("goto {}: {}", g.descriptor, g.reason));
                     rec.emit(
                         &mut trace,
                         Signal::Goto {
@@ -377,7 +386,15 @@ pub(crate) async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
                             reason: g.reason,
                         },
                     );
-                    let _ = g.success;
+                    if let Some(message) = failed {
+                        if node.options().stop_on_error {
+                            break RunStatus::Stopped {
+                                step: node.label.to_string(),
+                                reason: StopReason::Error,
+                            };
+                        }
+                        failed_goto.get_or_insert((node.label.to_string(), message));
+                    }
                     at = to;
                     carry.switch(g.result);
                     continue;
@@ -422,7 +439,7 @@ pub(crate) async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
         }
         match next {
             Some(to) => at = to,
-            None if success => break RunStatus::Completed,
+            None if success => break completed(&mut failed_goto),
             None => {
                 break RunStatus::Failed {
                     step: node.label.to_string(),
@@ -446,6 +463,15 @@ pub(crate) async fn run(inner: &Arc<Inner>, input: Datum) -> PipelineRun {
         raw: trace,
         finished_at: Duration::from_nanos(started),
         trace: std::sync::OnceLock::new(),
+    }
+}
+
+/// How a run that reached its end finished: failed, if a step went to its branch with
+/// `goto(.., success = false, ..)`, else completed.
+fn completed(failed_goto: &mut Option<(String, String)>) -> RunStatus {
+    match failed_goto.take() {
+        Some((step, message)) => RunStatus::Failed { step, message },
+        None => RunStatus::Completed,
     }
 }
 

@@ -181,6 +181,12 @@ impl ExecutionContext {
     /// branch, 1 the success branch, other numbers are goto targets), passing `result`
     /// on. Return what it returns: `return ctx.goto(3, true, order, "premium customer");`.
     /// The reason defaults to `manual` when empty.
+    ///
+    /// `success` says how the step ended, as volnux's `result_status` does. With `false`,
+    /// the step counts as failed: the trace records it as failed (`goto N: reason`),
+    /// `stop_on_error` stops the run there (the branch does not run), and otherwise the
+    /// branch runs and the run then ends [`Failed`](crate::pipeline::RunStatus::Failed)
+    /// naming this step.
     pub fn goto<T, O>(
         &mut self,
         descriptor: u32,

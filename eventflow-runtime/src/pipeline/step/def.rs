@@ -77,8 +77,16 @@ impl StepDef {
                 Err(a) => slot.fill(ready(a, ctx)),
             },
         );
-        StepDef::new::<P::Input, P::Output>(name, run, options)
-            .with_bypass(Arc::new(move |ctx| p2.can_bypass(ctx)))
+        StepDef::new::<P::Input, P::Output>(name, run, options).with_bypass(Arc::new(
+            move |ctx, data| {
+                // An input of another type fails the step when it runs, saying so.
+                let input = data.downcast_ref::<P::Input>()?;
+                match p2.can_bypass(ctx, input) {
+                    Bypass::No => None,
+                    Bypass::Skip { data, reason } => Some((Datum::new(data), reason)),
+                }
+            },
+        ))
     }
 
     /// A step from an async function of the input (and the context).

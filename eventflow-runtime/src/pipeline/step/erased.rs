@@ -46,7 +46,10 @@ pub(crate) type StepFuture =
 pub(crate) fn ready(attempt: Attempt, ctx: ExecutionContext) -> StepFuture {
     StepFuture::from(std::future::ready((attempt, ctx)))
 }
-pub(crate) type BypassFn = dyn Fn(&ExecutionContext) -> Bypass + Send + Sync;
+/// A step's `can_bypass`, erased: given the context and the step's input, the data to pass
+/// on in its place and why, or `None` to run it.
+pub(crate) type BypassFn =
+    dyn Fn(&ExecutionContext, &Datum) -> Option<(Datum, String)> + Send + Sync;
 
 /// How a step's input and output cross processes (the Process executor).
 #[derive(Clone, Copy)]

@@ -1,6 +1,5 @@
 //! Steps of pipelines: what a step returns, the context it runs in, and its settings.
 
-use std::any::Any;
 use std::future::Future;
 use std::time::Duration;
 
@@ -54,23 +53,27 @@ impl<T> OutcomeExt<T> for Outcome<T> {
 }
 
 /// Whether to skip a step ([`Process::can_bypass`]): volnux's `can_bypass_current_event`.
-pub enum Bypass {
+///
+/// `T` is the step's output type, so the data passed on in the step's place has the type
+/// the next step takes (a mistake is a compile error). A step whose input and output are
+/// the same type passes its input on with [`Bypass::skip`]`(input.clone(), ..)`.
+pub enum Bypass<T> {
     /// Run the step.
     No,
     /// Skip it; `data` goes to the next step as this step's output, `reason` to the trace.
     Skip {
-        /// The step's output in its place (its output type).
-        data: Box<dyn Any + Send + Sync>,
+        /// The step's output in its place.
+        data: T,
         /// Why.
         reason: String,
     },
 }
 
-impl Bypass {
+impl<T> Bypass<T> {
     /// Skips the step, passing `data` on.
-    pub fn skip<T: Any + Send + Sync>(data: T, reason: impl Into<String>) -> Self {
+    pub fn skip(data: impl Into<T>, reason: impl Into<String>) -> Self {
         Bypass::Skip {
-            data: Box::new(data),
+            data: data.into(),
             reason: reason.into(),
         }
     }
@@ -106,8 +109,8 @@ pub trait Process: Send + Sync + 'static {
         ctx: &mut ExecutionContext,
         input: Self::Input,
     ) -> impl Future<Output = Outcome<Self::Output>> + Send;
-    /// Consulted before the step runs.
-    fn can_bypass(&self, _ctx: &ExecutionContext) -> Bypass {
+    /// Consulted before the step runs, with the input it would take.
+    fn can_bypass(&self, _ctx: &ExecutionContext, _input: &Self::Input) -> Bypass<Self::Output> {
         Bypass::No
     }
 }
@@ -195,7 +198,7 @@ impl Default for StepOptions {
     }
 }
 
-impl std::fmt::Debug for Bypass {
+impl<T> std::fmt::Debug for Bypass<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bypass").finish_non_exhaustive()
     }
