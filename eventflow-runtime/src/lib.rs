@@ -84,7 +84,7 @@ pub use source::SourceLocation;
 #[doc(no_inline)]
 pub use store::{HookContext, Store, StoreBuilder, StoreError, StoreStats, Tx};
 #[doc(no_inline)]
-pub use telemetry::{HandlerMetrics, MetricsSnapshot};
+pub use telemetry::{DEFAULT_METRIC_SAMPLES, HandlerMetrics, Latency, MetricsSnapshot};
 pub use util::BoxFuture;
 
 /// Keeps a crate's registrations in the binary.

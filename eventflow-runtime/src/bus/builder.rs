@@ -45,6 +45,7 @@ pub struct EventBusBuilder {
     extra_schedules: Vec<ScheduledJob>,
     default_retry: Option<RetryPolicy>,
     default_timeout: Option<Duration>,
+    metric_samples: usize,
 }
 
 impl Default for EventBusBuilder {
@@ -65,11 +66,21 @@ impl Default for EventBusBuilder {
             extra_schedules: Vec::new(),
             default_retry: None,
             default_timeout: None,
+            metric_samples: crate::telemetry::DEFAULT_METRIC_SAMPLES,
         }
     }
 }
 
 impl EventBusBuilder {
+    /// How many recent attempt durations (and publish-to-handle times) each handler keeps
+    /// for the percentiles of [`EventBus::metrics`] (earnorm's `max_samples`; default
+    /// [`DEFAULT_METRIC_SAMPLES`](crate::DEFAULT_METRIC_SAMPLES)). Kept only with
+    /// [`metrics`](Self::metrics) on; 16 bytes per sample per handler.
+    pub fn metric_samples(mut self, n: usize) -> Self {
+        self.metric_samples = n;
+        self
+    }
+
     /// The retry policy of every handler that sets none (earnorm's `retry_policy` in
     /// `EVENT_BUS_CONFIG`). Without it, such a handler is tried once.
     pub fn default_retry(mut self, policy: RetryPolicy) -> Self {
@@ -345,7 +356,13 @@ impl EventBusBuilder {
                 continue;
             };
             router.insert(&pattern, i);
-            slots.push(CompiledHandler::new(h, pattern, self.metrics, &blocking));
+            slots.push(CompiledHandler::new(
+                h,
+                pattern,
+                self.metrics,
+                self.metric_samples,
+                &blocking,
+            ));
         }
         let backend: Arc<dyn Backend> = match self.backend {
             Some(PendingBackend::Ready(b)) => b,

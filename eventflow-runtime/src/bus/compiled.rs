@@ -25,7 +25,14 @@ pub(super) struct CompiledHandler {
 
 impl CompiledHandler {
     /// `blocking` is the bus's pool for plain functions that name no pool of their own.
-    pub(super) fn new(h: Handler, pattern: Pattern, metrics: bool, blocking: &ThreadPool) -> Self {
+    /// `samples` recent durations are kept for its percentiles when `metrics` is on.
+    pub(super) fn new(
+        h: Handler,
+        pattern: Pattern,
+        metrics: bool,
+        samples: usize,
+        blocking: &ThreadPool,
+    ) -> Self {
         let name: Arc<str> = h.name.into();
         let pool = if h.options.executor == Executor::ThreadPool {
             Some(ThreadPool::new(h.options.executor_config.clone()))
@@ -44,7 +51,7 @@ impl CompiledHandler {
             options: h.options,
             func: h.func,
             filter: h.filter,
-            counters: Default::default(),
+            counters: HandlerCounters::new(if metrics { samples } else { 0 }),
         }
     }
 

@@ -35,7 +35,7 @@ pub(crate) use stats::HandlerCounters;
 
 mod stats;
 
-pub use stats::{HandlerMetrics, MetricsSnapshot};
+pub use stats::{DEFAULT_METRIC_SAMPLES, HandlerMetrics, Latency, MetricsSnapshot};
 
 /// The metric names, for dashboards and tests.
 pub mod names {
@@ -256,14 +256,28 @@ impl<'a> Tally<'a> {
     pub(crate) fn attempt_took(&self, d: Duration) {
         if let Some(h) = &self.handles {
             h.duration.record(d.as_secs_f64());
+            self.counters.durations.record(d);
         }
     }
 
+    /// An event's time from publish to its first attempt (also counted in the rate).
     pub(crate) fn waited(&self, d: Duration) {
         if let Some(h) = &self.handles {
             h.lag.record(d.as_secs_f64());
+            self.counters.waits.record(d);
+            self.counters.rate.tick(clock_seconds());
         }
     }
+}
+
+/// Whole seconds on the bus's clock (since the clock was first read in this process).
+pub(crate) fn clock_seconds() -> u64 {
+    static START: std::sync::OnceLock<quanta::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| crate::util::clock().now());
+    crate::util::clock()
+        .now()
+        .saturating_duration_since(start)
+        .as_secs()
 }
 
 /// Counts a run of a scheduled function.

@@ -309,3 +309,61 @@ async fn wait_for(mut f: impl FnMut() -> bool) {
     }
     panic!("condition not reached");
 }
+
+/// `bus.metrics()` without any recorder: percentiles of the last attempts and waits, and
+/// the rate over the last minute, kept over `metric_samples` samples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_has_percentiles_and_a_rate_without_a_recorder() {
+    let bus = EventBus::builder()
+        .without_registry()
+        .metric_samples(5)
+        .handler(Handler::new("sleeper", "nap.*", |e, _ctx| async move {
+            let ms = e.payload.to_json()?["ms"].as_u64().unwrap_or(0);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            Ok::<(), HandlerError>(())
+        }))
+        .build()
+        .await
+        .unwrap();
+    for i in 0..10u64 {
+        // Five quick naps, then five of 30 ms: only the last five are kept.
+        let ms = if i < 5 { 0 } else { 30 };
+        bus.dispatch_raw("nap.one", serde_json::json!({ "ms": ms }))
+            .await
+            .unwrap();
+    }
+    let m = bus.metrics();
+    let h = m.handler("sleeper").unwrap();
+    let run = h.attempt_duration.unwrap();
+    assert_eq!(run.samples, 5);
+    assert!(run.p50 >= std::time::Duration::from_millis(30), "{run:?}");
+    assert!(run.p99 >= run.p95 && run.p95 >= run.p50, "{run:?}");
+    assert!(run.p99 < std::time::Duration::from_secs(5), "{run:?}");
+    assert_eq!(h.publish_to_handle.unwrap().samples, 5);
+    assert_eq!(h.events_last_minute, 10);
+    assert!((h.events_per_second() - 10.0 / 60.0).abs() < 1e-9);
+    let text = m.to_string();
+    assert!(
+        text.contains("run p50") && text.contains("wait p99"),
+        "{text}"
+    );
+
+    // Off: no clock is read, so there is nothing to report.
+    let quiet = EventBus::builder()
+        .without_registry()
+        .metrics(false)
+        .handler(Handler::new("sleeper", "nap.*", |_e, _ctx| async {
+            Ok::<(), HandlerError>(())
+        }))
+        .build()
+        .await
+        .unwrap();
+    quiet
+        .dispatch_raw("nap.one", serde_json::json!({}))
+        .await
+        .unwrap();
+    let h = quiet.metrics().handler("sleeper").unwrap().clone();
+    assert_eq!(h.delivered, 1);
+    assert_eq!(h.attempt_duration, None);
+    assert_eq!(h.events_last_minute, 0);
+}
