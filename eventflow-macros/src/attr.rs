@@ -25,7 +25,7 @@ pub(crate) struct EventInput {
 #[derive(FromMeta, Default)]
 pub(crate) struct StepArgs {
     pub pipeline: darling::util::Flag,
-    pub executor: Option<syn::Path>,
+    pub executor: Option<ExecutorArg>,
     pub executor_config: Option<ExecutorConfigArgs>,
     pub retry: Option<RetrySpec>,
     pub evaluation: Option<syn::Path>,
@@ -119,7 +119,7 @@ pub(crate) struct HandlerArgs {
     pub name: Option<SpannedValue<String>>,
     pub retry: Option<RetrySpec>,
     pub timeout: Option<SpannedValue<String>>,
-    pub executor: Option<syn::Path>,
+    pub executor: Option<ExecutorArg>,
     pub executor_config: Option<ExecutorConfigArgs>,
     pub priority: Option<Expr>,
     pub concurrency: Option<Expr>,
@@ -300,6 +300,38 @@ pub(crate) enum ExecutorKind {
     Tokio,
     ThreadPool,
     Process,
+    /// `custom(path)`: the user's executor, made by the `fn` at `path`.
+    Custom,
+}
+
+/// What `executor = ...` names: one of ours by name, or `custom(path)`.
+pub(crate) struct ExecutorArg(pub(crate) Expr);
+
+impl FromMeta for ExecutorArg {
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        Ok(ExecutorArg(expr.clone()))
+    }
+}
+
+impl quote::ToTokens for ExecutorArg {
+    fn to_tokens(&self, tokens: &mut proc_macro2::TokenStream) {
+        self.0.to_tokens(tokens)
+    }
+}
+
+impl ExecutorArg {
+    /// The path of `custom(path)`, the `fn() -> CustomExecutor` that makes the executor.
+    pub(crate) fn custom_path(&self) -> Option<&syn::Path> {
+        match &self.0 {
+            Expr::Call(c) if matches!(&*c.func, Expr::Path(f) if f.path.is_ident("custom")) => {
+                match c.args.first() {
+                    Some(Expr::Path(p)) if c.args.len() == 1 => Some(&p.path),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
 }
 
 const EXECUTORS: &[(&str, ExecutorKind)] = &[
@@ -469,7 +501,25 @@ impl ExecutorConfigArgs {
     }
 }
 
-pub(crate) fn executor(path: &syn::Path) -> darling::Result<ExecutorKind> {
+pub(crate) fn executor(arg: &ExecutorArg) -> darling::Result<ExecutorKind> {
+    let path = match &arg.0 {
+        Expr::Path(p) if p.qself.is_none() => &p.path,
+        Expr::Call(_) if arg.custom_path().is_some() => return Ok(ExecutorKind::Custom),
+        Expr::Call(_) => {
+            return Err(darling::Error::custom(
+                "a custom executor is named by the function that makes it: \
+                 `executor = custom(path::to::make_executor)`, a `fn() -> CustomExecutor`",
+            )
+            .with_span(arg));
+        }
+        other => {
+            return Err(darling::Error::custom(
+                "`executor` names one: `Inline`, `Tokio`, `ThreadPool`, `Process`, or \
+                 `custom(path::to::make_executor)`",
+            )
+            .with_span(other));
+        }
+    };
     let name = path
         .segments
         .last()
@@ -487,7 +537,7 @@ pub(crate) fn executor(path: &syn::Path) -> darling::Result<ExecutorKind> {
         None => String::new(),
     };
     Err(darling::Error::custom(format!(
-        "unknown executor `{name}`: expected one of `Inline`, `Tokio`, `ThreadPool`, `Process`{hint}"
+        "unknown executor `{name}`: expected one of `Inline`, `Tokio`, `ThreadPool`, `Process`, or `custom(path)`{hint}"
     ))
     .with_span(path))
 }

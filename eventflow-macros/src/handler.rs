@@ -24,6 +24,8 @@ struct HandlerConfig {
     retry: Option<attr::RetryConfig>,
     timeout: Option<u64>,
     executor: ExecutorKind,
+    /// The `fn() -> CustomExecutor` of `executor = custom(path)`.
+    custom_executor: Option<syn::Path>,
     exec_cfg: Option<attr::ExecutorSettings>,
     priority: i32,
     concurrency: Option<u64>,
@@ -145,6 +147,10 @@ fn validate(
     let Some(sig) = sig else {
         return Err(darling::Error::custom("invalid handler signature"));
     };
+    let custom_executor = opts
+        .executor
+        .as_ref()
+        .and_then(|e| e.custom_path().cloned());
     Ok((
         HandlerConfig {
             opts,
@@ -152,6 +158,7 @@ fn validate(
             retry,
             timeout,
             executor,
+            custom_executor,
             exec_cfg,
             priority,
             concurrency,
@@ -170,6 +177,7 @@ pub(crate) fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<
         retry,
         timeout,
         executor,
+        custom_executor,
         exec_cfg,
         priority,
         concurrency,
@@ -203,6 +211,23 @@ pub(crate) fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<
     };
     let timeout = timeout_tokens(&p, timeout);
     let executor = executor_tokens(&p, executor);
+    // Made when the bus is built: a `fn` cannot be called in the record's static.
+    let (custom_fn, custom_from) = match &custom_executor {
+        Some(path) => (
+            {
+                let call = quote_spanned!(path.span()=> #path());
+                quote! {
+                    fn __eventflow_custom_executor() -> #p::CustomExecutor {
+                        #call
+                    }
+                }
+            },
+            quote!(::core::option::Option::Some(
+                __eventflow_custom_executor as fn() -> #p::CustomExecutor
+            )),
+        ),
+        None => (quote!(), quote!(::core::option::Option::None)),
+    };
     let (max_workers, max_tasks, prefix) = executor_config_tokens(exec_cfg);
     let opt_usize = |v: Option<usize>| match v {
         Some(n) => quote!(::core::option::Option::Some(#n)),
@@ -227,6 +252,7 @@ pub(crate) fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<
         const _: () = {
             #invoke_fn
             #retry_on_fn
+            #custom_fn
             #filter_fn
             #p::inventory::submit! {
                 #p::HandlerRecord {
@@ -239,6 +265,7 @@ pub(crate) fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<
                         #timeout,
                         #executor,
                         #p::executor_config(#max_workers, #max_tasks, #prefix),
+                        #custom_from,
                         #priority,
                         #concurrency,
                         #filter,

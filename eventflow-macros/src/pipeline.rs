@@ -14,6 +14,8 @@ use crate::tokens::{executor_config_tokens, executor_tokens, retry_tokens, timeo
 /// report.
 pub(crate) struct StepConfig {
     executor: ExecutorKind,
+    /// The `fn() -> CustomExecutor` of `executor = custom(path)`.
+    custom_executor: Option<syn::Path>,
     exec_cfg: Option<attr::ExecutorSettings>,
     retry: Option<attr::RetryConfig>,
     evaluation: String,
@@ -61,6 +63,10 @@ impl StepConfig {
             .and_then(|t| errors.handle(attr::timeout(t)));
         StepConfig {
             executor,
+            custom_executor: args
+                .executor
+                .as_ref()
+                .and_then(|e| e.custom_path().cloned()),
             exec_cfg,
             retry,
             evaluation,
@@ -84,6 +90,10 @@ impl StepConfig {
         let retry = retry.unwrap_or_else(|| quote!(#p::RetryPolicy::NEVER));
         let executor = executor_tokens(p, self.executor);
         let (max_workers, max_tasks, prefix) = executor_config_tokens(self.exec_cfg);
+        let custom = self.custom_executor.map(|path| {
+            let call = quote::quote_spanned!(syn::spanned::Spanned::span(&path)=> #path());
+            quote!(.custom(#call))
+        });
         let evaluation = format_ident!("{}", self.evaluation);
         let timeout = timeout_tokens(p, self.timeout);
         let gotos = &self.gotos;
@@ -96,7 +106,7 @@ impl StepConfig {
             quote! {
                 #p::step_options(
                     #executor,
-                    #p::executor_config(#max_workers, #max_tasks, #prefix),
+                    #p::executor_config(#max_workers, #max_tasks, #prefix) #custom,
                     #retry,
                     #p::EvaluationState::#evaluation,
                     #sox,

@@ -135,6 +135,7 @@ pub(crate) fn executor_tokens(p: &TokenStream, executor: ExecutorKind) -> TokenS
         ExecutorKind::Tokio => quote!(#p::Executor::Tokio),
         ExecutorKind::ThreadPool => quote!(#p::Executor::ThreadPool),
         ExecutorKind::Process => quote!(#p::Executor::Process),
+        ExecutorKind::Custom => quote!(#p::Executor::Custom),
     }
 }
 

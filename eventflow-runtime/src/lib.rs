@@ -119,7 +119,7 @@ pub mod __private_0_1_0 {
     };
     pub use crate::error::{HandlerError, IntoResult};
     pub use crate::event::{Envelope, Event};
-    pub use crate::executor::{Executor, ExecutorConfig};
+    pub use crate::executor::{CustomExecutor, Executor, ExecutorConfig};
     pub use crate::macro_abi::{
         NamedRetryPolicy, batch_config, executor_config, handler_options, retry_policy,
         step_options,

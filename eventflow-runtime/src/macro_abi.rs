@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::bus::{BatchConfig, FilterFn, HandlerOptions};
-use crate::executor::{Executor, ExecutorConfig};
+use crate::executor::{CustomExecutor, Executor, ExecutorConfig};
 use crate::pipeline::{EvaluationState, StepOptions};
 use crate::retry::{RetryOn, RetryPolicy};
 
@@ -61,6 +61,7 @@ pub const fn executor_config(
     thread_name_prefix: Option<&'static str>,
 ) -> ExecutorConfig {
     ExecutorConfig {
+        custom: None,
         max_workers,
         max_tasks_per_child,
         thread_name_prefix: match thread_name_prefix {
@@ -83,6 +84,7 @@ pub const fn handler_options(
     timeout: Option<Duration>,
     executor: Executor,
     executor_config: ExecutorConfig,
+    custom_from: Option<fn() -> CustomExecutor>,
     priority: i32,
     concurrency: Option<usize>,
     filter: Option<FilterFn>,
@@ -95,6 +97,7 @@ pub const fn handler_options(
         },
         retry_given: retry.is_some() || retry_from.is_some(),
         retry_from,
+        custom_from,
         timeout,
         executor,
         executor_config,

@@ -123,7 +123,7 @@ pub(super) async fn run_attempt_elsewhere(
             let fut = flatten_panic(std::panic::catch_unwind(AssertUnwindSafe(|| Ok(f(ctx)))))?;
             match executor {
                 Executor::Tokio => AbortOnDrop::spawn(bounded(timeout, fut)).join().await??,
-                Executor::ThreadPool => {
+                Executor::ThreadPool | Executor::Custom => {
                     let rt = runtime.clone();
                     let pool = slot.pool.clone();
                     match pool {

@@ -293,6 +293,13 @@ impl EventBusBuilder {
                     h.name, h.source
                 )));
             }
+            if h.options.executor == Executor::Custom && h.options.executor_config.custom.is_none()
+            {
+                problems.push(Problem::new(ProblemKind::InvalidOption, &h.name, format!(
+                    "handler `{}` ({}) runs on Executor::Custom but names no executor: set ExecutorConfig::custom(..), or `executor = custom(path)`",
+                    h.name, h.source
+                )));
+            }
             if h.options.executor == Executor::Process {
                 problems.push(Problem::new(ProblemKind::InvalidOption, &h.name, format!(
                     "handler `{}` ({}): the Process executor runs pipeline steps; a handler runs on Inline, Tokio or ThreadPool",

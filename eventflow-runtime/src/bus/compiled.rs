@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::batch::Batcher;
 use super::gate::PriorityGate;
 use super::handler::{Handler, HandlerFn, HandlerOptions};
-use crate::executor::{Executor, ThreadPool};
+use crate::executor::{Executor, ThreadPool, WorkPool};
 use crate::pattern::Pattern;
 use crate::telemetry::{HandlerCounters, SlotMetrics};
 
@@ -16,7 +16,7 @@ pub(super) struct CompiledHandler {
     pub(super) options: HandlerOptions,
     pub(super) func: HandlerFn,
     pub(super) gate: Option<Arc<PriorityGate>>,
-    pub(super) pool: Option<ThreadPool>,
+    pub(super) pool: Option<WorkPool>,
     pub(super) filter: Option<Arc<super::handler::DynFilter>>,
     pub(super) counters: HandlerCounters,
     pub(super) metrics: Option<SlotMetrics>,
@@ -34,13 +34,11 @@ impl CompiledHandler {
         blocking: &ThreadPool,
     ) -> Self {
         let name: Arc<str> = h.name.into();
-        let pool = if h.options.executor == Executor::ThreadPool {
-            Some(ThreadPool::new(h.options.executor_config.clone()))
-        } else if matches!(h.func, HandlerFn::Blocking(_)) {
-            Some(blocking.clone())
-        } else {
-            None
-        };
+        let pool =
+            WorkPool::for_executor(h.options.executor, &h.options.executor_config).or_else(|| {
+                matches!(h.func, HandlerFn::Blocking(_))
+                    .then(|| WorkPool::Threads(blocking.clone()))
+            });
         CompiledHandler {
             metrics: metrics.then(|| SlotMetrics::new(name.clone())),
             name,

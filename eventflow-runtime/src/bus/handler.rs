@@ -62,6 +62,8 @@ pub struct HandlerOptions {
     pub(crate) retry_given: bool,
     /// The named policy of `retry = NAME`, looked up when the bus is built.
     pub(crate) retry_from: Option<fn() -> RetryPolicy>,
+    /// What makes the executor of `executor = custom(path)`, called when the bus is built.
+    pub(crate) custom_from: Option<fn() -> crate::executor::CustomExecutor>,
 }
 
 /// A handler's filter, as `#[event_handler(filter = ...)]` registers it.
@@ -80,6 +82,7 @@ impl HandlerOptions {
         batch: None,
         retry_given: false,
         retry_from: None,
+        custom_from: None,
     };
 }
 
@@ -385,6 +388,9 @@ impl Handler {
         if let Some(named) = options.retry_from {
             options = options.with_retry(named());
         }
+        if let Some(make) = options.custom_from.take() {
+            options.executor_config = options.executor_config.clone().custom(make());
+        }
         Handler {
             filter: r.options.filter.map(|f| Arc::new(f) as Arc<DynFilter>),
             name: r.name.to_owned(),
@@ -415,6 +421,14 @@ impl Handler {
     /// Sets the executor and its settings.
     pub fn executor(mut self, executor: Executor, config: ExecutorConfig) -> Self {
         self.options.executor = executor;
+        self.options.executor_config = config;
+        self
+    }
+
+    /// Runs on an executor of yours ([`Executor::Custom`]).
+    pub fn custom_executor(mut self, executor: crate::executor::CustomExecutor) -> Self {
+        let config = self.options.executor_config.clone().custom(executor);
+        self.options.executor = Executor::Custom;
         self.options.executor_config = config;
         self
     }

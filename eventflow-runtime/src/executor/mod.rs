@@ -6,6 +6,7 @@
 //! | [`Tokio`](Executor::Tokio) | in a task of its own on the tokio runtime, concurrently with the other handlers | slow async handlers (I/O) |
 //! | [`ThreadPool`](Executor::ThreadPool) | on a dedicated pool of OS threads | blocking or CPU-heavy code |
 //! | [`Process`](Executor::Process) | in child processes of this program (pipeline steps only) | code that may crash, leak or hold the GIL of a C library |
+//! | [`Custom`](Executor::Custom) | on an executor of yours ([`Spawn`], set with [`ExecutorConfig::custom`] or `executor = custom(path)`) | a rayon pool, a pinned thread |
 //!
 //! A plain (non-`async`) handler never runs on the async workers: with `Inline` it runs on
 //! tokio's blocking pool, with `ThreadPool` on its own pool.
@@ -31,6 +32,9 @@ pub enum Executor {
     /// In child processes of this program (pipeline steps only); see
     /// [`pipeline::process`](crate::pipeline::process).
     Process,
+    /// On an executor of yours: [`ExecutorConfig::custom`] holds it (an async handler's
+    /// future is driven to its end on the executor's thread, as on `ThreadPool`).
+    Custom,
 }
 
 /// Settings of an executor's workers. Unset values take the defaults of the
@@ -38,6 +42,8 @@ pub enum Executor {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExecutorConfig {
+    /// The executor of [`Executor::Custom`].
+    pub custom: Option<CustomExecutor>,
     /// Workers at most. Unset: the number of CPUs.
     pub max_workers: Option<usize>,
     /// Tasks a worker runs before it is replaced. Unset: unlimited.
@@ -50,10 +56,17 @@ impl ExecutorConfig {
     /// All defaults.
     pub const fn new() -> Self {
         ExecutorConfig {
+            custom: None,
             max_workers: None,
             max_tasks_per_child: None,
             thread_name_prefix: None,
         }
+    }
+
+    /// Runs the work on `executor` (with [`Executor::Custom`]).
+    pub fn custom(mut self, executor: CustomExecutor) -> Self {
+        self.custom = Some(executor);
+        self
     }
 
     /// At most `n` workers.
@@ -82,9 +95,12 @@ impl ExecutorConfig {
     }
 }
 
+mod custom;
 mod drive;
 mod pool;
 
+pub(crate) use custom::WorkPool;
+pub use custom::{CustomExecutor, Job, Spawn};
 pub use drive::Panicked;
 pub(crate) use drive::{AbortOnDrop, bounded, flatten_panic, panic_message};
 pub use pool::ThreadPool;

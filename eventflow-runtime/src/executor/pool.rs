@@ -228,11 +228,12 @@ mod tests {
 
     #[tokio::test]
     async fn names_threads_and_replaces_them_after_max_tasks() {
-        let pool = ThreadPool::new(ExecutorConfig {
-            max_workers: Some(1),
-            max_tasks_per_child: Some(2),
-            thread_name_prefix: Some("w-".into()),
-        });
+        let pool = ThreadPool::new(
+            ExecutorConfig::new()
+                .max_workers(1)
+                .max_tasks_per_child(2)
+                .thread_name_prefix("w-"),
+        );
         let mut names = Vec::new();
         for _ in 0..6 {
             names.push(

@@ -228,6 +228,22 @@ pub(crate) fn finish(
             "pipeline `{name}` has no step"
         )));
     }
+    for (i, n) in nodes.iter().enumerate() {
+        let steps: Vec<&StepDef> = match &n.kind {
+            NodeKind::Single(s) | NodeKind::ForEach(s) => vec![s],
+            NodeKind::Parallel(v) => v.iter().collect(),
+        };
+        for s in steps {
+            if s.options.executor == crate::executor::Executor::Custom && s.pool.is_none() {
+                return Err(PipelineError::Invalid(format!(
+                    "step `{}`{} runs on Executor::Custom but names no executor: set \
+                     ExecutorConfig::custom(..), or `executor = custom(path)`",
+                    s.name,
+                    at(i)
+                )));
+            }
+        }
+    }
     // Types along every edge: piped edges take the output, others the input.
     for from in &nodes {
         let mut edges: Vec<(usize, bool)> =

@@ -210,7 +210,7 @@ pub(crate) async fn attempt_elsewhere(
             .join()
             .await
             .unwrap_or_else(|ended| (Attempt::Exception(ended), None)),
-        (Executor::ThreadPool, Some(pool)) => {
+        (Executor::ThreadPool | Executor::Custom, Some(pool)) => {
             let rt = tokio::runtime::Handle::current();
             match pool.run(move || rt.block_on(bounded)).await {
                 Ok(a) => a,

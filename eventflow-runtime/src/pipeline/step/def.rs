@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::error::HandlerError;
-use crate::executor::{Executor, ThreadPool};
+use crate::executor::{Executor, WorkPool};
 use crate::source::SourceLocation;
 
 use super::*;
@@ -20,7 +20,7 @@ pub struct StepDef {
     pub(crate) run: Arc<RunFn>,
     pub(crate) bypass: Option<Arc<BypassFn>>,
     pub(crate) options: StepOptions,
-    pub(crate) pool: Option<ThreadPool>,
+    pub(crate) pool: Option<WorkPool>,
     pub(crate) codec: Option<Codec>,
     pub(crate) processes: Option<Arc<crate::pipeline::process::ProcessPool>>,
 }
@@ -197,8 +197,7 @@ impl StepDef {
         options: StepOptions,
     ) -> Self {
         StepDef {
-            pool: (options.executor == Executor::ThreadPool)
-                .then(|| ThreadPool::new(options.executor_config.clone())),
+            pool: WorkPool::for_executor(options.executor, &options.executor_config),
             processes: (options.executor == Executor::Process).then(|| {
                 Arc::new(crate::pipeline::process::ProcessPool::new(
                     options.executor_config.clone(),
@@ -268,8 +267,7 @@ impl StepDef {
 
     /// Changes the step's settings (for this pipeline only).
     pub fn with_options(mut self, options: StepOptions) -> Self {
-        self.pool = (options.executor == Executor::ThreadPool)
-            .then(|| ThreadPool::new(options.executor_config.clone()));
+        self.pool = WorkPool::for_executor(options.executor, &options.executor_config);
         self.processes = (options.executor == Executor::Process).then(|| {
             Arc::new(crate::pipeline::process::ProcessPool::new(
                 options.executor_config.clone(),
