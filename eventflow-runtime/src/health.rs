@@ -26,6 +26,52 @@ use crate::backend::BackendHealth;
 use crate::bus::EventBus;
 use crate::telemetry::HandlerMetrics;
 
+/// A health checker's settings as data (earnorm's `HEALTH_CHECK_CONFIG`), for
+/// [`HealthChecker::config`]. Keys left out keep the defaults of [`HealthChecker::new`].
+///
+/// ```
+/// use eventflow_runtime::config::from_toml;
+/// use eventflow_runtime::health::HealthConfig;
+/// let cfg: HealthConfig = from_toml("check_interval = \"30s\"\nmax_lag = 1000").unwrap();
+/// assert_eq!(cfg.max_lag, Some(1000));
+/// ```
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HealthConfig {
+    /// How often `start` checks.
+    #[serde(with = "crate::config::duration")]
+    pub check_interval: Duration,
+    /// Bound on the backend's check.
+    #[serde(with = "crate::config::duration")]
+    pub timeout: Duration,
+    /// A handler failing more than this share (0.0-1.0) of settled events makes the bus
+    /// degraded...
+    pub failure_rate: f64,
+    /// ...once at least this many are settled since the previous check.
+    pub min_settled: u64,
+    /// More unread entries than this makes the bus degraded.
+    pub max_lag: Option<u64>,
+    /// More read-but-unacknowledged entries than this makes the bus degraded.
+    pub max_pending: Option<u64>,
+    /// More dead letters than this makes the bus degraded.
+    pub max_dead_letters: Option<u64>,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            check_interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            failure_rate: 0.5,
+            min_settled: 10,
+            max_lag: None,
+            max_pending: None,
+            max_dead_letters: None,
+        }
+    }
+}
+
 /// The overall verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HealthStatus {
@@ -94,6 +140,21 @@ impl HealthChecker {
                 latest: None,
             })),
         }
+    }
+
+    /// Takes every setting from `config` (read as data); methods called after it change
+    /// them.
+    pub fn config(mut self, config: HealthConfig) -> Self {
+        self.check_interval = config.check_interval;
+        self.timeout = config.timeout;
+        *self.limits_mut() = Limits {
+            failure_rate: config.failure_rate,
+            min_settled: config.min_settled,
+            max_lag: config.max_lag,
+            max_pending: config.max_pending,
+            max_dead_letters: config.max_dead_letters,
+        };
+        self
     }
 
     fn limits_mut(&mut self) -> &mut Limits {

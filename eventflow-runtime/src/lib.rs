@@ -18,6 +18,7 @@
 //! | L4 | `store`, `health`, `testing` |
 
 // L0
+pub mod config;
 mod error;
 mod event;
 mod pattern;
@@ -55,6 +56,7 @@ pub use bus::{
     ScheduledJob, ScheduledJobRecord, ScheduledJobStats, ShutdownReport, TimerHandle,
     UnfinishedDelivery,
 };
+pub use bus::{BusConfig, HandlerOverrides, NoBackend};
 #[allow(deprecated)]
 pub use bus::{ScheduleStats, Scheduled, ScheduledRecord};
 #[doc(no_inline)]

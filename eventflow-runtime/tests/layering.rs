@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// Each top-level module and its layer (L2.5 is written 25, the others times ten).
 const LAYERS: &[(&str, u32)] = &[
     ("util", 0),
+    ("config", 0),
     ("source", 0),
     ("error", 0),
     ("event", 0),

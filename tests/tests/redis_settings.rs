@@ -121,3 +121,44 @@ async fn every_setting_has_a_builder_method() {
     assert!(len < 300, "the stream kept {len} of 1,000 entries");
     bus.shutdown().await.unwrap();
 }
+
+/// A whole bus on Redis from a TOML file: the `[backend]` section is a `RedisConfig`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_config_with_a_redis_backend_section() {
+    let Some(t) = redis_or_skip("settings_toml").await else {
+        return;
+    };
+    let text = format!(
+        "allow_unhandled = true\n[backend]\nurl = \"{}\"\nqueue = \"{}\"\nmax_entry_bytes = 1024\nclaim_idle = \"45s\"\n",
+        t.url, t.queue
+    );
+    let cfg: eventflow::BusConfig<eventflow::redis::RedisConfig> =
+        eventflow::config::from_toml(&text).unwrap();
+    let backend = cfg.backend.as_ref().unwrap();
+    assert_eq!(backend.claim_idle, std::time::Duration::from_secs(45));
+    let bus = EventBus::builder()
+        .without_registry()
+        .config(cfg)
+        .build()
+        .await
+        .unwrap();
+    bus.publish_envelope(raw_envelope("settings.toml", serde_json::json!({})))
+        .await
+        .unwrap();
+    assert_eq!(stream_len(&t, &t.stream()).await, 1);
+    let err = bus
+        .publish_envelope(raw_envelope(
+            "settings.toml",
+            serde_json::json!({ "blob": "x".repeat(2048) }),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EventError::Publish(PublishError::TooLarge { max: 1024, .. })
+        ),
+        "{err}"
+    );
+    bus.shutdown().await.unwrap();
+}

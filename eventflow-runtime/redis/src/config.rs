@@ -12,7 +12,28 @@ use eventflow_runtime::{Backend, BoxFuture};
 /// Its `Debug` output, and every error and log line of the backend, show the URL with its
 /// credentials replaced by `***` (a password in the user part, `rediss://:pw@host`, or in
 /// the query, `redis+unix:///run/redis.sock?pass=pw`).
-#[derive(Clone)]
+///
+/// Also read from configuration (the `[backend]` section of a
+/// `BusConfig<RedisConfig>`), with the keys of its fields; durations as `"30s"`. Keys left
+/// out keep the defaults of [`RedisConfig::new`] (for `redis://127.0.0.1:6379/0`), and an
+/// unknown key is an error naming the nearest known one. The TLS root certificate is set
+/// in code.
+///
+/// ```
+/// use eventflow_redis::RedisConfig;
+/// use eventflow_runtime::config::from_toml;
+/// let cfg: RedisConfig = from_toml(r#"
+///     url = "redis://127.0.0.1:6379/0"
+///     queue = "orders"
+///     group = "billing"
+///     claim_idle = "60s"
+/// "#).unwrap();
+/// assert_eq!(cfg.claim_idle.as_secs(), 60);
+/// let err = from_toml::<RedisConfig>("queu = \"orders\"").unwrap_err();
+/// assert!(err.to_string().contains("did you mean `queue`?"), "{err}");
+/// ```
+#[derive(Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port/db`, or `rediss://...` for TLS (server
@@ -21,6 +42,7 @@ pub struct RedisConfig {
     pub url: String,
     /// A PEM root certificate to trust for `rediss://` instead of the system's roots (a
     /// private CA).
+    #[serde(skip)]
     pub tls_root_cert_pem: Option<Vec<u8>>,
     /// Key prefix and stream namespace.
     pub queue: String,
@@ -38,10 +60,12 @@ pub struct RedisConfig {
     /// dead-letters it from the first 4 KiB of its fields.
     pub max_entry_bytes: usize,
     /// Entries idle this long in another consumer's pending list are claimed.
+    #[serde(with = "eventflow_runtime::config::duration")]
     pub claim_idle: Duration,
     /// How long an idle worker waits for the queue's bell before it reads again: how late
     /// it sees entries added to the stream by programs that do not ring the bell (eventflow's
     /// publishers do), and how fast it notices shutdown.
+    #[serde(with = "eventflow_runtime::config::duration")]
     pub block: Duration,
     /// Entries read per call.
     pub batch: usize,
@@ -50,12 +74,16 @@ pub struct RedisConfig {
     /// Deliveries of one entry before it goes to dead letters.
     pub max_deliveries: u32,
     /// Bound on one publish (and on each command of the publisher connections).
+    #[serde(with = "eventflow_runtime::config::duration")]
     pub publish_timeout: Duration,
     /// How often each worker promotes due delayed entries.
+    #[serde(with = "eventflow_runtime::config::duration")]
     pub promote_interval: Duration,
     /// The [`RedisBusExt`](crate::RedisBusExt) methods that set a field of this config.
+    #[serde(skip)]
     pub(crate) set_by_methods: Vec<&'static str>,
     /// Settings made with those methods before `redis_config` that it gave another value.
+    #[serde(skip)]
     pub(crate) conflicts: Vec<String>,
 }
 

@@ -46,6 +46,7 @@ pub struct EventBusBuilder {
     default_retry: Option<RetryPolicy>,
     default_timeout: Option<Duration>,
     metric_samples: usize,
+    overrides: std::collections::BTreeMap<String, super::config::HandlerOverrides>,
 }
 
 impl Default for EventBusBuilder {
@@ -67,11 +68,52 @@ impl Default for EventBusBuilder {
             default_retry: None,
             default_timeout: None,
             metric_samples: crate::telemetry::DEFAULT_METRIC_SAMPLES,
+            overrides: Default::default(),
         }
     }
 }
 
 impl EventBusBuilder {
+    /// Applies a configuration read as data ([`BusConfig`](super::BusConfig)): its backend
+    /// settings (when it has a `[backend]` section), defaults, headers, switches and
+    /// per-handler overrides. Builder methods called after this one win over it; the
+    /// per-handler overrides win over the handlers' own settings, and a name that matches
+    /// no handler of the bus fails `build`.
+    pub fn config<B: BackendConfig>(mut self, config: super::BusConfig<B>) -> Self {
+        if let Some(b) = config.backend {
+            self = self.backend_config(b);
+        }
+        if let Some(t) = config.shutdown_timeout {
+            self.shutdown_timeout = t;
+        }
+        if let Some(r) = config.default_retry {
+            self.default_retry = Some(r);
+        }
+        if let Some(t) = config.default_timeout {
+            self.default_timeout = Some(t);
+        }
+        for (k, v) in config.headers {
+            self = self.header(k, v);
+        }
+        if let Some(a) = config.allow_unhandled {
+            self.allow_unhandled = a;
+        }
+        if let Some(m) = config.metrics {
+            self.metrics = m;
+        }
+        if let Some(t) = config.tracing {
+            self.tracing = t;
+        }
+        if let Some(n) = config.metric_samples {
+            self.metric_samples = n;
+        }
+        if let Some(n) = config.blocking_threads {
+            self.blocking_threads = n;
+        }
+        self.overrides.extend(config.handlers);
+        self
+    }
+
     /// How many recent attempt durations (and publish-to-handle times) each handler keeps
     /// for the percentiles of [`EventBus::metrics`] (earnorm's `max_samples`; default
     /// [`DEFAULT_METRIC_SAMPLES`](crate::DEFAULT_METRIC_SAMPLES)). Kept only with
@@ -270,6 +312,16 @@ impl EventBusBuilder {
             }
         }
         handlers.extend(self.extra);
+        for (name, o) in &self.overrides {
+            match handlers.iter_mut().find(|h| &h.name == name) {
+                Some(h) => o.apply(&mut h.options),
+                None => problems.push(Problem::new(
+                    ProblemKind::UnknownName,
+                    name,
+                    format!("the configuration has settings for handler `{name}`, which this bus does not have"),
+                )),
+            }
+        }
         for h in &mut handlers {
             if let (false, Some(policy)) = (h.options.retry_given, self.default_retry) {
                 h.options.retry = policy;

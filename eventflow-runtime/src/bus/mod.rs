@@ -16,6 +16,7 @@ mod attempt;
 pub mod batch;
 mod builder;
 mod compiled;
+mod config;
 mod context;
 mod deliver;
 mod gate;
@@ -32,6 +33,7 @@ mod validate;
 
 pub use batch::{BatchConfig, BatchContext, BatchError, BatchInvoke, check_payload};
 pub use builder::{DEFAULT_BLOCKING_THREADS, EventBusBuilder};
+pub use config::{BusConfig, HandlerOverrides, NoBackend};
 pub(crate) use context::Publisher;
 pub use handler::{
     AsyncInvoke, BlockingInvoke, FilterFn, Handler, HandlerContext, HandlerOptions, Invoke,

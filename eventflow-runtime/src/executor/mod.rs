@@ -18,8 +18,11 @@
 
 use std::borrow::Cow;
 
-/// Where work runs. See the [module documentation](self).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// Where work runs. See the [module documentation](self). In configuration: `"Inline"`,
+/// `"Tokio"`, `"ThreadPool"` or `"Process"` (a custom executor is set in code).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum Executor {
     /// Sequentially, on the delivering task (volnux's DefaultExecutor, which runs a pipeline's events one after another).
@@ -34,15 +37,19 @@ pub enum Executor {
     Process,
     /// On an executor of yours: [`ExecutorConfig::custom`] holds it (an async handler's
     /// future is driven to its end on the executor's thread, as on `ThreadPool`).
+    #[serde(skip)]
     Custom,
 }
 
 /// Settings of an executor's workers. Unset values take the defaults of the
-/// [module documentation](self).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// [module documentation](self). Also read from configuration (volnux's `executor_config`
+/// dict): `{ max_workers = 4, max_tasks_per_child = 100, thread_name_prefix = "pay-" }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ExecutorConfig {
-    /// The executor of [`Executor::Custom`].
+    /// The executor of [`Executor::Custom`] (set in code).
+    #[serde(skip)]
     pub custom: Option<CustomExecutor>,
     /// Workers at most. Unset: the number of CPUs.
     pub max_workers: Option<usize>,

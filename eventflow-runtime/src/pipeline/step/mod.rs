@@ -152,8 +152,11 @@ impl EvaluationState {
     }
 }
 
-/// A step's settings: `#[event(...)]`, or set per pipeline step.
-#[derive(Clone, Debug)]
+/// A step's settings: `#[event(...)]`, or set per pipeline step. Also read from
+/// configuration, with the keys of its fields (`timeout` as `"30s"`); keys left out take
+/// [`StepOptions::DEFAULT`].
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StepOptions {
     /// Where the step runs.
     pub executor: Executor,
@@ -170,6 +173,7 @@ pub struct StepOptions {
     /// Stop the pipeline after this step if it failed.
     pub stop_on_error: bool,
     /// Bound on one attempt.
+    #[serde(with = "crate::config::duration::option")]
     pub timeout: Option<Duration>,
     /// The descriptors the step may `goto` (`#[event(goto = [3, 5])]`). When given, a
     /// pipeline must have a branch for each, and may have no other goto branch on the step:
