@@ -32,7 +32,7 @@ pub(crate) struct StepArgs {
     pub stop_on_error: darling::util::Flag,
     pub stop_on_success: darling::util::Flag,
     pub stop_on_exception: darling::util::Flag,
-    pub timeout: Option<SpannedValue<String>>,
+    pub timeout: Option<DurationText>,
     pub goto: Option<Expr>,
 }
 
@@ -118,7 +118,7 @@ pub(crate) fn evaluation(path: &syn::Path) -> darling::Result<String> {
 pub(crate) struct HandlerArgs {
     pub name: Option<SpannedValue<String>>,
     pub retry: Option<RetrySpec>,
-    pub timeout: Option<SpannedValue<String>>,
+    pub timeout: Option<DurationText>,
     pub executor: Option<ExecutorArg>,
     pub executor_config: Option<ExecutorConfigArgs>,
     pub priority: Option<Expr>,
@@ -133,7 +133,7 @@ pub(crate) struct HandlerArgs {
 #[derive(FromMeta)]
 pub(crate) struct BatchArgs {
     pub max_size: Expr,
-    pub max_wait: SpannedValue<String>,
+    pub max_wait: DurationText,
 }
 
 impl BatchArgs {
@@ -143,7 +143,7 @@ impl BatchArgs {
         let wait = errors.handle(names::parse_duration(&self.max_wait).map_err(|reason| {
             darling::Error::custom(format!(
                 "cannot parse max_wait `{}`: {reason}",
-                &*self.max_wait
+                self.max_wait.as_str()
             ))
             .with_span(&self.max_wait.span())
         }));
@@ -154,11 +154,11 @@ impl BatchArgs {
 /// `#[scheduled(every = "30s" | cron = "...", ...)]`.
 #[derive(FromMeta, Default)]
 pub(crate) struct ScheduledArgs {
-    pub every: Option<SpannedValue<String>>,
+    pub every: Option<DurationText>,
     pub cron: Option<SpannedValue<String>>,
     pub name: Option<SpannedValue<String>>,
     pub missed: Option<syn::Path>,
-    pub timeout: Option<SpannedValue<String>>,
+    pub timeout: Option<DurationText>,
     #[darling(rename = "crate")]
     pub krate: Option<syn::Path>,
 }
@@ -196,6 +196,38 @@ pub(crate) fn missed(path: &syn::Path) -> darling::Result<Missed> {
     }
 }
 
+/// A duration written in an attribute: a string with its unit (`"30s"`). A bare number
+/// is refused with how to write it.
+pub(crate) struct DurationText(pub(crate) SpannedValue<String>);
+
+impl FromMeta for DurationText {
+    fn from_expr(expr: &Expr) -> darling::Result<Self> {
+        match expr {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }) => Ok(DurationText(SpannedValue::new(s.value(), s.span()))),
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(_) | Lit::Float(_),
+                ..
+            }) => Err(darling::Error::custom(
+                "a duration is a string with its unit: `\"30s\"`, `\"500ms\"`, `\"2m\"` or `\"1h\"`",
+            )
+            .with_span(expr)),
+            other => Err(darling::Error::custom(
+                "a duration is a string with its unit, such as `\"30s\"`",
+            )
+            .with_span(other)),
+        }
+    }
+}
+
+impl std::ops::Deref for DurationText {
+    type Target = SpannedValue<String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// `retry(...)` with settings, or `retry = NAME` naming a shared policy.
 pub(crate) enum RetrySpec {
     Settings(Box<RetryArgs>),
@@ -208,7 +240,13 @@ const RETRY_FORMS: &str = "write `retry()` for 3 attempts, `retry(max_attempts =
 
 impl FromMeta for RetrySpec {
     fn from_list(items: &[darling::ast::NestedMeta]) -> darling::Result<Self> {
-        RetryArgs::from_list(items).map(|a| RetrySpec::Settings(Box::new(a)))
+        let mut errors = darling::Error::accumulator();
+        let items = crate::habits::take(items.to_vec(), crate::habits::RETRY, &mut errors);
+        let args = errors.handle(RetryArgs::from_list(&items));
+        errors
+            .finish_with(args)?
+            .map(|a| RetrySpec::Settings(Box::new(a)))
+            .ok_or_else(|| darling::Error::custom("invalid `retry(..)`"))
     }
 
     fn from_word() -> darling::Result<Self> {

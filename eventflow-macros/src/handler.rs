@@ -56,6 +56,7 @@ fn validate(
             m => rest.push(m),
         }
     }
+    let rest = crate::habits::take(rest, crate::habits::HANDLER, &mut errors);
     let opts = errors
         .handle(HandlerArgs::from_list(&rest))
         .unwrap_or_default();

@@ -14,6 +14,7 @@ use proc_macro::TokenStream;
 mod attr;
 mod checks;
 mod event;
+mod habits;
 mod handler;
 mod model;
 mod names;

@@ -44,6 +44,13 @@ pub(crate) fn scheduled_fn(args: TokenStream, func: &syn::ItemFn) -> darling::Re
 fn validate(args: TokenStream, func: &syn::ItemFn) -> darling::Result<ScheduledConfig> {
     let mut errors = darling::Error::accumulator();
     let metas = NestedMeta::parse_meta_list(args.clone()).map_err(darling::Error::from)?;
+    // A schedule written wrongly is reported as such, not also as missing.
+    let wrote_schedule = metas.iter().any(|m| {
+        matches!(m, NestedMeta::Meta(meta) if ["every", "cron", "interval", "schedule", "crontab"]
+            .iter()
+            .any(|k| meta.path().is_ident(k)))
+    });
+    let metas = crate::habits::take(metas, crate::habits::SCHEDULED, &mut errors);
     let opts = errors
         .handle(attr::ScheduledArgs::from_list(&metas))
         .unwrap_or_default();
@@ -61,7 +68,7 @@ fn validate(args: TokenStream, func: &syn::ItemFn) -> darling::Result<ScheduledC
                 errors.push(
                     darling::Error::custom(format!(
                         "cannot parse interval `{}`: {reason}",
-                        &**every
+                        every.as_str()
                     ))
                     .with_span(&every.span()),
                 );
@@ -94,6 +101,7 @@ fn validate(args: TokenStream, func: &syn::ItemFn) -> darling::Result<ScheduledC
             );
             None
         }
+        (None, None) if wrote_schedule => None,
         (None, None) => {
             errors.push(
                 darling::Error::custom(

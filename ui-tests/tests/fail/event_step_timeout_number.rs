@@ -1,0 +1,11 @@
+use eventflow::prelude::*;
+
+#[derive(Clone, Serialize, Deserialize)]
+struct Order;
+
+#[event(timeout = 30)]
+async fn validate(order: Order) -> Outcome<Order> {
+    Outcome::success(order)
+}
+
+fn main() {}

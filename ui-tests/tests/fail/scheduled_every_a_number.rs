@@ -1,0 +1,6 @@
+use eventflow::prelude::*;
+
+#[scheduled(every = 30)]
+async fn tick() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use eventflow::prelude::*;
+
+#[scheduled(interval = "30s")]
+async fn tick() {}
+
+fn main() {}
