@@ -53,7 +53,7 @@ pub use bus::batch;
 pub use bus::{
     BatchConfig, BatchContext, BatchError, EventBus, EventBusBuilder, EventRecord, FilterFn,
     Handler, HandlerContext, HandlerOptions, HandlerRecord, Registry, ScheduleContext,
-    ScheduledJob, ScheduledJobRecord, ScheduledJobStats, ShutdownReport, TimerHandle,
+    ScheduledJob, ScheduledJobRecord, ScheduledJobStats, ShutdownReport, Subscription, TimerHandle,
     UnfinishedDelivery,
 };
 pub use bus::{BusConfig, HandlerOverrides, NoBackend};

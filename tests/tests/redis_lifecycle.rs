@@ -263,3 +263,46 @@ async fn a_long_running_entry_is_not_claimed_by_another_worker() {
         w.shutdown().await.unwrap();
     }
 }
+
+/// A handler subscribed on a running Redis worker takes the entries read from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_routes_to_a_handler_subscribed_while_it_runs() {
+    let Some(t) = eventflow_tests::redis_or_skip("subscribe_live").await else {
+        return;
+    };
+    let rec = eventflow::testing::Recorder::new();
+    let worker = eventflow_tests::start_redis_worker(
+        t.config(),
+        &rec,
+        eventflow::Handler::new("first", "sub.a", |_e, _ctx| async {
+            Ok::<(), eventflow::HandlerError>(())
+        }),
+    )
+    .await;
+    let seen = eventflow_tests::Log::default();
+    let s = seen.clone();
+    let sub = worker
+        .subscribe(eventflow::Handler::new(
+            "second",
+            "sub.b",
+            move |e, _ctx| {
+                s.push(e.name.to_string());
+                async { Ok::<(), eventflow::HandlerError>(()) }
+            },
+        ))
+        .unwrap();
+    worker
+        .publish_envelope(eventflow_tests::raw_envelope(
+            "sub.b",
+            serde_json::json!({}),
+        ))
+        .await
+        .unwrap();
+    eventflow_tests::wait_until("the subscribed handler takes the entry", || {
+        seen.entries() == ["sub.b".to_owned()]
+    })
+    .await;
+    eventflow_tests::wait_acknowledged(&worker, "the entry stayed pending").await;
+    assert!(sub.unsubscribe().await);
+    worker.shutdown().await.unwrap();
+}

@@ -38,6 +38,7 @@ use tracing::Instrument;
 
 use super::Inner;
 use super::attempt::give_up;
+use super::compiled::CompiledHandler;
 use super::handler::HandlerFn;
 use crate::delivery::{HandlerOutcome, OutcomeStatus};
 use crate::executor::{bounded, flatten_panic, panic_message};
@@ -235,12 +236,11 @@ impl Batcher {
 /// Puts the event in its handler's next batch and waits for the batch's outcome.
 pub(super) async fn deliver_batched(
     inner: &Arc<Inner>,
-    idx: usize,
+    slot: &Arc<CompiledHandler>,
     envelope: &Envelope,
     tally: &Tally<'_>,
     check: Option<&crate::bus::batch::DynCheck>,
 ) -> HandlerOutcome {
-    let slot = &inner.handlers[idx];
     tally.delivered();
     let now = SystemTime::now();
     if let Some(check) = check
@@ -257,18 +257,15 @@ pub(super) async fn deliver_batched(
     let (tx, rx) = tokio::sync::oneshot::channel();
     match batcher.add((envelope.clone(), tx)) {
         Added::Full(items) => {
-            tokio::spawn(run_batch(inner.clone(), idx, items));
+            tokio::spawn(run_batch(inner.clone(), slot.clone(), items));
         }
         Added::First(generation) => {
-            let (inner, wait) = (inner.clone(), batcher.config.max_wait);
+            let (inner, slot, wait) = (inner.clone(), slot.clone(), batcher.config.max_wait);
             tokio::spawn(async move {
                 tokio::time::sleep(wait).await;
-                let items = inner.handlers[idx]
-                    .batcher
-                    .as_ref()
-                    .and_then(|b| b.take(generation));
+                let items = slot.batcher.as_ref().and_then(|b| b.take(generation));
                 if let Some(items) = items {
-                    run_batch(inner, idx, items).await;
+                    run_batch(inner, slot, items).await;
                 }
             });
         }
@@ -308,8 +305,8 @@ pub(super) async fn deliver_batched(
 }
 
 /// Runs one batch with retries, then tells each of its events how it ended.
-pub(super) async fn run_batch(inner: Arc<Inner>, idx: usize, items: Vec<Waiting>) {
-    let slot = &inner.handlers[idx];
+pub(super) async fn run_batch(inner: Arc<Inner>, slot: Arc<CompiledHandler>, items: Vec<Waiting>) {
+    let slot = &slot;
     let HandlerFn::Batch { run, .. } = &slot.func else {
         return;
     };

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::compiled::CompiledHandler;
-use super::handler::{Handler, HandlerFn};
+use super::handler::Handler;
 use super::inflight::InFlight;
 use super::recorder::Recorder;
 use super::registry::Registry;
@@ -17,8 +16,7 @@ use super::{EventBus, Inner};
 use crate::backend::{Backend, BackendConfig, MemoryBackend};
 use crate::error::{EventError, Problem, ProblemKind, ValidationError};
 use crate::event::Headers;
-use crate::executor::{Executor, ExecutorConfig, ThreadPool};
-use crate::pattern::{Pattern, Router};
+use crate::executor::{ExecutorConfig, ThreadPool};
 use crate::retry::RetryPolicy;
 use crate::telemetry::Telemetry;
 use crate::util::calibrate_clock;
@@ -323,12 +321,7 @@ impl EventBusBuilder {
             }
         }
         for h in &mut handlers {
-            if let (false, Some(policy)) = (h.options.retry_given, self.default_retry) {
-                h.options.retry = policy;
-            }
-            if h.options.timeout.is_none() {
-                h.options.timeout = self.default_timeout;
-            }
+            super::compiled::apply_defaults(h, self.default_retry, self.default_timeout);
         }
         problems.extend(super::validate::check_handlers(handlers.iter().map(|h| {
             (
@@ -339,26 +332,7 @@ impl EventBusBuilder {
             )
         })));
         for h in &handlers {
-            if matches!(h.func, HandlerFn::Blocking(_)) && h.options.executor == Executor::Tokio {
-                problems.push(Problem::new(ProblemKind::InvalidOption, &h.name, format!(
-                    "handler `{}` ({}) is a blocking fn and cannot run on the Tokio executor; use ThreadPool or Inline",
-                    h.name, h.source
-                )));
-            }
-            if h.options.executor == Executor::Custom && h.options.executor_config.custom.is_none()
-            {
-                problems.push(Problem::new(ProblemKind::InvalidOption, &h.name, format!(
-                    "handler `{}` ({}) runs on Executor::Custom but names no executor: set ExecutorConfig::custom(..), or `executor = custom(path)`",
-                    h.name, h.source
-                )));
-            }
-            if h.options.executor == Executor::Process {
-                problems.push(Problem::new(ProblemKind::InvalidOption, &h.name, format!(
-                    "handler `{}` ({}): the Process executor runs pipeline steps; a handler runs on Inline, Tokio or ThreadPool",
-                    h.name, h.source
-                )));
-            }
-            problems.extend(super::validate::batch_problems(h));
+            problems.extend(super::validate::handler_problems(h));
         }
         let mut schedules = Vec::new();
         if self.schedules {
@@ -395,34 +369,25 @@ impl EventBusBuilder {
         if !problems.is_empty() {
             return Err(ValidationError { problems }.into());
         }
-        // Higher priority first, then by name, so the order is stable.
-        handlers.sort_by(|a, b| {
-            b.options
-                .priority
-                .cmp(&a.options.priority)
-                .then_with(|| a.name.cmp(&b.name))
-        });
-        let blocking = ThreadPool::new(
-            ExecutorConfig::new()
-                .max_workers(self.blocking_threads)
-                .thread_name_prefix("eventflow-blocking-"),
-        );
-        let mut router = Router::new();
+        let compile = super::compiled::CompileSettings {
+            metrics: self.metrics,
+            samples: self.metric_samples,
+            blocking: ThreadPool::new(
+                ExecutorConfig::new()
+                    .max_workers(self.blocking_threads)
+                    .thread_name_prefix("eventflow-blocking-"),
+            ),
+            default_retry: self.default_retry,
+            default_timeout: self.default_timeout,
+        };
         let mut slots = Vec::with_capacity(handlers.len());
-        for (i, h) in handlers.into_iter().enumerate() {
+        for h in handlers {
             // Checked above, so parsing cannot fail here; skip defensively if it does.
-            let Ok(pattern) = Pattern::parse(&h.pattern) else {
-                continue;
-            };
-            router.insert(&pattern, i);
-            slots.push(CompiledHandler::new(
-                h,
-                pattern,
-                self.metrics,
-                self.metric_samples,
-                &blocking,
-            ));
+            if let Ok(slot) = compile.compile(h) {
+                slots.push(Arc::new(slot));
+            }
         }
+        let routing = super::routing::Routing::new(slots);
         let backend: Arc<dyn Backend> = match self.backend {
             Some(PendingBackend::Ready(b)) => b,
             Some(PendingBackend::Config(cfg)) => cfg.connect().await?,
@@ -430,8 +395,8 @@ impl EventBusBuilder {
         };
         let inner = Arc::new(Inner {
             dead_letters: backend.dead_letters(),
-            handlers: slots,
-            router,
+            routing: arc_swap::ArcSwap::from_pointee(routing),
+            changing_routes: std::sync::Mutex::new(()),
             backend: backend.clone(),
             allow_unhandled: self.allow_unhandled,
             shared_backend: backend.shared(),
@@ -439,7 +404,8 @@ impl EventBusBuilder {
             headers: self.headers,
             accepting: AtomicBool::new(true),
             shutting_down: AtomicBool::new(false),
-            blocking,
+            blocking: compile.blocking.clone(),
+            compile,
             published: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             inflight: InFlight::default(),

@@ -21,6 +21,46 @@ pub(super) struct CompiledHandler {
     pub(super) counters: HandlerCounters,
     pub(super) metrics: Option<SlotMetrics>,
     pub(super) batcher: Option<Batcher>,
+    /// Whether it still takes deliveries, and its running ones.
+    pub(super) liveness: super::routing::Liveness,
+}
+
+/// What handlers are compiled with: the bus's settings that apply to each.
+pub(super) struct CompileSettings {
+    pub(super) metrics: bool,
+    pub(super) samples: usize,
+    pub(super) blocking: ThreadPool,
+    pub(super) default_retry: Option<crate::retry::RetryPolicy>,
+    pub(super) default_timeout: Option<std::time::Duration>,
+}
+
+impl CompileSettings {
+    /// Compiles a checked handler; `Err` with the reason when its pattern does not parse.
+    pub(super) fn compile(&self, mut h: Handler) -> Result<CompiledHandler, String> {
+        apply_defaults(&mut h, self.default_retry, self.default_timeout);
+        let pattern = Pattern::parse(&h.pattern).map_err(|e| e.to_string())?;
+        Ok(CompiledHandler::new(
+            h,
+            pattern,
+            self.metrics,
+            self.samples,
+            &self.blocking,
+        ))
+    }
+}
+
+/// The bus's default retry policy and timeout, for a handler that sets none.
+pub(super) fn apply_defaults(
+    h: &mut Handler,
+    retry: Option<crate::retry::RetryPolicy>,
+    timeout: Option<std::time::Duration>,
+) {
+    if let (false, Some(policy)) = (h.options.retry_given, retry) {
+        h.options.retry = policy;
+    }
+    if h.options.timeout.is_none() {
+        h.options.timeout = timeout;
+    }
 }
 
 impl CompiledHandler {
@@ -50,6 +90,7 @@ impl CompiledHandler {
             func: h.func,
             filter: h.filter,
             counters: HandlerCounters::new(if metrics { samples } else { 0 }),
+            liveness: Default::default(),
         }
     }
 

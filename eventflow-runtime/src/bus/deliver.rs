@@ -10,8 +10,10 @@ use tracing::Instrument;
 
 use super::attempt::{give_up, start_attempt};
 use super::batch::deliver_batched;
+use super::compiled::CompiledHandler;
 use super::handler::{HandlerContext, HandlerFn};
 use super::inflight::InFlightGuard;
+use super::routing::Routing;
 use super::spans::{descend, parent_id};
 use super::{EventBus, Inner};
 use crate::backend::Retries;
@@ -38,6 +40,7 @@ pub(super) enum OwnTask {
 pub(super) fn deliver_routed(
     inner: Arc<Inner>,
     mut envelope: Envelope,
+    routing: Arc<Routing>,
     targets: Arc<[usize]>,
     own_task: OwnTask,
     retries: Retries,
@@ -62,12 +65,17 @@ pub(super) fn deliver_routed(
     if inner.telemetry.metrics {
         inner.telemetry.in_flight.increment(1.0);
     }
-    deliver_registered(inner, envelope, targets, own_task, retries, seq, guard).instrument(span)
+    deliver_registered(
+        inner, envelope, routing, targets, own_task, retries, seq, guard,
+    )
+    .instrument(span)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn deliver_registered(
     inner: Arc<Inner>,
     envelope: Envelope,
+    routing: Arc<Routing>,
     targets: Arc<[usize]>,
     own_task: OwnTask,
     retries: Retries,
@@ -81,15 +89,16 @@ pub(super) async fn deliver_registered(
     // async handler that wants a task of its own runs here when this delivery has one.
     let alone_on_own_task = own_task == OwnTask::Yes
         && targets.len() == 1
-        && matches!(inner.handlers[targets[0]].func, HandlerFn::Async(_))
-        && inner.handlers[targets[0]].options.executor == Executor::Tokio;
-    let runs_here = |i: usize| alone_on_own_task || inner.handlers[i].runs_inline();
+        && matches!(routing.handlers[targets[0]].func, HandlerFn::Async(_))
+        && routing.handlers[targets[0]].options.executor == Executor::Tokio;
+    let runs_here = |i: usize| alone_on_own_task || routing.handlers[i].runs_inline();
     let mut spawned = Vec::new();
     for (pos, &i) in targets.iter().enumerate() {
         if !runs_here(i) {
             let (inner, envelope) = (inner.clone(), envelope.clone());
+            let slot = routing.handlers[i].clone();
             let task = tokio::spawn(async move {
-                deliver_to(&inner, i, &envelope, seq, OwnTask::Yes, retries).await
+                deliver_to(&inner, &slot, &envelope, seq, OwnTask::Yes, retries).await
             });
             spawned.push((pos, AbortOnDrop(task)));
         }
@@ -97,11 +106,12 @@ pub(super) async fn deliver_registered(
     let mut outcomes = Vec::with_capacity(targets.len());
     for &i in targets.iter() {
         if runs_here(i) {
-            outcomes.push(deliver_to(&inner, i, &envelope, seq, own_task, retries).await);
+            let slot = &routing.handlers[i];
+            outcomes.push(deliver_to(&inner, slot, &envelope, seq, own_task, retries).await);
         }
     }
     if !spawned.is_empty() {
-        Box::pin(join_spawned(&inner, &targets, &mut outcomes, spawned)).await;
+        Box::pin(join_spawned(&routing, &targets, &mut outcomes, spawned)).await;
     }
     DeliveryReport {
         event_id: envelope.id,
@@ -114,7 +124,7 @@ pub(super) async fn deliver_registered(
 /// Waits for the handlers that run on tasks of their own and puts their outcomes at their
 /// places in handler order (`outcomes` holds the inline ones, in order).
 pub(super) async fn join_spawned(
-    inner: &Inner,
+    routing: &Routing,
     targets: &[usize],
     outcomes: &mut Vec<HandlerOutcome>,
     spawned: Vec<(usize, AbortOnDrop<HandlerOutcome>)>,
@@ -123,7 +133,7 @@ pub(super) async fn join_spawned(
         let outcome = match (&mut task.0).await {
             Ok(o) => o,
             Err(_) => HandlerOutcome {
-                handler: inner.handlers[targets[pos]].name.clone(),
+                handler: routing.handlers[targets[pos]].name.clone(),
                 attempts: 0,
                 status: OutcomeStatus::Cancelled,
             },
@@ -135,13 +145,20 @@ pub(super) async fn join_spawned(
 
 pub(super) async fn deliver_to(
     inner: &Arc<Inner>,
-    idx: usize,
+    slot: &Arc<CompiledHandler>,
     envelope: &Envelope,
     seq: u64,
     own_task: OwnTask,
     retries: Retries,
 ) -> HandlerOutcome {
-    let slot = &inner.handlers[idx];
+    // Counted while it runs, for `unsubscribe`; a handler already unsubscribed is skipped.
+    let Some(_active) = slot.liveness.enter() else {
+        return HandlerOutcome {
+            handler: slot.name.clone(),
+            attempts: 0,
+            status: OutcomeStatus::Cancelled,
+        };
+    };
     let tally = Tally::new(&slot.counters, slot.metrics.as_ref(), &envelope.name);
     if let Some(keep) = &slot.filter
         && !keep(envelope)
@@ -159,7 +176,7 @@ pub(super) async fn deliver_to(
     if let HandlerFn::Batch { check, .. } = &slot.func {
         return Box::pin(deliver_batched(
             inner,
-            idx,
+            slot,
             envelope,
             &tally,
             check.as_deref(),

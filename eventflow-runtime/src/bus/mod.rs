@@ -25,9 +25,11 @@ mod inflight;
 mod publish;
 mod recorder;
 mod registry;
+mod routing;
 mod scheduler;
 mod sink;
 mod spans;
+mod subscribe;
 mod timer;
 mod validate;
 
@@ -47,6 +49,7 @@ pub use scheduler::{
 };
 #[allow(deprecated)]
 pub use scheduler::{ScheduleStats, Scheduled, ScheduledRecord};
+pub use subscribe::Subscription;
 pub use timer::TimerHandle;
 pub(crate) use validate::StartupCheck;
 
@@ -56,7 +59,6 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use self::compiled::CompiledHandler;
 use self::deliver::{OwnTask, deliver_to};
 use self::inflight::InFlight;
 use self::scheduler::Scheduler;
@@ -65,12 +67,15 @@ use crate::dead_letter::{DeadLetter, DeadLetterPage, DeadLetterQuery, DeadLetter
 use crate::delivery::Redelivery;
 use crate::error::EventError;
 use crate::event::Headers;
-use crate::pattern::Router;
 use crate::telemetry::{MetricsSnapshot, Telemetry};
 
 struct Inner {
-    handlers: Vec<CompiledHandler>,
-    router: Router,
+    /// The handlers and their router, swapped whole by `subscribe` and `unsubscribe`.
+    routing: arc_swap::ArcSwap<routing::Routing>,
+    /// Held while the routing table changes, so that changes do not overwrite each other.
+    changing_routes: std::sync::Mutex<()>,
+    /// What a handler subscribed on the running bus is compiled with.
+    compile: compiled::CompileSettings,
     backend: Arc<dyn Backend>,
     dead_letters: Arc<dyn DeadLetterStore>,
     allow_unhandled: bool,
@@ -199,12 +204,8 @@ impl EventBus {
                 return Err(e.into());
             }
         }
-        let Some(idx) = self
-            .inner
-            .handlers
-            .iter()
-            .position(|s| *s.name == *letter.handler)
-        else {
+        let routing = self.inner.routing.load_full();
+        let Some(slot) = routing.named(&letter.handler) else {
             let handler = letter.handler.clone();
             store.put(letter).await?;
             return Err(EventError::UnknownHandler(handler));
@@ -213,7 +214,7 @@ impl EventBus {
         Ok(Redelivery::Done(
             deliver_to(
                 &self.inner,
-                idx,
+                slot,
                 &envelope,
                 seq,
                 OwnTask::No,
@@ -229,26 +230,32 @@ impl EventBus {
     }
 
     /// The names of this bus's handlers, in the order they run for one event.
-    pub fn handler_names(&self) -> Vec<&str> {
-        self.inner.handlers.iter().map(|s| &*s.name).collect()
+    pub fn handler_names(&self) -> Vec<String> {
+        let routing = self.inner.routing.load();
+        routing
+            .handlers
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect()
     }
 
     /// Handlers whose pattern matches `name`, in the order they run.
-    pub fn handlers_for(&self, name: &str) -> Vec<&str> {
-        self.inner
+    pub fn handlers_for(&self, name: &str) -> Vec<String> {
+        let routing = self.inner.routing.load();
+        routing
             .router
             .lookup(name)
             .iter()
-            .map(|&i| &*self.inner.handlers[i].name)
+            .map(|&i| routing.handlers[i].name.to_string())
             .collect()
     }
 
     /// Deliveries waiting for a free slot of the named handler (its `concurrency` limit).
     pub fn waiting(&self, handler: &str) -> usize {
         self.inner
-            .handlers
-            .iter()
-            .find(|s| &*s.name == handler)
+            .routing
+            .load()
+            .named(handler)
             .and_then(|s| s.gate.as_ref())
             .map_or(0, |g| g.waiting())
     }
@@ -262,6 +269,8 @@ impl EventBus {
             in_flight: self.in_flight() as u64,
             handlers: self
                 .inner
+                .routing
+                .load()
                 .handlers
                 .iter()
                 .map(|s| s.counters.snapshot(&s.name))
@@ -286,7 +295,7 @@ impl EventBus {
     /// A listing of the bus's handlers and their patterns.
     pub fn describe(&self) -> String {
         let mut out = format!("eventflow bus on {} backend:\n", self.inner.backend.name());
-        for s in &self.inner.handlers {
+        for s in &self.inner.routing.load().handlers {
             out.push_str(&format!(
                 "  {} <- {} ({:?}, {} attempt(s))\n",
                 s.name, s.pattern, s.options.executor, s.options.retry.max_attempts

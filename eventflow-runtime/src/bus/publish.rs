@@ -32,6 +32,9 @@ pub(crate) fn raw_envelope(
     ))
 }
 
+/// An accepted event, the routing table it was routed with, and its handlers there.
+type Accepted = (Envelope, Arc<super::routing::Routing>, Arc<[usize]>);
+
 /// Where an accepted event goes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Via {
@@ -61,7 +64,7 @@ impl EventBus {
 
     /// Publishes a prepared envelope (to set priority, headers, correlation).
     pub async fn publish_envelope(&self, envelope: Envelope) -> Result<(), EventError> {
-        let (mut envelope, _) = self.accept(envelope, Via::Backend)?;
+        let (mut envelope, _, _) = self.accept(envelope, Via::Backend)?;
         let span = self.publish_span(&mut envelope);
         Ok(self
             .inner
@@ -88,7 +91,7 @@ impl EventBus {
         envelope: Envelope,
         delay: Duration,
     ) -> Result<(), EventError> {
-        let (mut envelope, _) = self.accept(envelope, Via::Backend)?;
+        let (mut envelope, _, _) = self.accept(envelope, Via::Backend)?;
         let span = self.publish_span(&mut envelope);
         Ok(self
             .inner
@@ -129,10 +132,11 @@ impl EventBus {
         &self,
         envelope: Envelope,
     ) -> Result<impl Future<Output = DeliveryReport> + Send + 'static, EventError> {
-        let (envelope, targets) = self.accept(envelope, Via::ThisProcess)?;
+        let (envelope, routing, targets) = self.accept(envelope, Via::ThisProcess)?;
         Ok(deliver_routed(
             self.inner.clone(),
             envelope,
+            routing,
             targets,
             OwnTask::No,
             Retries::InProcess,
@@ -158,7 +162,7 @@ impl EventBus {
         &self,
         mut envelope: Envelope,
         via: Via,
-    ) -> Result<(Envelope, Arc<[usize]>), EventError> {
+    ) -> Result<Accepted, EventError> {
         let inner = &self.inner;
         if !inner.accepting.load(Ordering::Acquire) {
             return Err(PublishError::ShutDown {
@@ -166,7 +170,8 @@ impl EventBus {
             }
             .into());
         }
-        let targets = inner.router.lookup(&envelope.name);
+        let routing = inner.routing.load_full();
+        let targets = routing.router.lookup(&envelope.name);
         // Through a shared backend, a handler of another process may take it.
         let known = via == Via::ThisProcess || !inner.shared_backend;
         if targets.is_empty() && known && !inner.allow_unhandled {
@@ -186,6 +191,6 @@ impl EventBus {
         if let Some(r) = &inner.recorder {
             r.record_published(&envelope);
         }
-        Ok((envelope, targets))
+        Ok((envelope, routing, targets))
     }
 }

@@ -28,16 +28,17 @@ impl DeliverySink for BusSink {
             Some(inner) => {
                 let cancel = inner.cancel.clone();
                 let (id, name) = (envelope.id, envelope.name.clone());
+                let routing = inner.routing.load_full();
                 let targets: Arc<[usize]> = match &handler {
-                    None => inner.router.lookup(&envelope.name),
-                    Some(h) => inner
+                    None => routing.router.lookup(&envelope.name),
+                    Some(h) => routing
                         .handlers
                         .iter()
                         .position(|s| *s.name == **h)
                         .into_iter()
                         .collect(),
                 };
-                let work = deliver_routed(inner, envelope, targets, OwnTask::Yes, retries);
+                let work = deliver_routed(inner, envelope, routing, targets, OwnTask::Yes, retries);
                 Box::pin(async move {
                     tokio::select! {
                         biased;

@@ -8,6 +8,32 @@ use crate::executor::Executor;
 use crate::pattern::Pattern;
 
 /// What is wrong with a handler's batching settings.
+/// What is wrong with one handler's options for its function: a blocking fn on Tokio, a
+/// custom executor not named, the Process executor, batch settings that do not fit.
+pub(super) fn handler_problems(h: &Handler) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if matches!(h.func, HandlerFn::Blocking(_)) && h.options.executor == Executor::Tokio {
+        problems.push(Problem::new(ProblemKind::InvalidOption, &h.name, format!(
+            "handler `{}` ({}) is a blocking fn and cannot run on the Tokio executor; use ThreadPool or Inline",
+            h.name, h.source
+        )));
+    }
+    if h.options.executor == Executor::Custom && h.options.executor_config.custom.is_none() {
+        problems.push(Problem::new(ProblemKind::InvalidOption, &h.name, format!(
+            "handler `{}` ({}) runs on Executor::Custom but names no executor: set ExecutorConfig::custom(..), or `executor = custom(path)`",
+            h.name, h.source
+        )));
+    }
+    if h.options.executor == Executor::Process {
+        problems.push(Problem::new(ProblemKind::InvalidOption, &h.name, format!(
+            "handler `{}` ({}): the Process executor runs pipeline steps; a handler runs on Inline, Tokio or ThreadPool",
+            h.name, h.source
+        )));
+    }
+    problems.extend(batch_problems(h));
+    problems
+}
+
 pub(super) fn batch_problems(h: &Handler) -> Vec<Problem> {
     let mut problems = Vec::new();
     let batched = matches!(h.func, HandlerFn::Batch { .. });

@@ -30,4 +30,5 @@ mod observing;
 mod publishing;
 mod retry_policies;
 mod signatures;
+mod subscribing;
 mod timers;
