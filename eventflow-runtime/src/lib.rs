@@ -68,7 +68,9 @@ pub use error::{
     ConnectionError, EventError, HandlerError, HandlerErrorKind, IntoResult, NoHandler, PanicError,
     PayloadError, Problem, ProblemKind, PublishError, Result, TimeoutError, ValidationError,
 };
-pub use event::{Envelope, Event, EventId, EventName, Headers, Payload, TraceContext};
+pub use event::{
+    Envelope, Event, EventId, EventName, Headers, Payload, PublishOptions, TraceContext,
+};
 #[doc(no_inline)]
 pub use executor::{Executor, ExecutorConfig, Panicked, ThreadPool};
 #[doc(no_inline)]

@@ -306,3 +306,37 @@ async fn a_worker_routes_to_a_handler_subscribed_while_it_runs() {
     assert!(sub.unsubscribe().await);
     worker.shutdown().await.unwrap();
 }
+
+/// Publish options travel in the entry: a worker gives up after the event's own
+/// `max_attempts`, not the handler's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_honours_the_publish_options_in_the_entry() {
+    let Some(t) = eventflow_tests::redis_or_skip("publish_opts").await else {
+        return;
+    };
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let rec = Recorder::new();
+    let worker = eventflow_tests::start_redis_worker(
+        t.config(),
+        &rec,
+        Handler::new("flaky", "opts.*", move |_e, _ctx| {
+            c.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), _>(eventflow::HandlerError::msg("down")) }
+        })
+        .retry(eventflow::RetryPolicy::attempts(6).backoff(0.01, 0.01)),
+    )
+    .await;
+    worker
+        .publish_envelope_with(
+            eventflow_tests::raw_envelope("opts.one", serde_json::json!({})),
+            eventflow::PublishOptions::new().max_attempts(2),
+        )
+        .await
+        .unwrap();
+    let letters = eventflow_tests::dead_letters_once_any(&worker).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].attempts, 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    worker.shutdown().await.unwrap();
+}

@@ -95,7 +95,9 @@ pub(super) fn start_attempt<'a>(
         Executor::Tokio if own_task == OwnTask::Yes => Executor::Inline,
         other => other,
     };
-    match (&slot.func, executor, slot.options.timeout) {
+    // The event's own timeout, from its publish options, wins over the handler's.
+    let timeout = ctx.envelope().timeout.or(slot.options.timeout);
+    match (&slot.func, executor, timeout) {
         (HandlerFn::Batch { .. }, _, _) => Err(HandlerError::permanent_msg(
             "a batched handler runs through its batcher",
         )),
@@ -116,7 +118,7 @@ pub(super) async fn run_attempt_elsewhere(
     ctx: HandlerContext,
     runtime: &tokio::runtime::Handle,
 ) -> Result<(), HandlerError> {
-    let timeout = slot.options.timeout;
+    let timeout = ctx.envelope().timeout.or(slot.options.timeout);
     match &slot.func {
         HandlerFn::Async(f) => {
             // Calling `f` may itself panic (a closure's synchronous part).

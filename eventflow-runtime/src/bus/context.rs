@@ -34,6 +34,15 @@ impl<'a> Publisher<'a> {
         self.bus.publish_envelope(env).await
     }
 
+    pub(crate) async fn publish_with<E: Event + Serialize + Send + Sync>(
+        self,
+        event: E,
+        options: crate::event::PublishOptions,
+    ) -> Result<(), EventError> {
+        let env = self.descend(Envelope::new(event));
+        self.bus.publish_envelope_with(env, options).await
+    }
+
     pub(crate) async fn publish_raw(
         self,
         name: &str,

@@ -184,7 +184,18 @@ pub(super) async fn deliver_to(
         .await;
     }
     tally.delivered();
-    let mut attempts = Attempts::starting_at(&slot.options.retry, envelope.attempt);
+    // The event's own attempt count, from its publish options, wins over the handler's.
+    let with_event_attempts;
+    let policy = match envelope.max_attempts {
+        Some(n) => {
+            let mut p = slot.options.retry;
+            p.max_attempts = n;
+            with_event_attempts = p;
+            &with_event_attempts
+        }
+        None => &slot.options.retry,
+    };
+    let mut attempts = Attempts::starting_at(policy, envelope.attempt);
     if tally.timed() && attempts.current() == 1 {
         tally.waited(
             SystemTime::now()

@@ -181,6 +181,18 @@ impl HandlerContext {
             .await
     }
 
+    /// [`publish`](Self::publish) with options for this event alone
+    /// ([`PublishOptions`](crate::PublishOptions)).
+    pub async fn publish_with<E: Event + Serialize + Send + Sync>(
+        &self,
+        event: E,
+        options: crate::PublishOptions,
+    ) -> Result<(), EventError> {
+        Publisher::new(&self.bus, Some(&self.envelope))
+            .publish_with(event, options)
+            .await
+    }
+
     /// Like [`publish`](Self::publish), with a name and a JSON payload.
     pub async fn publish_raw(
         &self,

@@ -14,6 +14,7 @@ use super::spans::{descend, parent_id};
 use crate::backend::Retries;
 use crate::delivery::DeliveryReport;
 use crate::error::{EventError, NoHandler, PublishError};
+use crate::event::PublishOptions;
 use crate::event::{Envelope, Event, EventName, Payload, TraceContext};
 use crate::pattern::validate_name;
 use crate::util::Hex;
@@ -72,6 +73,43 @@ impl EventBus {
             .publish(envelope)
             .instrument(span)
             .await?)
+    }
+
+    /// Publishes an event with options for it alone: priority, timeout, attempts, delay,
+    /// headers (see [`PublishOptions`] for what wins over what).
+    pub async fn publish_with<E: Event + Serialize + Send + Sync>(
+        &self,
+        event: E,
+        options: PublishOptions,
+    ) -> Result<(), EventError> {
+        self.publish_envelope_with(Envelope::new(event), options)
+            .await
+    }
+
+    /// [`publish_with`](Self::publish_with) for a prepared envelope.
+    pub async fn publish_envelope_with(
+        &self,
+        envelope: Envelope,
+        options: PublishOptions,
+    ) -> Result<(), EventError> {
+        match options.apply(envelope) {
+            (envelope, Some(delay)) => self.publish_envelope_delayed(envelope, delay).await,
+            (envelope, None) => self.publish_envelope(envelope).await,
+        }
+    }
+
+    /// [`dispatch`](Self::dispatch) with options for this event alone (a `delay` is waited
+    /// out here first).
+    pub async fn dispatch_with<E: Event + Serialize + Send + Sync>(
+        &self,
+        event: E,
+        options: PublishOptions,
+    ) -> Result<DeliveryReport, EventError> {
+        let (envelope, delay) = options.apply(Envelope::new(event));
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        self.dispatch_envelope(envelope).await
     }
 
     /// Publishes an event for delivery after `delay`. The memory backend keeps it in this
@@ -158,11 +196,7 @@ impl EventBus {
     }
 
     /// Checks that the bus takes the event, and finds its handlers.
-    fn accept(
-        &self,
-        mut envelope: Envelope,
-        via: Via,
-    ) -> Result<Accepted, EventError> {
+    fn accept(&self, mut envelope: Envelope, via: Via) -> Result<Accepted, EventError> {
         let inner = &self.inner;
         if !inner.accepting.load(Ordering::Acquire) {
             return Err(PublishError::ShutDown {

@@ -36,6 +36,12 @@ pub struct Envelope {
     pub headers: Headers,
     /// The trace the event belongs to; set when it is published.
     pub trace: Option<TraceContext>,
+    /// A bound on each handler's attempts for this event, over the handler's own
+    /// (`PublishOptions::timeout`).
+    pub timeout: Option<Duration>,
+    /// Attempts in all for this event, over each handler's retry policy
+    /// (`PublishOptions::max_attempts`).
+    pub max_attempts: Option<u32>,
 }
 
 impl Envelope {
@@ -58,6 +64,8 @@ impl Envelope {
             causation_id: None,
             headers: Headers::new(),
             trace: None,
+            timeout: None,
+            max_attempts: None,
         }
     }
 
@@ -114,6 +122,10 @@ struct WireEnvelope<'a> {
     causation_id: Option<EventId>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_attempts: Option<u32>,
 }
 
 impl Serialize for Envelope {
@@ -137,6 +149,10 @@ impl Serialize for Envelope {
                         .map(|t| (TraceContext::HEADER.to_owned(), t.to_traceparent())),
                 )
                 .collect(),
+            timeout_ms: self
+                .timeout
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            max_attempts: self.max_attempts,
         }
         .serialize(s)
     }
@@ -166,6 +182,9 @@ impl<'de> Deserialize<'de> for Envelope {
             causation_id: w.causation_id,
             headers,
             trace,
+            timeout: w.timeout_ms.map(Duration::from_millis),
+            // At least the first attempt, whatever the entry says.
+            max_attempts: w.max_attempts.map(|n| n.max(1)),
         })
     }
 }

@@ -119,10 +119,12 @@ impl fmt::Display for EventName {
 
 mod envelope;
 mod headers;
+mod options;
 mod payload;
 mod trace;
 
 pub use envelope::Envelope;
 pub use headers::Headers;
+pub use options::PublishOptions;
 pub use payload::Payload;
 pub use trace::TraceContext;

@@ -27,6 +27,7 @@ mod concurrency;
 mod failures;
 mod lifecycle;
 mod observing;
+mod publish_options;
 mod publishing;
 mod retry_policies;
 mod signatures;
