@@ -91,3 +91,87 @@ async fn output_past_the_bound_stops_the_program() {
     let message = failure(&r);
     assert!(message.contains("more than 1048576 bytes"), "{message}");
 }
+
+/// A bus with the command handler `h` alone.
+async fn bus_with(h: eventflow::Handler) -> eventflow::EventBus {
+    eventflow::EventBus::builder()
+        .without_registry()
+        .handler(h)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A command handler (basefunctions' CMD mode): the envelope on standard input, exit 0 a
+/// success, another exit a failure with its standard error, retried; a timeout kills the
+/// program's group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_handlers_take_the_envelope_and_fail_and_time_out_cleanly() {
+    let dir = std::env::temp_dir().join(format!("eventflow-cmdh-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let seen = dir.join("stdin.json");
+    let bus = bus_with(eventflow::Handler::command(
+        "archive",
+        "order.*",
+        "sh",
+        ["-c".to_owned(), format!("cat > {}", seen.display())],
+    ))
+    .await;
+    let report = bus
+        .dispatch_raw("order.closed", serde_json::json!({ "order": 7 }))
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let got: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&seen).unwrap()).unwrap();
+    assert_eq!(got["name"], "order.closed");
+    assert_eq!(got["payload"]["order"], 7);
+
+    let bus = bus_with(
+        eventflow::Handler::command("fails", "order.*", "sh", ["-c", "echo boom >&2; exit 3"])
+            .retry(eventflow::RetryPolicy::attempts(2).backoff(0.0, 0.0)),
+    )
+    .await;
+    let report = bus
+        .dispatch_raw("order.closed", serde_json::json!({}))
+        .await
+        .unwrap();
+    let o = report.outcome("fails").unwrap();
+    assert_eq!(o.attempts, 2);
+    let err = o.error().unwrap().to_string();
+    assert!(
+        err.contains("exit status: 3") && err.contains("boom"),
+        "{err}"
+    );
+
+    let pidfile = dir.join("grandchild.pid");
+    let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+    let bus = bus_with(
+        eventflow::Handler::command("hangs", "order.*", "sh", ["-c".to_owned(), script])
+            .timeout(Duration::from_millis(300)),
+    )
+    .await;
+    let report = bus
+        .dispatch_raw("order.closed", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.outcome("hangs").unwrap().error().unwrap().kind(),
+        eventflow::HandlerErrorKind::TimedOut
+    );
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut dead = false;
+    for _ in 0..250 {
+        if gone(pid) {
+            dead = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(dead, "the program's child {pid} outlived the timeout");
+}

@@ -285,6 +285,60 @@ impl Handler {
         Self::from_fn(name, pattern, HandlerFn::Async(func))
     }
 
+    /// A handler that runs an external program for each event (basefunctions' CMD mode):
+    /// the envelope goes to the program as JSON on its standard input; exit status 0 is
+    /// success, any other a failure carrying its standard error (retried per the retry
+    /// policy). The program runs in a process group of its own: a timeout kills the group,
+    /// its children too. Its standard output is read up to
+    /// [`DEFAULT_MAX_OUTPUT_BYTES`](crate::pipeline::DEFAULT_MAX_OUTPUT_BYTES) and logged
+    /// at debug level; past the bound the attempt fails.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use eventflow_runtime::Handler;
+    /// let h = Handler::command("archive", "order.closed", "/usr/local/bin/archive-order", ["--quiet"])
+    ///     .timeout(Duration::from_secs(30));
+    /// # let _ = h;
+    /// ```
+    #[track_caller]
+    pub fn command<I, S>(
+        name: impl Into<String>,
+        pattern: impl Into<String>,
+        program: impl Into<String>,
+        args: I,
+    ) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let name = name.into();
+        let program: Arc<str> = program.into().into();
+        let args: Arc<[String]> = args.into_iter().map(Into::into).collect();
+        let what: Arc<str> = format!("handler `{name}`").into();
+        Self::new(name, pattern, move |env: Envelope, _ctx| {
+            let (program, args, what) = (program.clone(), args.clone(), what.clone());
+            async move {
+                let input = serde_json::to_vec(&env).map_err(HandlerError::permanent)?;
+                match crate::executor::run_program(
+                    &what,
+                    &program,
+                    &args,
+                    input,
+                    crate::pipeline::DEFAULT_MAX_OUTPUT_BYTES,
+                )
+                .await
+                {
+                    Ok(out) => {
+                        tracing::debug!(handler = %what, output = %String::from_utf8_lossy(&out), "eventflow: command handler done");
+                        Ok(())
+                    }
+                    Err(crate::executor::ProgramFailure::Exited(m)) => Err(HandlerError::msg(m)),
+                    Err(crate::executor::ProgramFailure::Error(e)) => Err(e),
+                }
+            }
+        })
+    }
+
     /// An async handler receiving the payload as a `T` (a clone of the published value in
     /// one process; deserialized otherwise).
     #[track_caller]

@@ -105,9 +105,11 @@ impl ExecutorConfig {
 mod custom;
 mod drive;
 mod pool;
+mod program;
 
 pub(crate) use custom::WorkPool;
 pub use custom::{CustomExecutor, Job, Spawn};
 pub use drive::Panicked;
 pub(crate) use drive::{AbortOnDrop, bounded, flatten_panic, panic_message};
 pub use pool::ThreadPool;
+pub(crate) use program::{ProgramFailure, run_program};

@@ -1,86 +1,16 @@
 //! The Command executor's one attempt: an external program given the step's input as JSON
-//! on its standard input, its standard output read back as the JSON of the output.
-//!
-//! The program runs in a process group of its own. A timeout, or a run given up on,
-//! kills the whole group: the program's own children too. Reading stops when the program
-//! has exited (a child of it that keeps the pipe open does not hold the step), and its
-//! output is read up to a bound ([`DEFAULT_MAX_OUTPUT_BYTES`] unless the step sets
-//! another): past it the group is killed and the attempt fails saying so.
-
-use std::time::Duration;
-
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+//! on its standard input, its standard output read back as the JSON of the output. The
+//! program runs as [`executor::program`](crate::executor) runs every program: in a
+//! process group of its own, killed whole on a timeout, its output read up to a bound
+//! ([`DEFAULT_MAX_OUTPUT_BYTES`] unless the step sets another).
 
 use super::datum::Datum;
 use super::step::Attempt;
 use crate::error::HandlerError;
+use crate::executor::{ProgramFailure, run_program};
 
 /// The most standard output a command step reads by default: 16 MiB.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 16 << 20;
-
-/// The most standard error kept for a failure's message.
-const MAX_STDERR_BYTES: usize = 64 << 10;
-
-/// How long reading goes on after the program exited, for what it wrote last.
-const AFTER_EXIT: Duration = Duration::from_millis(200);
-
-/// Sends `SIGKILL` to the process group `pgid` (none: nothing to do). `unsafe` because
-/// the standard library has no call to signal a process group, only `libc` does.
-#[allow(unsafe_code)]
-fn kill_group(pgid: Option<i32>) {
-    if let Some(pgid) = pgid.filter(|p| *p > 0) {
-        // SAFETY: `kill` takes two integers and touches no memory of this process. `pgid`
-        // is positive, so `-pgid` names a process group, never "every process" (-1); it is
-        // the group the program was started in (its own pid, as `process_group(0)`
-        // makes it). A group that is already gone makes it fail with ESRCH, ignored.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-    }
-}
-
-/// Kills a process group when dropped: a run given up on (a timeout drops the attempt)
-/// takes the program's own children with it.
-struct Group(Option<i32>);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        kill_group(self.0);
-    }
-}
-
-/// Reads `r` into `buf` up to `max` bytes; `Ok(false)` when there is more than that.
-async fn read_capped<R: AsyncRead + Unpin>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> std::io::Result<bool> {
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = r.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(true);
-        }
-        if buf.len().saturating_add(n) > max {
-            let room = max.saturating_sub(buf.len());
-            buf.extend_from_slice(&chunk[..room]);
-            return Ok(false);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Reads `r` to its end, keeping its first `max` bytes.
-async fn drain_capped<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, max: usize) {
-    let mut chunk = [0u8; 8192];
-    while let Ok(n) = r.read(&mut chunk).await {
-        if n == 0 {
-            return;
-        }
-        let room = max.saturating_sub(buf.len()).min(n);
-        buf.extend_from_slice(&chunk[..room]);
-    }
-}
 
 /// One attempt of a command step.
 pub(crate) async fn run_command<I, O>(
@@ -98,79 +28,11 @@ where
         Ok(j) => j,
         Err(e) => return Attempt::Exception(HandlerError::permanent(e)),
     };
-    let spawned = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            return Attempt::Exception(HandlerError::msg(format!(
-                "step `{step}` cannot start `{program}`: {e}"
-            )));
-        }
+    let out = match run_program(&format!("step `{step}`"), program, args, json, max_output).await {
+        Ok(out) => out,
+        Err(ProgramFailure::Exited(message)) => return Attempt::Failure(message),
+        Err(ProgramFailure::Error(e)) => return Attempt::Exception(e),
     };
-    let group = Group(child.id().and_then(|id| i32::try_from(id).ok()));
-    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        return Attempt::Exception(HandlerError::msg(format!(
-            "step `{step}`: the pipes of `{program}` are missing"
-        )));
-    };
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let (status, complete) = {
-        let pgid = group.0;
-        let feed = async move {
-            // A program that exits without reading its input is its own business.
-            let _ = stdin.write_all(&json).await;
-        };
-        let stdout_part = async {
-            let r = read_capped(&mut stdout, &mut out, max_output).await;
-            if matches!(r, Ok(false)) {
-                // Too much: stop the program now, which ends the other pipe too.
-                kill_group(pgid);
-            }
-            r
-        };
-        let stderr_part = drain_capped(&mut stderr, &mut err, MAX_STDERR_BYTES);
-        let reading = async {
-            let ((), o, ()) = tokio::join!(feed, stdout_part, stderr_part);
-            o
-        };
-        tokio::pin!(reading);
-        tokio::select! {
-            o = &mut reading => (child.wait().await, Some(o)),
-            s = child.wait() => {
-                // Exited: read a moment longer for what it wrote last, but not until a
-                // child of it that holds the pipe lets go.
-                (s, tokio::time::timeout(AFTER_EXIT, &mut reading).await.ok())
-            }
-        }
-    };
-    // Whatever is left of the group (a child that outlived the program) goes now.
-    drop(group);
-    if matches!(complete, Some(Ok(false))) {
-        return Attempt::Exception(HandlerError::permanent_msg(format!(
-            "step `{step}`: `{program}` wrote more than {max_output} bytes to its standard output (the step's max_output_bytes); it was stopped"
-        )));
-    }
-    let status = match status {
-        Ok(s) => s,
-        Err(e) => {
-            return Attempt::Exception(HandlerError::msg(format!(
-                "step `{step}`: waiting for `{program}` failed: {e}"
-            )));
-        }
-    };
-    if !status.success() {
-        let stderr = String::from_utf8_lossy(&err).trim().to_owned();
-        return Attempt::Failure(format!("`{program}` exited with {status}: {stderr}"));
-    }
     match serde_json::from_slice::<O>(&out) {
         Ok(v) => Attempt::Success(Datum::new(v)),
         Err(e) => Attempt::Exception(HandlerError::permanent_msg(format!(
