@@ -22,6 +22,7 @@ mod deliver;
 mod gate;
 mod handler;
 mod inflight;
+mod options;
 mod publish;
 mod recorder;
 mod registry;
