@@ -56,40 +56,27 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
-    g.bench_function("bus_dispatch", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let event = event.clone();
-            let bus = bus.clone();
-            async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let report = bus
-                        .dispatch(std::hint::black_box(event.clone()))
-                        .await
-                        .expect("dispatch");
-                    debug_assert!(report.is_success());
+    let mut dispatching = |id: &str, label: &'static str, bus: &EventBus| {
+        g.bench_function(id, |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let event = event.clone();
+                let bus = bus.clone();
+                async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let report = bus
+                            .dispatch(std::hint::black_box(event.clone()))
+                            .await
+                            .expect("dispatch");
+                        debug_assert!(report.is_success());
+                    }
+                    support::record(label, iters, start.elapsed())
                 }
-                support::record("dispatch", iters, start.elapsed())
-            }
-        })
-    });
-    g.bench_function("bus_dispatch_metrics_off", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let event = event.clone();
-            let bus = quiet.clone();
-            async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let report = bus
-                        .dispatch(std::hint::black_box(event.clone()))
-                        .await
-                        .expect("dispatch");
-                    debug_assert!(report.is_success());
-                }
-                support::record("dispatch_metrics_off", iters, start.elapsed())
-            }
-        })
-    });
+            })
+        });
+    };
+    dispatching("bus_dispatch", "dispatch", &bus);
+    dispatching("bus_dispatch_metrics_off", "dispatch_metrics_off", &quiet);
     g.finish();
     support::report_ratio(
         "dispatch with metrics on vs off",

@@ -24,6 +24,22 @@ fn gone(pid: u32) -> bool {
     }
 }
 
+/// The pid written to `pidfile`, and whether that process is gone within 5 s.
+async fn grandchild_dies(pidfile: &std::path::Path) -> (u32, bool) {
+    let pid: u32 = std::fs::read_to_string(pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for _ in 0..250 {
+        if gone(pid) {
+            return (pid, true);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (pid, false)
+}
+
 fn failure(run: &eventflow::pipeline::PipelineRun) -> String {
     match run.status() {
         RunStatus::Failed { message, .. } => message.clone(),
@@ -48,19 +64,7 @@ async fn a_timeout_kills_the_programs_children_too() {
     );
     let r = run(step).await;
     assert!(failure(&r).contains("timed out"), "{}", failure(&r));
-    let pid: u32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut dead = false;
-    for _ in 0..250 {
-        if gone(pid) {
-            dead = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (pid, dead) = grandchild_dies(&pidfile).await;
     let _ = std::fs::remove_dir_all(&dir);
     assert!(dead, "the program's child {pid} outlived the timeout");
 }
@@ -159,19 +163,7 @@ async fn command_handlers_take_the_envelope_and_fail_and_time_out_cleanly() {
         report.outcome("hangs").unwrap().error().unwrap().kind(),
         eventflow::HandlerErrorKind::TimedOut
     );
-    let pid: u32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut dead = false;
-    for _ in 0..250 {
-        if gone(pid) {
-            dead = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (pid, dead) = grandchild_dies(&pidfile).await;
     let _ = std::fs::remove_dir_all(&dir);
     assert!(dead, "the program's child {pid} outlived the timeout");
 }
