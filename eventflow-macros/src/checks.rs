@@ -29,6 +29,14 @@ pub(crate) fn check_batch(
         }
     };
     if opts.batch.is_some() {
+        if let Some(ok) = signature::returns_value(&func.sig.output) {
+            errors.push(
+                darling::Error::custom(
+                    "a batched handler answers no single caller: it returns `Result<(), E>` or `()`",
+                )
+                .with_span(ok),
+            );
+        }
         if !takes_vec {
             errors.push(at_inputs(
                 "with `batch(...)` the handler takes the batch: `Vec<T>` or `Vec<Envelope>`",

@@ -327,6 +327,7 @@ fn invoke_tokens(
         })
         .collect();
     let convert = into_result(p, func);
+    let reply = into_reply(p, func);
     let invoke_ident = format_ident!("__eventflow_invoke_{}", fn_ident);
     let batched = matches!(sig.event, EventParam::Batch(_) | EventParam::BatchEnvelopes);
     let (invoke_fn, invoke) = if batched {
@@ -358,11 +359,11 @@ fn invoke_tokens(
         (
             quote! {
                 fn #invoke_ident(__ctx: #p::HandlerContext)
-                    -> #p::BoxFuture<'static, #p::Result<(), #p::HandlerError>>
+                    -> #p::BoxFuture<'static, #p::HandlerResult>
                 {
                     #p::Box::pin(async move {
                         #event_let
-                        #convert(#fn_ident(#(#args),*).await)
+                        #reply(#fn_ident(#(#args),*).await)
                     })
                 }
             },
@@ -371,9 +372,9 @@ fn invoke_tokens(
     } else {
         (
             quote! {
-                fn #invoke_ident(__ctx: #p::HandlerContext) -> #p::Result<(), #p::HandlerError> {
+                fn #invoke_ident(__ctx: #p::HandlerContext) -> #p::HandlerResult {
                     #event_let
-                    #convert(#fn_ident(#(#args),*))
+                    #reply(#fn_ident(#(#args),*))
                 }
             },
             quote!(#p::Invoke::Blocking(#invoke_ident)),

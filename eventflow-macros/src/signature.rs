@@ -163,7 +163,8 @@ pub(crate) fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) ->
             .with_span(&sig.ident),
         );
     }
-    check_return(&sig.output, "an event handler", errors);
+    // A batched handler answers no one: it is checked for a value with its batch.
+    check_handler_return(&sig.output, errors);
     let bad = !found.is_empty();
     for e in found {
         acc.push(e);
@@ -178,6 +179,56 @@ pub(crate) fn analyze(f: &syn::ItemFn, acc: &mut darling::error::Accumulator) ->
     })
 }
 
+/// The return type written, unless it is none or `()`.
+fn declared_return(output: &ReturnType) -> Option<&Type> {
+    match output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, ty) => match &**ty {
+            Type::Tuple(t) if t.elems.is_empty() => None,
+            ty => Some(ty),
+        },
+    }
+}
+
+/// A handler returns `()`, `Result<(), E>` or `Result<T, E>`: `T` is its value, which the
+/// compiler checks is `Serialize` (through `IntoReply`).
+fn check_handler_return(output: &ReturnType, errors: &mut Vec<darling::Error>) {
+    let Some(ty) = declared_return(output) else {
+        return;
+    };
+    let is_result =
+        matches!(ty, Type::Path(p) if p.path.segments.last().is_some_and(|l| l.ident == "Result"));
+    if !is_result {
+        errors.push(
+            darling::Error::custom(
+                "an event handler returns `()`, `Result<(), E>`, or `Result<T, E>` to give the caller a value (`T: Serialize`, `E: Into<HandlerError>`)",
+            )
+            .with_span(&ty.span()),
+        );
+    }
+}
+
+/// Whether a return type carries a value (`Result<T, E>` with `T` other than `()`).
+pub(crate) fn returns_value(output: &ReturnType) -> Option<&Type> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let Type::Path(p) = &**ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    match &last.arguments {
+        PathArguments::AngleBracketed(args) => match args.args.first() {
+            Some(GenericArgument::Type(ok)) if !matches!(ok, Type::Tuple(t) if t.elems.is_empty()) => {
+                Some(ok)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 pub(crate) fn check_return(output: &ReturnType, what: &str, errors: &mut Vec<darling::Error>) {
     check_return_of(output, what, "HandlerError", errors)
 }
@@ -189,15 +240,9 @@ pub(crate) fn check_return_of(
     error: &str,
     errors: &mut Vec<darling::Error>,
 ) {
-    let ty = match output {
-        ReturnType::Default => return,
-        ReturnType::Type(_, ty) => &**ty,
-    };
-    if let Type::Tuple(t) = ty
-        && t.elems.is_empty()
-    {
+    let Some(ty) = declared_return(output) else {
         return;
-    }
+    };
     let wrong = || {
         darling::Error::custom(format!(
             "{what} returns `Result<(), E>` (with `E: Into<{error}>`) or `()`"

@@ -70,6 +70,16 @@ pub(crate) fn into_result(p: &TokenStream, func: &syn::ItemFn) -> TokenStream {
     quote_spanned!(ret_span=> #p::IntoResult::<#p::HandlerError>::into_result)
 }
 
+/// The conversion of a handler's return value into its reply (its value as JSON, or its
+/// error), spanned at the return type so that a wrong one is reported there.
+pub(crate) fn into_reply(p: &TokenStream, func: &syn::ItemFn) -> TokenStream {
+    let ret_span = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => func.sig.ident.span(),
+    };
+    quote_spanned!(ret_span=> #p::IntoReply::into_reply)
+}
+
 /// A retry policy's tokens, and the `retry_on` check function they name (if any).
 /// A retry policy: its expression (`None` when no `retry` is given), and the items it needs.
 /// A named policy is looked up by a function the items define, `__eventflow_named_retry`.

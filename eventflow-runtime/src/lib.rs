@@ -48,7 +48,6 @@ pub mod testing;
 pub use backend::{
     Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries, WhenFull,
 };
-pub use bus::DEFAULT_BLOCKING_THREADS;
 pub use bus::batch;
 pub use bus::{
     BatchConfig, BatchContext, BatchError, EventBus, EventBusBuilder, EventRecord, FilterFn,
@@ -57,13 +56,17 @@ pub use bus::{
     UnfinishedDelivery,
 };
 pub use bus::{BusConfig, HandlerOverrides, NoBackend};
+pub use bus::{DEFAULT_BLOCKING_THREADS, DEFAULT_REQUEST_TIMEOUT};
 #[allow(deprecated)]
 pub use bus::{ScheduleStats, Scheduled, ScheduledRecord};
 #[doc(no_inline)]
 pub use dead_letter::{
     DeadLetter, DeadLetterPage, DeadLetterQuery, DeadLetterStore, MemoryDeadLetters,
 };
-pub use delivery::{DeliveryReport, HandlerOutcome, OutcomeStatus, Redelivery};
+pub use delivery::{
+    DeliveryReport, HandlerOutcome, HandlerResult, IntoReply, OutcomeStatus, Redelivery, Reply,
+    ReplyError,
+};
 pub use error::{
     ConnectionError, EventError, HandlerError, HandlerErrorKind, IntoResult, NoHandler, PanicError,
     PayloadError, Problem, ProblemKind, PublishError, Result, TimeoutError, ValidationError,
@@ -121,6 +124,7 @@ pub mod __private_0_1_0 {
         HandlerContext, HandlerOptions, HandlerRecord, Invoke, ScheduleContext, ScheduledJobInvoke,
         ScheduledJobRecord, check_payload, decode_event,
     };
+    pub use crate::delivery::{HandlerResult, IntoReply};
     pub use crate::error::{HandlerError, IntoResult};
     pub use crate::event::{Envelope, Event};
     pub use crate::executor::{CustomExecutor, Executor, ExecutorConfig};

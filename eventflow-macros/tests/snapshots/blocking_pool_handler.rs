@@ -4,13 +4,10 @@ fn write_report(event: &Envelope) {}
 const _: () = {
     fn __eventflow_invoke_write_report(
         __ctx: ::eventflow::__private_0_1_0::HandlerContext,
-    ) -> ::eventflow::__private_0_1_0::Result<
-        (),
-        ::eventflow::__private_0_1_0::HandlerError,
-    > {
-        ::eventflow::__private_0_1_0::IntoResult::<
-            ::eventflow::__private_0_1_0::HandlerError,
-        >::into_result(write_report(__ctx.envelope()))
+    ) -> ::eventflow::__private_0_1_0::HandlerResult {
+        ::eventflow::__private_0_1_0::IntoReply::into_reply(
+            write_report(__ctx.envelope()),
+        )
     }
     ::eventflow::__private_0_1_0::inventory::submit! {
         ::eventflow::__private_0_1_0::HandlerRecord { name :

@@ -11,18 +11,13 @@ const _: () = {
         __ctx: ::eventflow::__private_0_1_0::HandlerContext,
     ) -> ::eventflow::__private_0_1_0::BoxFuture<
         'static,
-        ::eventflow::__private_0_1_0::Result<
-            (),
-            ::eventflow::__private_0_1_0::HandlerError,
-        >,
+        ::eventflow::__private_0_1_0::HandlerResult,
     > {
         ::eventflow::__private_0_1_0::Box::pin(async move {
             let __event = ::eventflow::__private_0_1_0::decode_event::<
                 UserCreated,
             >(&__ctx)?;
-            ::eventflow::__private_0_1_0::IntoResult::<
-                ::eventflow::__private_0_1_0::HandlerError,
-            >::into_result(
+            ::eventflow::__private_0_1_0::IntoReply::into_reply(
                 send_welcome(
                         ::eventflow::__private_0_1_0::Cow::into_owned(__event),
                         &__ctx,

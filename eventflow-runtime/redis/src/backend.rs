@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) leases: crate::lease::Leases,
     /// Entries this worker has no handler for, left to the other workers of the group.
     pub(crate) left: crate::claim::Left,
+    /// The requests of this process waiting for their answers.
+    pub(crate) waiting: crate::requests::Waiting,
 }
 
 /// The Redis Streams backend. See the [crate documentation](crate).
@@ -89,7 +91,9 @@ impl RedisBackend {
             publishers.push(conn);
         }
         check_access(&mut publishers[0], &cfg.url).await?;
+        let consumer = unique_consumer_name();
         let keys = Keys {
+            replies: crate::requests::reply_key(&cfg.queue, &consumer),
             stream: format!("{}:stream", cfg.queue),
             delayed: format!("{}:delayed", cfg.queue),
             dead: format!("{}:dead", cfg.queue),
@@ -107,7 +111,7 @@ impl RedisBackend {
                 client,
                 publishers,
                 next: AtomicUsize::new(0),
-                consumer: unique_consumer_name(),
+                consumer,
                 sink: OnceLock::new(),
                 dead,
                 stopping: AtomicBool::new(false),
@@ -116,6 +120,7 @@ impl RedisBackend {
                 acks: OnceLock::new(),
                 leases: crate::lease::Leases::default(),
                 left: crate::claim::Left::default(),
+                waiting: crate::requests::Waiting::default(),
             }),
         })
     }
@@ -318,6 +323,18 @@ impl Backend for RedisBackend {
         })
     }
 
+    fn request(
+        &self,
+        envelope: Envelope,
+        timeout: Duration,
+    ) -> Option<BoxFuture<'_, Result<Option<eventflow_runtime::Reply>, PublishError>>> {
+        Some(Box::pin(crate::requests::ask(
+            &self.shared,
+            envelope,
+            timeout,
+        )))
+    }
+
     fn requeue(
         &self,
         envelope: Envelope,
@@ -395,6 +412,16 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             shared.stopping.store(true, Ordering::SeqCst);
             shared.wake.notify_waiters();
+            // Nobody waits on this process's reply stream any more.
+            shared.waiting.stop();
+            let mut c = shared.publisher();
+            let _ = tokio::time::timeout(
+                shared.cfg.publish_timeout,
+                redis::cmd("DEL")
+                    .arg(&shared.keys.replies)
+                    .query_async::<Value>(&mut c),
+            )
+            .await;
             let tasks: Vec<_> =
                 std::mem::take(&mut *shared.tasks.lock().unwrap_or_else(|p| p.into_inner()));
             for t in tasks {

@@ -10,6 +10,7 @@
 //! | `myapp:stream` | stream | every published event (field `envelope`, JSON; field `handler` when the entry is for one handler only) |
 //! | `myapp:delayed` | sorted set | delayed events and scheduled retries, scored by due time (ms, Redis's clock) |
 //! | `myapp:dead` | hash | dead letters by id (JSON) |
+//! | `myapp:replies:CONSUMER` | stream | answers to this process's requests (field `reply`, JSON); expires 2 minutes after its last answer |
 //!
 //! **One stream per namespace, routing in the worker.** Every worker reads one stream with
 //! one `XREADGROUP`, and the bus's compiled router picks the handlers. A stream per event
@@ -54,6 +55,15 @@
 //! delivered more than `max_deliveries` times (its handler crashed or hung the worker each
 //! time) goes to dead letters.
 //!
+//! ## Requests
+//!
+//! `bus.request(event)` publishes the event with `reply_to` naming the asking process's
+//! reply stream; the worker that handles it adds the answer there (its handler's value, or
+//! its error, once final: after a scheduled retry, the retry answers) before it
+//! acknowledges the entry. The asker's listener hands the answer to the request waiting for
+//! it; an answer that comes after the request timed out is dropped. A worker answers only
+//! into this queue's reply streams.
+//!
 //! An entry that is not a valid envelope (not JSON, missing fields, a bad name, or larger
 //! than `max_entry_bytes`, which is then not decoded) goes to dead letters under the
 //! handler name `""` with the reason, and is acknowledged. A dead letter that cannot be
@@ -68,6 +78,7 @@ mod dead_letters;
 mod ext;
 mod lease;
 mod reply;
+mod requests;
 mod scripts;
 mod worker;
 

@@ -8,6 +8,8 @@ pub(crate) struct Keys {
     /// block on it instead of on the queue's stream, so that a blocking read never hands
     /// them an entry whole (see [`READ`]).
     pub(crate) bell: String,
+    /// This process's reply stream, where answers to its requests arrive.
+    pub(crate) replies: String,
 }
 
 /// The field an oversized entry is returned with instead of its own (its size as value).

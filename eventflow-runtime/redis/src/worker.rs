@@ -384,6 +384,9 @@ pub(crate) async fn handle_entry(shared: &Arc<Shared>, entry: Entry, delivered: 
         Settlement::Ack(retries) => retries,
         _ => return,
     };
+    // Answered before the acknowledgement: a worker that dies in between delivers the
+    // entry again and answers twice, and the asker takes the first.
+    crate::requests::answer(shared, &envelope, &report).await;
     let mut members = Vec::with_capacity(retries.len());
     for r in retries {
         match serde_json::to_string(&r.envelope) {

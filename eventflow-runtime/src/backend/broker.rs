@@ -268,6 +268,7 @@ mod tests {
                     handler: "ok".into(),
                     attempts: 1,
                     status: OutcomeStatus::Succeeded,
+                    value: None,
                 },
                 HandlerOutcome {
                     handler: "again".into(),
@@ -276,6 +277,7 @@ mod tests {
                         delay: Duration::from_millis(300),
                         error: HandlerError::msg("boom"),
                     },
+                    value: None,
                 },
             ],
             cancelled: false,

@@ -25,6 +25,8 @@
 //!      broker, so that it survives the publishing process.
 //!    - [`start`](Backend::start) keeps the [`DeliverySink`];
 //!      [`consume`](Backend::consume) starts the worker loop that reads entries.
+//!    - [`request`](Backend::request) publishes a request and waits for its
+//!      [`Reply`]; the worker sends [`Reply::from_report`] to the envelope's `reply_to`.
 //!    - [`requeue`](Backend::requeue) queues a retried dead letter for its one handler, so
 //!      that any worker that has the handler runs it.
 //!    - [`claim_tick`](Backend::claim_tick) grants each tick of a scheduled function to one
@@ -52,7 +54,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::dead_letter::DeadLetterStore;
-use crate::delivery::DeliveryReport;
+use crate::delivery::{DeliveryReport, Reply};
 use crate::error::{ConnectionError, EventError, PublishError};
 use crate::event::Envelope;
 use crate::util::BoxFuture;
@@ -182,6 +184,22 @@ pub trait Backend: Send + Sync + 'static {
         _handler: String,
     ) -> BoxFuture<'_, Result<bool, ConnectionError>> {
         Box::pin(async { Ok(false) })
+    }
+    /// Publishes `envelope` as a request ([`EventBus::request`](crate::EventBus::request))
+    /// and waits up to `timeout` for the answer of whichever process handles it:
+    /// `Ok(None)` when none came in time. The backend sets the envelope's
+    /// [`reply_to`](Envelope::reply_to) to where it waits, and its workers send
+    /// [`Reply::from_report`] there once the answer is final; an answer that comes after
+    /// the asker stopped waiting is dropped, and what the backend keeps for replies
+    /// expires. Returns `None` when this backend carries no replies: the bus then delivers
+    /// the request in this process.
+    #[allow(clippy::type_complexity)]
+    fn request(
+        &self,
+        _envelope: Envelope,
+        _timeout: Duration,
+    ) -> Option<BoxFuture<'_, Result<Option<Reply>, PublishError>>> {
+        None
     }
     /// Whether this backend delivers without [`consume`](Self::consume) (the memory
     /// backend). Scheduled functions start at build on such a backend, and at

@@ -10,7 +10,7 @@ use super::compiled::CompiledHandler;
 use super::deliver::OwnTask;
 use super::handler::{HandlerContext, HandlerFn};
 use crate::dead_letter::DeadLetter;
-use crate::delivery::{HandlerOutcome, OutcomeStatus};
+use crate::delivery::{HandlerOutcome, HandlerResult, OutcomeStatus};
 use crate::error::HandlerError;
 use crate::event::Envelope;
 use crate::executor::{AbortOnDrop, Executor, bounded, flatten_panic};
@@ -76,6 +76,7 @@ pub(super) async fn give_up(
         handler: slot.name.clone(),
         attempts: attempt,
         status,
+        value: None,
     }
 }
 
@@ -90,7 +91,7 @@ pub(super) fn start_attempt<'a>(
     ctx: HandlerContext,
     runtime: &'a tokio::runtime::Handle,
     own_task: OwnTask,
-) -> Result<BoxFuture<'a, Result<(), HandlerError>>, HandlerError> {
+) -> Result<BoxFuture<'a, HandlerResult>, HandlerError> {
     let executor = match slot.options.executor {
         Executor::Tokio if own_task == OwnTask::Yes => Executor::Inline,
         other => other,
@@ -117,7 +118,7 @@ pub(super) async fn run_attempt_elsewhere(
     executor: Executor,
     ctx: HandlerContext,
     runtime: &tokio::runtime::Handle,
-) -> Result<(), HandlerError> {
+) -> HandlerResult {
     let timeout = ctx.envelope().timeout.or(slot.options.timeout);
     match &slot.func {
         HandlerFn::Async(f) => {

@@ -281,6 +281,7 @@ pub(super) async fn deliver_batched(
                 handler: slot.name.clone(),
                 attempts,
                 status: OutcomeStatus::Succeeded,
+                value: None,
             }
         }
         Ok((attempts, Some((err, first_failed_at)))) => {
@@ -300,6 +301,7 @@ pub(super) async fn deliver_batched(
             handler: slot.name.clone(),
             attempts: 0,
             status: OutcomeStatus::Cancelled,
+            value: None,
         },
     }
 }

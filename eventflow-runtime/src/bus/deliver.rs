@@ -136,6 +136,7 @@ pub(super) async fn join_spawned(
                 handler: routing.handlers[targets[pos]].name.clone(),
                 attempts: 0,
                 status: OutcomeStatus::Cancelled,
+                value: None,
             },
         };
         // Positions ascend and every earlier place is filled, so `pos` is the right index.
@@ -157,6 +158,7 @@ pub(super) async fn deliver_to(
             handler: slot.name.clone(),
             attempts: 0,
             status: OutcomeStatus::Cancelled,
+            value: None,
         };
     };
     let tally = Tally::new(&slot.counters, slot.metrics.as_ref(), &envelope.name);
@@ -171,6 +173,7 @@ pub(super) async fn deliver_to(
             handler: slot.name.clone(),
             attempts: 0,
             status: OutcomeStatus::Filtered,
+            value: None,
         };
     }
     if let HandlerFn::Batch { check, .. } = &slot.func {
@@ -242,7 +245,7 @@ pub(super) async fn deliver_to(
         }
         drop(permit);
         let err = match result {
-            Ok(()) => {
+            Ok(value) => {
                 tally.succeeded();
                 if let Some(r) = &inner.recorder {
                     r.record_outcome(&slot.name, envelope, attempt, None);
@@ -251,6 +254,7 @@ pub(super) async fn deliver_to(
                     handler: slot.name.clone(),
                     attempts: attempt,
                     status: OutcomeStatus::Succeeded,
+                    value,
                 };
             }
             Err(err) => err,
@@ -285,6 +289,7 @@ pub(super) async fn deliver_to(
                 handler: slot.name.clone(),
                 attempts: attempt,
                 status: OutcomeStatus::RetryScheduled { delay, error: err },
+                value: None,
             };
         }
         tracing::warn!(

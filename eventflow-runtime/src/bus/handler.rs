@@ -13,6 +13,7 @@ use super::context::Publisher;
 pub use super::options::{FilterFn, HandlerOptions};
 use crate::bus::EventBus;
 use crate::bus::batch::{BatchConfig, BatchContext, BatchInvoke, DynBatch, DynCheck};
+use crate::delivery::{HandlerResult, IntoReply};
 use crate::error::{EventError, HandlerError};
 use crate::event::{Envelope, Event, Headers};
 use crate::executor::{Executor, ExecutorConfig};
@@ -22,9 +23,9 @@ use crate::retry::RetryPolicy;
 pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The entry point `#[event_handler]` generates for an `async fn`.
-pub type AsyncInvoke = fn(HandlerContext) -> BoxFuture<'static, Result<(), HandlerError>>;
+pub type AsyncInvoke = fn(HandlerContext) -> BoxFuture<'static, HandlerResult>;
 /// The entry point `#[event_handler]` generates for a plain `fn`.
-pub type BlockingInvoke = fn(HandlerContext) -> Result<(), HandlerError>;
+pub type BlockingInvoke = fn(HandlerContext) -> HandlerResult;
 
 /// How a registered handler is called.
 #[derive(Clone, Copy)]
@@ -123,6 +124,21 @@ impl HandlerContext {
     }
 }
 
+/// A command's standard output as the handler's value: JSON when it is JSON, else the
+/// text (lossy UTF-8); empty or blank output is no value.
+fn command_value(out: &[u8]) -> Option<serde_json::Value> {
+    let text = String::from_utf8_lossy(out);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    match serde_json::from_str::<serde_json::Value>(trimmed) {
+        Ok(serde_json::Value::Null) => None,
+        Ok(v) => Some(v),
+        Err(_) => Some(serde_json::Value::String(trimmed.to_owned())),
+    }
+}
+
 /// The event in `ctx` as a `T`, or a permanent payload error naming the event and type.
 pub fn decode_event<T: DeserializeOwned + Clone + 'static>(
     ctx: &HandlerContext,
@@ -130,9 +146,8 @@ pub fn decode_event<T: DeserializeOwned + Clone + 'static>(
     crate::bus::batch::decode_one(ctx.envelope())
 }
 
-type DynAsync =
-    dyn Fn(HandlerContext) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
-type DynBlocking = dyn Fn(HandlerContext) -> Result<(), HandlerError> + Send + Sync;
+type DynAsync = dyn Fn(HandlerContext) -> BoxFuture<'static, HandlerResult> + Send + Sync;
+type DynBlocking = dyn Fn(HandlerContext) -> HandlerResult + Send + Sync;
 pub(crate) type DynFilter = dyn Fn(&Envelope) -> bool + Send + Sync;
 
 #[derive(Clone)]
@@ -190,7 +205,41 @@ impl Handler {
     {
         let func: Arc<DynAsync> = Arc::new(move |ctx: HandlerContext| {
             let env = ctx.envelope().clone();
-            Box::pin(f(env, ctx)) as BoxFuture<'static, _>
+            let fut = f(env, ctx);
+            Box::pin(async move { fut.await.map(|()| None) }) as BoxFuture<'static, _>
+        });
+        Self::from_fn(name, pattern, HandlerFn::Async(func))
+    }
+
+    /// An async handler receiving the payload as a `T` and returning a value: the value
+    /// is in the delivery report ([`DeliveryReport::value`](crate::DeliveryReport::value))
+    /// and answers [`EventBus::request`](crate::EventBus::request) (basefunctions'
+    /// `EventResult`). A value that does not serialize fails the attempt, naming its type.
+    ///
+    /// ```
+    /// use eventflow_runtime::{Handler, HandlerError};
+    /// let h = Handler::replying("price", "quote.asked", |qty: u32, _ctx| async move {
+    ///     Ok::<_, HandlerError>(qty * 3)
+    /// });
+    /// assert_eq!(h.name(), "price");
+    /// ```
+    #[track_caller]
+    pub fn replying<T, R, F, Fut>(name: impl Into<String>, pattern: impl Into<String>, f: F) -> Self
+    where
+        T: DeserializeOwned + Clone + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(T, HandlerContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let func: Arc<DynAsync> = Arc::new(move |ctx: HandlerContext| {
+            match decode_event::<T>(&ctx).map(std::borrow::Cow::into_owned) {
+                Ok(event) => {
+                    let fut = f(event, ctx);
+                    Box::pin(async move { fut.await.into_reply() }) as BoxFuture<'static, _>
+                }
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            }
         });
         Self::from_fn(name, pattern, HandlerFn::Async(func))
     }
@@ -198,7 +247,8 @@ impl Handler {
     /// A handler that runs an external program for each event (basefunctions' CMD mode):
     /// the envelope goes to the program as JSON on its standard input; exit status 0 is
     /// success, any other a failure carrying its standard error (retried per the retry
-    /// policy). The program runs in a process group of its own: a timeout kills the group,
+    /// policy). Its standard output is the handler's value: JSON when it parses as JSON,
+    /// else the text; empty output is no value. The program runs in a process group of its own: a timeout kills the group,
     /// its children too. Its standard output is read up to
     /// [`DEFAULT_MAX_OUTPUT_BYTES`](crate::pipeline::DEFAULT_MAX_OUTPUT_BYTES) and logged
     /// at debug level; past the bound the attempt fails.
@@ -225,10 +275,10 @@ impl Handler {
         let program: Arc<str> = program.into().into();
         let args: Arc<[String]> = args.into_iter().map(Into::into).collect();
         let what: Arc<str> = format!("handler `{name}`").into();
-        Self::new(name, pattern, move |env: Envelope, _ctx| {
+        let func: Arc<DynAsync> = Arc::new(move |ctx: HandlerContext| {
             let (program, args, what) = (program.clone(), args.clone(), what.clone());
-            async move {
-                let input = serde_json::to_vec(&env).map_err(HandlerError::permanent)?;
+            Box::pin(async move {
+                let input = serde_json::to_vec(ctx.envelope()).map_err(HandlerError::permanent)?;
                 match crate::executor::run_program(
                     &what,
                     &program,
@@ -240,13 +290,14 @@ impl Handler {
                 {
                     Ok(out) => {
                         tracing::debug!(handler = %what, output = %String::from_utf8_lossy(&out), "eventflow: command handler done");
-                        Ok(())
+                        Ok(command_value(&out))
                     }
                     Err(crate::executor::ProgramFailure::Exited(m)) => Err(HandlerError::msg(m)),
                     Err(crate::executor::ProgramFailure::Error(e)) => Err(e),
                 }
-            }
-        })
+            }) as BoxFuture<'static, _>
+        });
+        Self::from_fn(name, pattern, HandlerFn::Async(func))
     }
 
     /// An async handler receiving the payload as a `T` (a clone of the published value in
@@ -261,7 +312,10 @@ impl Handler {
         let f = Arc::new(f);
         let func: Arc<DynAsync> = Arc::new(move |ctx: HandlerContext| {
             match decode_event::<T>(&ctx).map(std::borrow::Cow::into_owned) {
-                Ok(event) => Box::pin(f(event, ctx)) as BoxFuture<'static, _>,
+                Ok(event) => {
+                    let fut = f(event, ctx);
+                    Box::pin(async move { fut.await.map(|()| None) }) as BoxFuture<'static, _>
+                }
                 Err(e) => Box::pin(std::future::ready(Err(e))),
             }
         });
@@ -275,7 +329,7 @@ impl Handler {
         F: Fn(Envelope, &HandlerContext) -> Result<(), HandlerError> + Send + Sync + 'static,
     {
         let func: Arc<DynBlocking> =
-            Arc::new(move |ctx: HandlerContext| f(ctx.envelope().clone(), &ctx));
+            Arc::new(move |ctx: HandlerContext| f(ctx.envelope().clone(), &ctx).map(|()| None));
         Self::from_fn(name, pattern, HandlerFn::Blocking(func))
     }
 

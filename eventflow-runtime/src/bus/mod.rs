@@ -3,7 +3,7 @@
 //!
 //! One concept per file: [`builder`] configures and [`validate`] checks what a bus is built
 //! from; [`compiled`] is a handler as the bus runs it; [`publish`] accepts events and
-//! [`deliver`] runs their handlers, one [`attempt`] at a time; [`batch`] collects events for
+//! [`request`] waits for a handler's value; [`deliver`] runs their handlers, one [`attempt`] at a time; [`batch`] collects events for
 //! batched handlers; [`inflight`] tracks deliveries for shutdown; [`sink`] is where backends
 //! deliver into; [`spans`] gives each step its tracing span; [`scheduler`] and [`timer`]
 //! run scheduled functions and timers; [`registry`] is what the macros registered;
@@ -26,6 +26,7 @@ mod options;
 mod publish;
 mod recorder;
 mod registry;
+mod request;
 mod routing;
 mod scheduler;
 mod sink;
@@ -45,6 +46,7 @@ pub use handler::{
 pub use inflight::{ShutdownReport, UnfinishedDelivery};
 pub use recorder::{RecordedOutcome, Recorder};
 pub use registry::{EventRecord, HandlerRecord, Registry};
+pub use request::DEFAULT_REQUEST_TIMEOUT;
 pub use scheduler::{
     ScheduleContext, ScheduledJob, ScheduledJobInvoke, ScheduledJobRecord, ScheduledJobStats,
 };

@@ -38,7 +38,7 @@ type Accepted = (Envelope, Arc<super::routing::Routing>, Arc<[usize]>);
 
 /// Where an accepted event goes.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Via {
+pub(super) enum Via {
     /// To the handlers of this bus (`dispatch`).
     ThisProcess,
     /// To the backend, which may hand it to another process.
@@ -166,7 +166,7 @@ impl EventBus {
 
     /// Accepts the event and returns its delivery in this process (a plain function, so
     /// that `dispatch` does not nest one more future around the delivery's).
-    fn start_dispatch(
+    pub(super) fn start_dispatch(
         &self,
         envelope: Envelope,
     ) -> Result<impl Future<Output = DeliveryReport> + Send + 'static, EventError> {
@@ -196,7 +196,7 @@ impl EventBus {
     }
 
     /// Checks that the bus takes the event, and finds its handlers.
-    fn accept(&self, mut envelope: Envelope, via: Via) -> Result<Accepted, EventError> {
+    pub(super) fn accept(&self, mut envelope: Envelope, via: Via) -> Result<Accepted, EventError> {
         let inner = &self.inner;
         if !inner.accepting.load(Ordering::Acquire) {
             return Err(PublishError::ShutDown {

@@ -42,6 +42,10 @@ pub struct Envelope {
     /// Attempts in all for this event, over each handler's retry policy
     /// (`PublishOptions::max_attempts`).
     pub max_attempts: Option<u32>,
+    /// For a request ([`EventBus::request`](crate::EventBus::request)) carried by a
+    /// network backend: where the asking process waits for the answer (an address of the
+    /// backend's, such as a reply stream's key).
+    pub reply_to: Option<String>,
 }
 
 impl Envelope {
@@ -66,6 +70,7 @@ impl Envelope {
             trace: None,
             timeout: None,
             max_attempts: None,
+            reply_to: None,
         }
     }
 
@@ -126,6 +131,8 @@ struct WireEnvelope<'a> {
     timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_to: Option<Cow<'a, str>>,
 }
 
 impl Serialize for Envelope {
@@ -153,6 +160,7 @@ impl Serialize for Envelope {
                 .timeout
                 .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             max_attempts: self.max_attempts,
+            reply_to: self.reply_to.as_deref().map(Cow::Borrowed),
         }
         .serialize(s)
     }
@@ -185,6 +193,7 @@ impl<'de> Deserialize<'de> for Envelope {
             timeout: w.timeout_ms.map(Duration::from_millis),
             // At least the first attempt, whatever the entry says.
             max_attempts: w.max_attempts.map(|n| n.max(1)),
+            reply_to: w.reply_to.map(Cow::into_owned),
         })
     }
 }

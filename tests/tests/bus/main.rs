@@ -29,6 +29,7 @@ mod lifecycle;
 mod observing;
 mod publish_options;
 mod publishing;
+mod results;
 mod retry_policies;
 mod signatures;
 mod subscribing;

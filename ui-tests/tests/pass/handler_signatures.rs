@@ -26,6 +26,20 @@ async fn envelope(_e: Envelope) {}
 #[event_handler("user.**")]
 async fn envelope_ref(_e: &Envelope) -> () {}
 
+#[derive(Serialize)]
+struct Price {
+    cents: u64,
+}
+
+#[event_handler("user.created", name = "with_value")]
+async fn with_value(e: UserCreated) -> Result<Price, HandlerError> { Ok(Price { cents: e.id }) }
+
+#[event_handler("user.created", name = "plain_with_value")]
+fn plain_with_value(e: &UserCreated) -> Result<Option<u64>, MyError> { Ok(Some(e.id)) }
+
+#[event_handler("user.created", name = "json_value")]
+async fn json_value(_e: &Envelope) -> eventflow::Result<serde_json::Value> { Ok(serde_json::json!({"ok": true})) }
+
 #[event_handler("**", name = "everything")]
 async fn own_error(_e: &Envelope) -> Result<(), MyError> { Ok(()) }
 
