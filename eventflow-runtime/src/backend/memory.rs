@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::queue::{DEFAULT_WORKERS, Workers};
 use super::{Backend, BackendHealth, Delivery, DeliverySink};
 use crate::dead_letter::{DeadLetterStore, MemoryDeadLetters};
 use crate::error::{ConnectionError, PublishError};
@@ -36,8 +37,9 @@ impl Default for WhenFull {
     }
 }
 
-/// Delivers in this process: each accepted envelope is handed to the sink at once, on a
-/// tokio task of its own. Nothing is serialized. Delayed events wait in this process and
+/// Delivers in this process: each accepted envelope is handed to the sink at once and run
+/// on a worker (a tokio task) as soon as one of [`workers`](Self::workers) is free; while
+/// all are busy, waiting events are taken highest priority first. Nothing is serialized. Delayed events wait in this process and
 /// are lost if it stops first.
 ///
 /// Memory stays bounded: at most [`max_waiting`](Self::max_waiting) events (default
@@ -50,6 +52,7 @@ pub struct MemoryBackend {
     dead_letters: Arc<dyn DeadLetterStore>,
     room: Arc<Room>,
     when_full: WhenFull,
+    workers: Arc<Workers<Place>>,
 }
 
 /// The places for events a memory bus holds: a count against a bound (two atomic
@@ -120,6 +123,7 @@ impl Default for MemoryBackend {
             dead_letters: Arc::new(MemoryDeadLetters::default()),
             room: Room::new(DEFAULT_MAX_WAITING),
             when_full: WhenFull::default(),
+            workers: Workers::new(DEFAULT_WORKERS),
         }
     }
 }
@@ -144,6 +148,21 @@ impl MemoryBackend {
         self.with_dead_letters(Arc::new(MemoryDeadLetters::with_retention(
             max_count, max_age,
         )))
+    }
+
+    /// Runs at most `n` deliveries at once (at least 1; default [`DEFAULT_WORKERS`]).
+    /// Events published while every worker is busy wait for one, and are taken highest
+    /// [`priority`](crate::Envelope::priority) first, in publish order within a priority.
+    /// A handler's own `concurrency` limit orders the deliveries waiting for it the same
+    /// way.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Workers::new(n);
+        self
+    }
+
+    /// Events waiting for a worker now (see [`workers`](Self::workers)).
+    pub fn queued(&self) -> usize {
+        self.workers.queued()
     }
 
     /// What publish does when the bus holds `max_waiting` events.
@@ -217,22 +236,16 @@ impl Backend for MemoryBackend {
         };
         // The common case, room at once, stays one small ready future.
         if let Some(permit) = self.room.try_take() {
+            let priority = envelope.priority;
             let work = sink.deliver(Delivery::new(envelope));
-            tokio::spawn(async move {
-                let report = work.await;
-                drop(permit);
-                report
-            });
+            self.workers.submit(priority, work, permit);
             return Box::pin(std::future::ready(Ok(())));
         }
         Box::pin(async move {
             let permit = self.room_for(&envelope.name).await?;
+            let priority = envelope.priority;
             let work = sink.deliver(Delivery::new(envelope));
-            tokio::spawn(async move {
-                let report = work.await;
-                drop(permit);
-                report
-            });
+            self.workers.submit(priority, work, permit);
             Ok(())
         })
     }
@@ -245,11 +258,12 @@ impl Backend for MemoryBackend {
         Box::pin(async move {
             let sink = self.sink(&envelope.name)?.clone();
             let permit = self.room_for(&envelope.name).await?;
+            let workers = self.workers.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let report = sink.deliver(Delivery::new(envelope)).await;
-                drop(permit);
-                report
+                let priority = envelope.priority;
+                let work = sink.deliver(Delivery::new(envelope));
+                workers.submit(priority, work, permit);
             });
             Ok(())
         })

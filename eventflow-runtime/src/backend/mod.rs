@@ -254,5 +254,7 @@ pub trait BackendConfig: std::any::Any + Send + 'static {
 
 pub mod broker;
 mod memory;
+mod queue;
 
 pub use memory::{DEFAULT_MAX_WAITING, MemoryBackend, WhenFull};
+pub use queue::DEFAULT_WORKERS;

@@ -27,6 +27,7 @@ mod concurrency;
 mod failures;
 mod lifecycle;
 mod observing;
+mod priority;
 mod publish_options;
 mod publishing;
 mod results;
