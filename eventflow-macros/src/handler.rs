@@ -109,13 +109,20 @@ fn validate(
             .with_span(&func.sig.ident),
         );
     }
-    if let (ExecutorKind::Process, Some(path)) = (executor, &opts.executor) {
+    if let Some(span) = exec_cfg.as_ref().and_then(|c| c.limit_span)
+        && executor != ExecutorKind::Process
+    {
         errors.push(
             darling::Error::custom(
-                "the Process executor runs pipeline steps; a handler runs on `Inline`, `Tokio` \
-                 or `ThreadPool`",
+                "`max_memory` and `max_cpu_time` bound child processes: they need `executor = Process`",
             )
-            .with_span(path),
+            .with_span(&span),
+        );
+    }
+    if let (ExecutorKind::Process, Some(_)) = (executor, &opts.batch) {
+        errors.push(
+            darling::Error::custom("a batched handler does not run on the Process executor")
+                .with_span(&func.sig.ident),
         );
     }
     let priority = opts
@@ -229,7 +236,7 @@ pub(crate) fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<
         ),
         None => (quote!(), quote!(::core::option::Option::None)),
     };
-    let (max_workers, max_tasks, prefix) = executor_config_tokens(exec_cfg);
+    let exec_cfg = executor_config_tokens(&p, exec_cfg);
     let opt_usize = |v: Option<usize>| match v {
         Some(n) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
@@ -265,7 +272,7 @@ pub(crate) fn handler(args: TokenStream, func: &syn::ItemFn) -> darling::Result<
                         #retry_from,
                         #timeout,
                         #executor,
-                        #p::executor_config(#max_workers, #max_tasks, #prefix),
+                        #exec_cfg,
                         #custom_from,
                         #priority,
                         #concurrency,

@@ -30,6 +30,38 @@ pub(crate) fn snake_case(ident: &str) -> String {
 }
 
 /// Parses `"5s"`, `"250ms"`, `"1.5s"`, `"2m"`, `"1h"` into nanoseconds.
+/// A size: `"256MiB"`, `"1GiB"`, `"100MB"`, `"4096"` (bytes), in bytes (the runtime's
+/// `executor::limits::parse_bytes`, checked at compile time).
+pub(crate) fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| "not a size such as \"256MiB\"".to_owned())?;
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}`: use B, KiB, MiB, GiB, KB, MB or GB"
+            ));
+        }
+    };
+    let bytes = n * scale;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err("a size of at least one byte".to_owned());
+    }
+    Ok(bytes as u64)
+}
+
 pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t

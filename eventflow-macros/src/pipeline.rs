@@ -89,7 +89,7 @@ impl StepConfig {
         let (retry, retry_fn) = retry_tokens(p, &self.retry);
         let retry = retry.unwrap_or_else(|| quote!(#p::RetryPolicy::NEVER));
         let executor = executor_tokens(p, self.executor);
-        let (max_workers, max_tasks, prefix) = executor_config_tokens(self.exec_cfg);
+        let exec_cfg = executor_config_tokens(p, self.exec_cfg);
         let custom = self.custom_executor.map(|path| {
             let call = quote::quote_spanned!(syn::spanned::Spanned::span(&path)=> #path());
             quote!(.custom(#call))
@@ -106,7 +106,7 @@ impl StepConfig {
             quote! {
                 #p::step_options(
                     #executor,
-                    #p::executor_config(#max_workers, #max_tasks, #prefix) #custom,
+                    #exec_cfg #custom,
                     #retry,
                     #p::EvaluationState::#evaluation,
                     #sox,

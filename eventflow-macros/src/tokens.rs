@@ -149,10 +149,12 @@ pub(crate) fn executor_tokens(p: &TokenStream, executor: ExecutorKind) -> TokenS
     }
 }
 
-/// (max_workers, max_tasks_per_child, thread_name_prefix) of an `ExecutorConfig`.
+/// The arguments of `executor_config(...)` in the private module: max_workers,
+/// max_tasks_per_child, thread_name_prefix, max_memory, max_cpu_time.
 pub(crate) fn executor_config_tokens(
+    p: &TokenStream,
     cfg: Option<attr::ExecutorSettings>,
-) -> (TokenStream, TokenStream, TokenStream) {
+) -> TokenStream {
     let cfg = cfg.unwrap_or_default();
     let opt_usize = |v: Option<usize>| match v {
         Some(n) => quote!(::core::option::Option::Some(#n)),
@@ -162,9 +164,17 @@ pub(crate) fn executor_config_tokens(
         Some(s) => quote!(::core::option::Option::Some(#s)),
         None => quote!(::core::option::Option::None),
     };
-    (
+    let memory = match cfg.max_memory {
+        Some(b) => quote!(::core::option::Option::Some(#b)),
+        None => quote!(::core::option::Option::None),
+    };
+    let cpu = match cfg.max_cpu_time {
+        Some(ns) => quote!(::core::option::Option::Some(#p::Duration::from_nanos(#ns))),
+        None => quote!(::core::option::Option::None),
+    };
+    let (workers, tasks) = (
         opt_usize(cfg.max_workers),
         opt_usize(cfg.max_tasks_per_child),
-        prefix,
-    )
+    );
+    quote!(#p::executor_config(#workers, #tasks, #prefix, #memory, #cpu))
 }

@@ -59,11 +59,15 @@ pub const fn executor_config(
     max_workers: Option<usize>,
     max_tasks_per_child: Option<usize>,
     thread_name_prefix: Option<&'static str>,
+    max_memory: Option<u64>,
+    max_cpu_time: Option<Duration>,
 ) -> ExecutorConfig {
     ExecutorConfig {
         custom: None,
         max_workers,
         max_tasks_per_child,
+        max_memory,
+        max_cpu_time,
         thread_name_prefix: match thread_name_prefix {
             Some(p) => Some(Cow::Borrowed(p)),
             None => None,

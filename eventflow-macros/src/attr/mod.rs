@@ -237,6 +237,8 @@ pub(crate) struct ExecutorConfigArgs {
     pub max_workers: Option<Expr>,
     pub max_tasks_per_child: Option<Expr>,
     pub thread_name_prefix: Option<SpannedValue<String>>,
+    pub max_memory: Option<SpannedValue<String>>,
+    pub max_cpu_time: Option<SpannedValue<String>>,
 }
 
 /// A name given in an attribute (`name = "..."`), checked as an event name; a problem is
@@ -309,6 +311,12 @@ pub(crate) struct ExecutorSettings {
     pub max_workers: Option<usize>,
     pub max_tasks_per_child: Option<usize>,
     pub thread_name_prefix: Option<String>,
+    /// Bytes.
+    pub max_memory: Option<u64>,
+    /// Nanoseconds.
+    pub max_cpu_time: Option<u64>,
+    /// Where a resource limit was written, to report it when the executor has none.
+    pub limit_span: Option<proc_macro2::Span>,
 }
 
 /// A number written in an attribute, with its sign and span.
@@ -390,6 +398,20 @@ impl ExecutorConfigArgs {
                 .map(|v| v as usize);
         }
         s.thread_name_prefix = self.thread_name_prefix.as_ref().map(|p| (**p).clone());
+        if let Some(m) = &self.max_memory {
+            s.limit_span = Some(m.span());
+            s.max_memory = errors.handle(crate::names::parse_bytes(m).map_err(|reason| {
+                darling::Error::custom(format!("cannot parse max_memory `{}`: {reason}", &**m))
+                    .with_span(&m.span())
+            }));
+        }
+        if let Some(c) = &self.max_cpu_time {
+            s.limit_span = Some(c.span());
+            s.max_cpu_time = errors.handle(crate::names::parse_duration(c).map_err(|reason| {
+                darling::Error::custom(format!("cannot parse max_cpu_time `{}`: {reason}", &**c))
+                    .with_span(&c.span())
+            }));
+        }
         s
     }
 }

@@ -17,7 +17,8 @@ const _: () = {
         ::core::option::Option::None, ::core::option::Option::None,
         ::eventflow::__private_0_1_0::Executor::ThreadPool,
         ::eventflow::__private_0_1_0::executor_config(::core::option::Option::Some(4usize),
-        ::core::option::Option::None, ::core::option::Option::Some("report-")),
+        ::core::option::Option::None, ::core::option::Option::Some("report-"),
+        ::core::option::Option::None, ::core::option::Option::None),
         ::core::option::Option::None, 0i32, ::core::option::Option::None,
         ::core::option::Option::None, ::core::option::Option::None,), invoke :
         ::eventflow::__private_0_1_0::Invoke::Blocking(__eventflow_invoke_write_report),

@@ -41,6 +41,7 @@ const _: () = {
         ::core::option::Option::Some(::eventflow::__private_0_1_0::Duration::from_nanos(5000000000u64)),
         ::eventflow::__private_0_1_0::Executor::Inline,
         ::eventflow::__private_0_1_0::executor_config(::core::option::Option::None,
+        ::core::option::Option::None, ::core::option::Option::None,
         ::core::option::Option::None, ::core::option::Option::None),
         ::core::option::Option::None, 0i32, ::core::option::Option::None,
         ::core::option::Option::None, ::core::option::Option::None,), invoke :

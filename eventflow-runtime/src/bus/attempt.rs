@@ -120,6 +120,9 @@ pub(super) async fn run_attempt_elsewhere(
     runtime: &tokio::runtime::Handle,
 ) -> HandlerResult {
     let timeout = ctx.envelope().timeout.or(slot.options.timeout);
+    if let Some(children) = &slot.children {
+        return super::process::run_in_child(children, &slot.name, ctx.envelope(), timeout).await;
+    }
     match &slot.func {
         HandlerFn::Async(f) => {
             // Calling `f` may itself panic (a closure's synchronous part).

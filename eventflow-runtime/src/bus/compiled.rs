@@ -21,6 +21,8 @@ pub(super) struct CompiledHandler {
     pub(super) counters: HandlerCounters,
     pub(super) metrics: Option<SlotMetrics>,
     pub(super) batcher: Option<Batcher>,
+    /// The child processes of a handler on the Process executor.
+    pub(super) children: Option<Arc<crate::pipeline::process::ProcessPool>>,
     /// Whether it still takes deliveries, and its running ones.
     pub(super) liveness: super::routing::Liveness,
 }
@@ -85,6 +87,11 @@ impl CompiledHandler {
             pattern,
             gate: h.options.concurrency.map(PriorityGate::new),
             batcher: h.options.batch.map(Batcher::new),
+            children: (h.options.executor == Executor::Process).then(|| {
+                Arc::new(crate::pipeline::process::ProcessPool::new(
+                    h.options.executor_config.clone(),
+                ))
+            }),
             pool,
             options: h.options,
             func: h.func,

@@ -23,6 +23,7 @@ mod gate;
 mod handler;
 mod inflight;
 mod options;
+mod process;
 mod publish;
 mod recorder;
 mod registry;

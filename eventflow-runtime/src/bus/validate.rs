@@ -24,9 +24,27 @@ pub(super) fn handler_problems(h: &Handler) -> Vec<Problem> {
             h.name, h.source
         )));
     }
-    if h.options.executor == Executor::Process {
+    if h.options.executor == Executor::Process && !super::process::is_registered(&h.name) {
         problems.push(Problem::new(ProblemKind::InvalidOption, &h.name, format!(
-            "handler `{}` ({}): the Process executor runs pipeline steps; a handler runs on Inline, Tokio or ThreadPool",
+            "handler `{}` ({}) runs on the Process executor, where the child process finds it by its registered name: register it with `#[event_handler(.., executor = Process)]`",
+            h.name, h.source
+        )));
+    }
+    if h.options.executor == Executor::Process && matches!(h.func, HandlerFn::Batch { .. }) {
+        problems.push(Problem::new(
+            ProblemKind::InvalidOption,
+            &h.name,
+            format!(
+                "handler `{}` ({}) is batched; a batch does not run on the Process executor",
+                h.name, h.source
+            ),
+        ));
+    }
+    let limited = h.options.executor_config.max_memory.is_some()
+        || h.options.executor_config.max_cpu_time.is_some();
+    if limited && h.options.executor != Executor::Process {
+        problems.push(Problem::new(ProblemKind::InvalidOption, &h.name, format!(
+            "handler `{}` ({}) sets max_memory or max_cpu_time, which bound child processes: they need the Process executor",
             h.name, h.source
         )));
     }

@@ -5,7 +5,7 @@
 //! | [`Inline`](Executor::Inline) (default) | on the task delivering the event, one handler after another | quick async handlers |
 //! | [`Tokio`](Executor::Tokio) | in a task of its own on the tokio runtime, concurrently with the other handlers | slow async handlers (I/O) |
 //! | [`ThreadPool`](Executor::ThreadPool) | on a dedicated pool of OS threads | blocking or CPU-heavy code |
-//! | [`Process`](Executor::Process) | in child processes of this program (pipeline steps only) | code that may crash, leak or hold the GIL of a C library |
+//! | [`Process`](Executor::Process) | in child processes of this program (pipeline steps and handlers), bounded by `max_memory` and `max_cpu_time` ([`limits`]) | code that may crash, leak or hold the GIL of a C library |
 //! | [`Custom`](Executor::Custom) | on an executor of yours ([`Spawn`], set with [`ExecutorConfig::custom`] or `executor = custom(path)`) | a rayon pool, a pinned thread |
 //!
 //! A plain (non-`async`) handler never runs on the async workers: with `Inline` it runs on
@@ -43,7 +43,8 @@ pub enum Executor {
 
 /// Settings of an executor's workers. Unset values take the defaults of the
 /// [module documentation](self). Also read from configuration (volnux's `executor_config`
-/// dict): `{ max_workers = 4, max_tasks_per_child = 100, thread_name_prefix = "pay-" }`.
+/// dict): `{ max_workers = 4, max_tasks_per_child = 100, thread_name_prefix = "pay-" }`,
+/// and for the Process executor `max_memory = "256MiB"`, `max_cpu_time = "10s"`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -57,6 +58,14 @@ pub struct ExecutorConfig {
     pub max_tasks_per_child: Option<usize>,
     /// Prefix of worker thread names. Unset: no prefix.
     pub thread_name_prefix: Option<Cow<'static, str>>,
+    /// The most memory (address space, bytes) a child process of the Process executor
+    /// may use: `"256MiB"` in configuration. Unset: no limit.
+    #[serde(with = "limits::bytes_option")]
+    pub max_memory: Option<u64>,
+    /// The most CPU time a child process of the Process executor may use, over all its
+    /// tasks (whole seconds): `"10s"` in configuration. Unset: no limit.
+    #[serde(with = "crate::config::duration::option")]
+    pub max_cpu_time: Option<std::time::Duration>,
 }
 
 impl ExecutorConfig {
@@ -67,6 +76,29 @@ impl ExecutorConfig {
             max_workers: None,
             max_tasks_per_child: None,
             thread_name_prefix: None,
+            max_memory: None,
+            max_cpu_time: None,
+        }
+    }
+
+    /// Each child process may use at most `bytes` of memory (Process executor).
+    pub const fn max_memory(mut self, bytes: u64) -> Self {
+        self.max_memory = Some(bytes);
+        self
+    }
+
+    /// Each child process may use at most `time` of CPU (Process executor); counted in
+    /// whole seconds, at least one.
+    pub const fn max_cpu_time(mut self, time: std::time::Duration) -> Self {
+        self.max_cpu_time = Some(time);
+        self
+    }
+
+    /// The limits of child processes.
+    pub(crate) fn limits(&self) -> limits::Limits {
+        limits::Limits {
+            memory: self.max_memory,
+            cpu: self.max_cpu_time,
         }
     }
 
@@ -104,6 +136,7 @@ impl ExecutorConfig {
 
 mod custom;
 mod drive;
+pub mod limits;
 mod pool;
 mod program;
 

@@ -40,6 +40,14 @@ fn plain_with_value(e: &UserCreated) -> Result<Option<u64>, MyError> { Ok(Some(e
 #[event_handler("user.created", name = "json_value")]
 async fn json_value(_e: &Envelope) -> eventflow::Result<serde_json::Value> { Ok(serde_json::json!({"ok": true})) }
 
+#[event_handler(
+    "user.created",
+    name = "isolated",
+    executor = Process,
+    executor_config(max_workers = 2, max_tasks_per_child = 100, max_memory = "256MiB", max_cpu_time = "10s")
+)]
+async fn isolated(e: UserCreated) -> Result<u64, HandlerError> { Ok(e.id) }
+
 #[event_handler("**", name = "everything")]
 async fn own_error(_e: &Envelope) -> Result<(), MyError> { Ok(()) }
 

@@ -48,6 +48,14 @@ pub(crate) async fn serve(path: PathBuf) -> std::io::Result<()> {
         let id = read_part(&mut s).await?;
         let name = String::from_utf8_lossy(&read_part(&mut s).await?).into_owned();
         let input = read_part(&mut s).await?;
+        if let Some((work, rest)) = inventory::iter::<ChildWork>
+            .into_iter()
+            .find_map(|w| name.strip_prefix(w.prefix).map(|rest| (w, rest.to_owned())))
+        {
+            let (kind, payload) = (work.serve)(rest, input).await;
+            write_frame(&mut s, kind, &[&id, &payload]).await?;
+            continue;
+        }
         let (kind, payload) = match run_here(&mut steps, &name, &input).await {
             Ok(Attempt::Success(out)) => match steps.get(&name).and_then(|st| st.codec) {
                 Some(codec) => match (codec.encode_output)(&out) {

@@ -1,6 +1,7 @@
-//! The Process executor: pipeline steps in child processes of this same program.
+//! The Process executor: pipeline steps (and bus handlers) in child processes of this same
+//! program.
 //!
-//! A step on `executor = Process` runs in a child process started from this program's own
+//! A step on `executor = Process` (or a handler: `#[event_handler(.., executor = Process)]`) runs in a child process started from this program's own
 //! executable. The child finds the step by its registered name (no code is shipped); the
 //! input and output cross as JSON over a Unix socket, so both must be `Serialize` and
 //! `Deserialize` (a compile error otherwise). Children are reused for up to
@@ -33,6 +34,10 @@
 //! set, so the line costs nothing in the parent. In the child it serves steps until the
 //! parent goes away, then exits the process.
 //!
+//! `executor_config(max_memory = "256MiB", max_cpu_time = "10s")` bounds each child (see
+//! [`limits`](crate::executor::limits)): a child they stop fails its attempt with an error
+//! that names the limit, and the next attempt runs in a fresh child.
+//!
 //! Each request carries an id that its answer repeats, so an answer can never be taken
 //! for another's; an idle child that has died (killed from outside) is replaced before it
 //! is handed a task.
@@ -47,6 +52,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 pub(crate) const SOCKET_VAR: &str = "EVENTFLOW_STEP_SOCKET";
+
+/// Work a child serves besides pipeline steps, found by a prefix of the request's target:
+/// the bus registers its handlers under `handler:` (so this module needs no import of
+/// the bus above it).
+pub(crate) struct ChildWork {
+    pub(crate) prefix: &'static str,
+    pub(crate) serve: ServeFn,
+}
+
+/// Serves one request: (the name after the prefix, the input) to (answer kind, payload).
+pub(crate) type ServeFn = fn(String, Vec<u8>) -> crate::util::BoxFuture<'static, (u8, Vec<u8>)>;
+
+inventory::collect!(ChildWork);
 /// The name of the test that serves steps in a test binary.
 pub const WORKER_TEST: &str = "eventflow_process_worker";
 

@@ -17,6 +17,34 @@ pub(crate) struct Child {
     process: tokio::process::Child,
     socket: UnixStream,
     tasks: usize,
+    /// The end of what the child wrote to standard error (passed on to this process's),
+    /// to tell what stopped it; the task reading it ends when the child does.
+    stderr: std::sync::Arc<Mutex<String>>,
+    stderr_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How much of a child's standard error is kept to explain its end.
+const STDERR_TAIL: usize = 4096;
+
+/// Passes a child's standard error on to this process's, keeping its end in `tail`.
+async fn pass_stderr(mut from: tokio::process::ChildStderr, tail: std::sync::Arc<Mutex<String>>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+        let text = String::from_utf8_lossy(&buf[..n]);
+        eprint!("{text}");
+        let mut t = crate::util::lock(&tail);
+        t.push_str(&text);
+        if t.len() > STDERR_TAIL {
+            let mut cut = t.len() - STDERR_TAIL;
+            while !t.is_char_boundary(cut) {
+                cut += 1;
+            }
+            t.drain(..cut);
+        }
+    }
 }
 
 /// The children of one step.
@@ -61,25 +89,32 @@ impl ProcessPool {
         ));
         let listener = UnixListener::bind(&path)
             .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-        let process = tokio::process::Command::new(exe)
-            .args([
-                WORKER_TEST,
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-                "-q",
-            ])
-            .env(SOCKET_VAR, &path)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.args([
+            WORKER_TEST,
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(SOCKET_VAR, &path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+        self.config.limits().apply(&mut cmd);
+        let process = cmd.spawn();
         let accepted = match process {
             Ok(mut process) => {
+                let stderr = std::sync::Arc::new(Mutex::new(String::new()));
+                let stderr_task = process
+                    .stderr
+                    .take()
+                    .map(|e| tokio::spawn(pass_stderr(e, stderr.clone())));
                 let accept = tokio::time::timeout(Duration::from_secs(30), listener.accept());
                 tokio::select! {
                     r = accept => match r {
-                        Ok(Ok((socket, _))) => Ok(Child {process, socket, tasks: 0 }),
+                        Ok(Ok((socket, _))) => Ok(Child {process, socket, tasks: 0, stderr, stderr_task }),
                         Ok(Err(e)) => Err(format!("the child did not connect: {e}")),
                         Err(_) => Err("the child did not connect within 30s: does `main` begin with \
                                        `eventflow::pipeline::serve_process_steps()` (or, in tests, \
@@ -120,7 +155,7 @@ impl ProcessPool {
         None
     }
 
-    /// One attempt in a child: an idle one, or a new one while under `max_workers`.
+    /// One attempt of a step in a child.
     pub(crate) async fn run(
         &self,
         step: &str,
@@ -136,18 +171,47 @@ impl ProcessPool {
                 )));
             }
         };
+        match self
+            .exchange(&format!("step `{step}`"), step, &input, timeout)
+            .await
+        {
+            Ok((SUCCESS, payload)) => match (codec.decode_output)(&payload) {
+                Ok(v) => Attempt::Success(v),
+                Err(e) => Attempt::Exception(HandlerError::permanent_msg(format!(
+                    "step `{step}`: cannot decode the output: {e}"
+                ))),
+            },
+            Ok((FAILURE, payload)) => {
+                Attempt::Failure(String::from_utf8_lossy(&payload).into_owned())
+            }
+            Ok((_, payload)) => Attempt::Exception(HandlerError::msg(
+                String::from_utf8_lossy(&payload).into_owned(),
+            )),
+            Err(e) => Attempt::Exception(e),
+        }
+    }
+
+    /// One request to a child (an idle one, or a new one while under `max_workers`):
+    /// `target` names what the child runs, `input` is its input; the answer's kind and
+    /// payload. A child that ends, hangs past `timeout` or falls out of step fails the
+    /// request (naming the resource limit that stopped it, if one did) and is not reused.
+    pub(crate) async fn exchange(
+        &self,
+        what: &str,
+        target: &str,
+        input: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<(u8, Vec<u8>), HandlerError> {
         let Ok(_slot) = self.slots.acquire().await else {
-            return Attempt::Exception(HandlerError::msg("the process pool is closed"));
+            return Err(HandlerError::msg("the process pool is closed"));
         };
         let reused = self.live_idle_child();
         let mut child = match reused {
             Some(c) => c,
-            None => match self.spawn().await {
-                Ok(c) => c,
-                Err(e) => {
-                    return Attempt::Exception(HandlerError::msg(format!("step `{step}`: {e}")));
-                }
-            },
+            None => self
+                .spawn()
+                .await
+                .map_err(|e| HandlerError::msg(format!("{what}: {e}")))?,
         };
         let id = self
             .next_request
@@ -156,7 +220,7 @@ impl ProcessPool {
             write_frame(
                 &mut child.socket,
                 0,
-                &[&id.to_be_bytes(), step.as_bytes(), &input],
+                &[&id.to_be_bytes(), target.as_bytes(), input],
             )
             .await?;
             loop {
@@ -187,33 +251,9 @@ impl ProcessPool {
             }),
             None => exchange.await,
         };
-        let attempt = match result {
-            Ok((SUCCESS, payload)) => match (codec.decode_output)(&payload) {
-                Ok(v) => Attempt::Success(v),
-                Err(e) => Attempt::Exception(HandlerError::permanent_msg(format!(
-                    "step `{step}`: cannot decode the output: {e}"
-                ))),
-            },
-            Ok((FAILURE, payload)) => {
-                Attempt::Failure(String::from_utf8_lossy(&payload).into_owned())
-            }
-            Ok((_, payload)) => Attempt::Exception(HandlerError::msg(
-                String::from_utf8_lossy(&payload).into_owned(),
-            )),
-            Err(e) => {
-                // The child is gone, stuck or out of step: it is not reused.
-                let _ = child.process.start_kill();
-                let status = child.process.try_wait().ok().flatten();
-                let why = match (e.kind(), status) {
-                    (std::io::ErrorKind::TimedOut, _) => match timeout {
-                        Some(t) => return Attempt::Exception(HandlerError::timed_out(t)),
-                        None => "timed out".to_owned(),
-                    },
-                    (_, Some(s)) => format!("the child process ended ({s})"),
-                    _ => format!("the child process went away: {e}"),
-                };
-                return Attempt::Exception(HandlerError::msg(format!("step `{step}`: {why}")));
-            }
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(e) => return Err(self.child_lost(what, child, e, timeout).await),
         };
         child.tasks += 1;
         let retire = self
@@ -223,6 +263,44 @@ impl ProcessPool {
         if !retire {
             crate::util::lock(&self.idle).push(child);
         }
-        attempt
+        Ok(answer)
+    }
+
+    /// The error of a request whose child is gone, stuck or out of step; the child is
+    /// killed and not reused.
+    async fn child_lost(
+        &self,
+        what: &str,
+        mut child: Child,
+        e: std::io::Error,
+        timeout: Option<Duration>,
+    ) -> HandlerError {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            let _ = child.process.start_kill();
+            return match timeout {
+                Some(t) => HandlerError::timed_out(t),
+                None => HandlerError::msg(format!("{what}: timed out")),
+            };
+        }
+        // Its status and the rest of its standard error say what stopped it.
+        let status = tokio::time::timeout(Duration::from_millis(500), child.process.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        if status.is_none() {
+            let _ = child.process.start_kill();
+        }
+        if let Some(task) = child.stderr_task.take() {
+            let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
+        }
+        let stderr = crate::util::lock(&child.stderr).clone();
+        if let Some(limit) = self.config.limits().diagnose(status, &stderr) {
+            return HandlerError::msg(format!("{what}: {limit}"));
+        }
+        let why = match status {
+            Some(s) => format!("the child process ended ({s})"),
+            None => format!("the child process went away: {e}"),
+        };
+        HandlerError::msg(format!("{what}: {why}"))
     }
 }
