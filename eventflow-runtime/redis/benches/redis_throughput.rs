@@ -1,6 +1,8 @@
 //! Redis Streams: events per second from publish to acknowledged handling, with one and two
 //! workers, against raw `redis` commands doing the same work (pipelined XADD of the same
 //! JSON, XREADGROUP COUNT 64, decode, XACK); and publish-to-handler latency p50/p99.
+//! Priority lanes: the same events spread over three lanes against one stream, one
+//! worker.
 //! Needs Redis at `EVENTFLOW_REDIS_URL` (default `redis://127.0.0.1:6379/0`). Target: at
 //! least 60% of the raw throughput.
 
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use eventflow_redis::{RedisBusExt, RedisConfig};
-use eventflow_runtime::{Envelope, Event, EventBus, Handler, HandlerError};
+use eventflow_runtime::{Envelope, Event, EventBus, Handler, HandlerError, PublishOptions};
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
@@ -226,9 +228,9 @@ async fn eventflow_setup(workers: usize) -> Setup {
     }
 }
 
-/// Publishes `n` events from 64 concurrent publishers; returns when all are handled and
-/// acknowledged.
-async fn eventflow_run(s: &Setup, n: u64) {
+/// Publishes `n` events from 64 concurrent publishers (with `lanes`, at priorities 0, 5
+/// and 10 in turn: three priority lanes); returns when all are handled and acknowledged.
+async fn eventflow_run(s: &Setup, n: u64, lanes: bool) {
     let start_count = s.handled.load(Ordering::Acquire);
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -240,9 +242,15 @@ async fn eventflow_run(s: &Setup, n: u64) {
                 if i >= n {
                     break;
                 }
-                bus.publish(Tick { n: i, sent_us: 0 })
-                    .await
-                    .expect("publish");
+                let tick = Tick { n: i, sent_us: 0 };
+                if lanes {
+                    let priority = (i % 3) as i32 * 5;
+                    bus.publish_with(tick, PublishOptions::new().priority(priority))
+                        .await
+                        .expect("publish");
+                } else {
+                    bus.publish(tick).await.expect("publish");
+                }
             }
         }));
     }
@@ -312,12 +320,27 @@ fn bench(c: &mut Criterion) {
                 async move {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        eventflow_run(setup, N).await;
+                        eventflow_run(setup, N, false).await;
                     }
                     support::record(&key, iters * N, start.elapsed())
                 }
             })
         });
+        if workers == 1 {
+            // The same events spread over three priority lanes (three streams).
+            g.bench_function("eventflow_3_lanes/1_worker(s)", |b| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let setup = &setup;
+                    async move {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            eventflow_run(setup, N, true).await;
+                        }
+                        support::record("eventflow_lanes_1", iters * N, start.elapsed())
+                    }
+                })
+            });
+        }
         if workers == 1 {
             // Latency: one event at a time, 1,000 times.
             rt.block_on(async {
@@ -358,6 +381,11 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+    support::report_ratio(
+        "time per event, 1 worker, three priority lanes vs one stream",
+        "eventflow_lanes_1",
+        "eventflow_1",
+    );
     for workers in [1, 2] {
         let (ef, raw) = (format!("eventflow_{workers}"), format!("raw_{workers}"));
         println!(

@@ -23,25 +23,29 @@ pub(crate) async fn store_dead_letter(shared: &Shared, letter: DeadLetter) -> bo
     }
 }
 
-/// One acknowledgement for the ack loop: the entry, whether to check that this consumer
-/// still owns it, and who waits for it.
-pub(crate) type AckRequest = (String, bool, oneshot::Sender<()>);
+/// One acknowledgement for the ack loop: the entry's stream (its lane) and id, whether to
+/// check that this consumer still owns it, and who waits for it.
+pub(crate) type AckRequest = (String, String, bool, oneshot::Sender<()>);
 
 /// Acknowledges `id` once every handler's outcome is settled: in a batch with other plain
 /// acknowledgements, or, when retries are to be scheduled, in one script with them. When
 /// this worker may have lost the entry to another (its lease lapsed), only if it still
 /// owns it.
-pub(crate) async fn ack(shared: &Shared, id: &str, retries: Vec<(u64, String)>) {
-    let check = shared.leases.may_be_lost(id, shared.cfg.claim_idle);
+pub(crate) async fn ack(shared: &Shared, stream: &str, id: &str, retries: Vec<(u64, String)>) {
+    let check = shared.leases.may_be_lost(stream, id, shared.cfg.claim_idle);
     if retries.is_empty()
         && let Some(acks) = shared.acks.get()
     {
         let (done, acked) = oneshot::channel();
-        if acks.send((id.to_owned(), check, done)).is_ok() && acked.await.is_ok() {
+        if acks
+            .send((stream.to_owned(), id.to_owned(), check, done))
+            .is_ok()
+            && acked.await.is_ok()
+        {
             return;
         }
     }
-    ack_with_retries(shared, id, check, retries).await;
+    ack_with_retries(shared, stream, id, check, retries).await;
 }
 
 /// Sends plain acknowledgements in batches (what the ack channel holds at the moment, up
@@ -63,18 +67,23 @@ pub(crate) async fn ack_loop(
                 Err(_) => break,
             }
         }
-        for checked in [false, true] {
-            let ids: Vec<&str> = batch
-                .iter()
-                .filter(|(_, c, _)| *c == checked)
-                .map(|(id, _, _)| id.as_str())
-                .collect();
-            if !ids.is_empty() {
-                send_acks(&shared, &ids, checked).await;
+        let mut streams: Vec<&str> = batch.iter().map(|(s, _, _, _)| s.as_str()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        for stream in streams {
+            for checked in [false, true] {
+                let ids: Vec<&str> = batch
+                    .iter()
+                    .filter(|(s, _, c, _)| s == stream && *c == checked)
+                    .map(|(_, id, _, _)| id.as_str())
+                    .collect();
+                if !ids.is_empty() {
+                    send_acks(&shared, stream, &ids, checked).await;
+                }
             }
         }
         // Entries whose XACK never went through stay pending and are delivered again.
-        for (_, _, done) in batch {
+        for (_, _, _, done) in batch {
             let _ = done.send(());
         }
     }
@@ -82,14 +91,14 @@ pub(crate) async fn ack_loop(
 
 /// One batch of acknowledgements: a plain `XACK`, or (`checked`) the script that applies
 /// only those this consumer still owns; retried on connection errors.
-async fn send_acks(shared: &Shared, ids: &[&str], checked: bool) {
+async fn send_acks(shared: &Shared, stream: &str, ids: &[&str], checked: bool) {
     let script = redis::Script::new(ACK_OWNED);
     let mut backoff = Duration::from_millis(50);
     for _ in 0..8 {
         let mut c = shared.publisher();
         let res = if checked {
             script
-                .key(&shared.keys.stream)
+                .key(stream)
                 .arg(&shared.cfg.group)
                 .arg(&shared.consumer)
                 .arg(ids)
@@ -97,7 +106,7 @@ async fn send_acks(shared: &Shared, ids: &[&str], checked: bool) {
                 .await
         } else {
             redis::cmd("XACK")
-                .arg(&shared.keys.stream)
+                .arg(stream)
                 .arg(&shared.cfg.group)
                 .arg(ids)
                 .query_async::<i64>(&mut c)
@@ -116,6 +125,7 @@ async fn send_acks(shared: &Shared, ids: &[&str], checked: bool) {
 
 pub(crate) async fn ack_with_retries(
     shared: &Shared,
+    stream: &str,
     id: &str,
     check: bool,
     retries: Vec<(u64, String)>,
@@ -123,7 +133,7 @@ pub(crate) async fn ack_with_retries(
     let script = redis::Script::new(RESCHEDULE_AND_ACK);
     let mut backoff = Duration::from_millis(50);
     for _ in 0..8 {
-        let mut inv = script.key(&shared.keys.stream);
+        let mut inv = script.key(stream);
         inv.key(&shared.keys.delayed)
             .arg(&shared.cfg.group)
             .arg(&shared.consumer)
@@ -158,6 +168,7 @@ pub(crate) async fn promote_loop(shared: Arc<Shared>) {
             .key(&shared.keys.bell)
             .arg(shared.cfg.batch)
             .arg(shared.cfg.max_len.unwrap_or(0))
+            .arg(shared.lane_prefix())
             .invoke_async::<i64>(&mut c)
             .await;
         let wait = match res {

@@ -94,6 +94,7 @@ impl RedisBackend {
         let consumer = unique_consumer_name();
         let keys = Keys {
             replies: crate::requests::reply_key(&cfg.queue, &consumer),
+            lanes: format!("{}:lanes", cfg.queue),
             stream: format!("{}:stream", cfg.queue),
             delayed: format!("{}:delayed", cfg.queue),
             dead: format!("{}:dead", cfg.queue),
@@ -200,12 +201,28 @@ impl Shared {
         Ok(json)
     }
 
-    /// Adds an entry to the stream and rings the bell for idle workers, in one round trip.
-    /// The publish succeeded when the entry was added, whatever became of the bell.
-    pub(crate) async fn xadd(&self, fields: &[(&str, &str)]) -> Result<(), ConnectionError> {
+    /// Adds an entry to the stream of its priority's lane (entering the lane among the
+    /// queue's lanes first) and rings the bell for idle workers, in one round trip. The
+    /// publish succeeded when the entry was added, whatever became of the bell.
+    pub(crate) async fn xadd(
+        &self,
+        priority: i32,
+        fields: &[(&str, &str)],
+    ) -> Result<(), ConnectionError> {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        let cmd = pipe.cmd("XADD").arg(&self.keys.stream);
+        let lane = crate::lanes::lane_of(priority);
+        let stream = self.lane_stream(priority);
+        let mut xadd_at = 0;
+        if lane != 0 {
+            pipe.cmd("ZADD")
+                .arg(&self.keys.lanes)
+                .arg("NX")
+                .arg(lane)
+                .arg(&stream);
+            xadd_at = 1;
+        }
+        let cmd = pipe.cmd("XADD").arg(&stream);
         if let Some(n) = self.cfg.max_len {
             cmd.arg("MAXLEN").arg("~").arg(n);
         }
@@ -227,7 +244,7 @@ impl Shared {
         )
         .await;
         match replies {
-            Ok(Ok(mut r)) if !r.is_empty() => match r.swap_remove(0) {
+            Ok(Ok(mut r)) if r.len() > xadd_at => match r.swap_remove(xadd_at) {
                 Ok(_) => Ok(()),
                 Err(e) => Err(conn_err("XADD failed", Some(e))),
             },
@@ -241,8 +258,10 @@ impl Shared {
     }
 }
 
-pub(crate) fn delayed_member(envelope_json: &str, handler: Option<&str>) -> String {
-    serde_json::json!({"e": envelope_json, "h": handler }).to_string()
+/// A delayed set's member: the envelope, the one handler it is for (a retry), and the
+/// stream of its lane.
+pub(crate) fn delayed_member(envelope_json: &str, handler: Option<&str>, stream: &str) -> String {
+    serde_json::json!({"e": envelope_json, "h": handler, "s": stream }).to_string()
 }
 
 impl Backend for RedisBackend {
@@ -283,7 +302,7 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             let json = self.shared.encode(&envelope)?;
             self.shared
-                .xadd(&[("envelope", &json)])
+                .xadd(envelope.priority, &[("envelope", &json)])
                 .await
                 .map_err(|source| PublishError::Backend {
                     name: envelope.name.to_string(),
@@ -302,8 +321,15 @@ impl Backend for RedisBackend {
             let mut c = self.shared.publisher();
             let script = redis::Script::new(SCHEDULE);
             let mut inv = script.key(&self.shared.keys.delayed);
-            inv.arg(delay.as_millis() as u64)
-                .arg(delayed_member(&json, None));
+            inv.key(&self.shared.keys.lanes)
+                .arg(delay.as_millis() as u64)
+                .arg(delayed_member(
+                    &json,
+                    None,
+                    &self.shared.lane_stream(envelope.priority),
+                ))
+                .arg(crate::lanes::lane_of(envelope.priority))
+                .arg(self.shared.lane_stream(envelope.priority));
             let call = inv.invoke_async::<i64>(&mut c);
             let backend_err = |message: String, source| PublishError::Backend {
                 name: envelope.name.to_string(),
@@ -346,7 +372,10 @@ impl Backend for RedisBackend {
                 .encode(&envelope)
                 .map_err(|e| conn_err(format!("cannot requeue: {e}"), None))?;
             self.shared
-                .xadd(&[("envelope", &json), ("handler", &handler)])
+                .xadd(
+                    envelope.priority,
+                    &[("envelope", &json), ("handler", &handler)],
+                )
                 .await?;
             Ok(true)
         })
@@ -461,17 +490,28 @@ pub(crate) async fn health(shared: &Shared) -> BackendHealth {
             return h;
         }
     }
-    if let Ok(Value::Array(groups)) = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(&shared.keys.stream)
-        .query_async::<Value>(&mut c)
+    // Summed over the lanes (counts from the server: saturating).
+    let lanes = shared
+        .lanes(&mut c)
         .await
-    {
-        for g in groups {
-            let map = pairs(&g);
-            if map.get("name").and_then(text).as_deref() == Some(shared.cfg.group.as_str()) {
-                h.pending = map.get("pending").and_then(int);
-                h.lag = map.get("lag").and_then(int);
+        .unwrap_or_else(|_| vec![shared.keys.stream.clone()]);
+    for lane in lanes {
+        if let Ok(Value::Array(groups)) = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&lane)
+            .query_async::<Value>(&mut c)
+            .await
+        {
+            for g in groups {
+                let map = pairs(&g);
+                if map.get("name").and_then(text).as_deref() == Some(shared.cfg.group.as_str()) {
+                    let add = |sum: Option<u64>, v: Option<u64>| match (sum, v) {
+                        (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                        (a, b) => a.or(b),
+                    };
+                    h.pending = add(h.pending, map.get("pending").and_then(int));
+                    h.lag = add(h.lag, map.get("lag").and_then(int));
+                }
             }
         }
     }

@@ -15,7 +15,7 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 
 use crate::backend::Shared;
-use crate::reply::{entries_of, text};
+use crate::reply::{entries_of, entry_key, text};
 use crate::worker::{KEPT_FIELD_BYTES, dispatch_redelivered, read_limit};
 
 /// How long (in `claim_idle`s) a worker leaves an entry it has no handler for to others.
@@ -35,7 +35,8 @@ impl Left {
     }
 }
 
-/// Notes that this worker left entry `id` pending for a worker that has its handler.
+/// Notes that this worker left entry `id` (an [`Entry::key`](crate::reply::Entry::key))
+/// pending for a worker that has its handler.
 pub(crate) fn leave_for_others(shared: &Shared, id: &str) {
     tracing::debug!(%id, "eventflow: no handler here takes the entry; left to the other workers");
     let window = shared.cfg.claim_idle.saturating_mul(LEFT_FOR);
@@ -49,26 +50,45 @@ pub(crate) fn leave_for_others(shared: &Shared, id: &str) {
 }
 
 /// Claims entries idle longer than `claim_idle` in any consumer's pending list (this
-/// one's included, after a restart), except those this worker recently left to others.
+/// one's included, after a restart) of every lane, except those this worker recently
+/// left to others.
 pub(crate) async fn claim_abandoned(
     shared: &Arc<Shared>,
     conn: &mut MultiplexedConnection,
+) -> Result<(), redis::RedisError> {
+    for lane in shared.lanes(conn).await? {
+        claim_in(shared, conn, &lane).await?;
+    }
+    Ok(())
+}
+
+/// [`claim_abandoned`] in one lane's stream.
+async fn claim_in(
+    shared: &Arc<Shared>,
+    conn: &mut MultiplexedConnection,
+    stream: &str,
 ) -> Result<(), redis::RedisError> {
     let idle = u64::try_from(shared.cfg.claim_idle.as_millis()).unwrap_or(u64::MAX);
     let window = shared.cfg.claim_idle.saturating_mul(LEFT_FOR);
     let mut start = "-".to_owned();
     let script = redis::Script::new(&crate::scripts::claim_script());
     loop {
-        let reply: Value = redis::cmd("XPENDING")
-            .arg(&shared.keys.stream)
+        let reply = redis::cmd("XPENDING")
+            .arg(stream)
             .arg(&shared.cfg.group)
             .arg("IDLE")
             .arg(idle)
             .arg(&start)
             .arg("+")
             .arg(shared.cfg.batch)
-            .query_async(conn)
-            .await?;
+            .query_async::<Value>(conn)
+            .await;
+        let reply = match reply {
+            Ok(r) => r,
+            // A lane whose group the read script has not created yet has nothing pending.
+            Err(e) if e.code() == Some("NOGROUP") => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let Value::Array(rows) = reply else {
             return Ok(());
         };
@@ -84,12 +104,12 @@ pub(crate) async fn claim_abandoned(
         };
         let wanted: Vec<&String> = ids
             .iter()
-            .filter(|id| !shared.left.skips(id, window))
+            .filter(|id| !shared.left.skips(&entry_key(stream, id), window))
             .collect();
         if !wanted.is_empty() {
             // The idle bound again: an entry another worker refreshed meanwhile stays its.
             // Through the script, so that an oversized entry is not received whole.
-            let mut invocation = script.key(&shared.keys.stream);
+            let mut invocation = script.key(stream);
             invocation
                 .arg(&shared.cfg.group)
                 .arg(&shared.consumer)
@@ -98,7 +118,7 @@ pub(crate) async fn claim_abandoned(
                 .arg(KEPT_FIELD_BYTES)
                 .arg(&wanted);
             let claimed: Value = invocation.invoke_async(conn).await?;
-            let entries = entries_of(&claimed);
+            let entries = entries_of(&claimed, stream);
             if !entries.is_empty() {
                 tracing::info!(
                     count = entries.len(),

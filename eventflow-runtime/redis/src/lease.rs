@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Shared;
 
-/// The running entries (by id, with when each was read) and the lease's clock.
+/// The running entries (by stream and id, with when each was read) and the lease's clock.
 pub(crate) struct Leases {
-    running: Mutex<HashMap<String, Instant>>,
+    running: Mutex<HashMap<(String, String), Instant>>,
     clock: Mutex<Clock>,
 }
 
@@ -47,8 +47,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Leases {
     /// Whether this worker may have lost entry `id` to another worker since it read it:
     /// then settle it only if it still owns it.
-    pub(crate) fn may_be_lost(&self, id: &str, claim_idle: Duration) -> bool {
-        let read = lock(&self.running).get(id).copied();
+    pub(crate) fn may_be_lost(&self, stream: &str, id: &str, claim_idle: Duration) -> bool {
+        let read = lock(&self.running)
+            .get(&(stream.to_owned(), id.to_owned()))
+            .copied();
         let clock = lock(&self.clock);
         let Some(read) = read else {
             return true;
@@ -61,27 +63,29 @@ impl Leases {
 /// An entry in this worker's running set, removed when dropped.
 pub(crate) struct Running {
     shared: Arc<Shared>,
-    id: String,
+    key: (String, String),
 }
 
 impl Running {
-    /// Enters `id` in the running set; `None` when it is running here already.
-    pub(crate) fn enter(shared: &Arc<Shared>, id: &str) -> Option<Running> {
+    /// Enters entry `id` of `stream` in the running set; `None` when it is running here
+    /// already.
+    pub(crate) fn enter(shared: &Arc<Shared>, stream: &str, id: &str) -> Option<Running> {
+        let key = (stream.to_owned(), id.to_owned());
         let mut running = lock(&shared.leases.running);
-        if running.contains_key(id) {
+        if running.contains_key(&key) {
             return None;
         }
-        running.insert(id.to_owned(), Instant::now());
+        running.insert(key.clone(), Instant::now());
         Some(Running {
             shared: shared.clone(),
-            id: id.to_owned(),
+            key,
         })
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        lock(&self.shared.leases.running).remove(&self.id);
+        lock(&self.shared.leases.running).remove(&self.key);
     }
 }
 
@@ -97,8 +101,14 @@ pub(crate) async fn lease_loop(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(every).await;
         let round = Instant::now();
-        let ids: Vec<String> = lock(&shared.leases.running).keys().cloned().collect();
-        if ids.is_empty() && shared.stopping.load(Ordering::SeqCst) {
+        let mut by_stream: HashMap<String, Vec<String>> = HashMap::new();
+        for (stream, id) in lock(&shared.leases.running).keys() {
+            by_stream
+                .entry(stream.clone())
+                .or_default()
+                .push(id.clone());
+        }
+        if by_stream.is_empty() && shared.stopping.load(Ordering::SeqCst) {
             return;
         }
         {
@@ -108,18 +118,20 @@ pub(crate) async fn lease_loop(shared: Arc<Shared>) {
             }
         }
         let mut ok = true;
-        for chunk in ids.chunks(256) {
-            let mut c = shared.publisher();
-            let res = script
-                .key(&shared.keys.stream)
-                .arg(&shared.cfg.group)
-                .arg(&shared.consumer)
-                .arg(chunk)
-                .invoke_async::<i64>(&mut c)
-                .await;
-            if let Err(e) = res {
-                ok = false;
-                tracing::warn!(error = %e, "eventflow: could not refresh the lease of running entries");
+        for (stream, ids) in &by_stream {
+            for chunk in ids.chunks(256) {
+                let mut c = shared.publisher();
+                let res = script
+                    .key(stream)
+                    .arg(&shared.cfg.group)
+                    .arg(&shared.consumer)
+                    .arg(chunk)
+                    .invoke_async::<i64>(&mut c)
+                    .await;
+                if let Err(e) = res {
+                    ok = false;
+                    tracing::warn!(error = %e, "eventflow: could not refresh the lease of running entries");
+                }
             }
         }
         if ok {

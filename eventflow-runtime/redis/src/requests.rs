@@ -88,7 +88,7 @@ pub(crate) async fn ask(
     envelope.reply_to = Some(shared.keys.replies.clone());
     let json = shared.encode(&envelope)?;
     shared
-        .xadd(&[("envelope", &json)])
+        .xadd(envelope.priority, &[("envelope", &json)])
         .await
         .map_err(|source| eventflow_runtime::PublishError::Backend {
             name: envelope.name.to_string(),
@@ -162,7 +162,7 @@ async fn listen(shared: Weak<Shared>) {
             return;
         };
         let mut ids = Vec::new();
-        for entry in stream_entries(&reply) {
+        for entry in stream_entries(&reply, &key) {
             last.clone_from(&entry.id);
             let answer = entry
                 .fields
@@ -193,7 +193,7 @@ async fn listen(shared: Weak<Shared>) {
 }
 
 /// The entries of an `XREAD` reply for one stream.
-fn stream_entries(reply: &Value) -> Vec<crate::reply::Entry> {
+fn stream_entries(reply: &Value, key: &str) -> Vec<crate::reply::Entry> {
     let streams = match reply {
         Value::Array(s) => s.clone(),
         Value::Map(m) => m
@@ -205,7 +205,7 @@ fn stream_entries(reply: &Value) -> Vec<crate::reply::Entry> {
     streams
         .iter()
         .filter_map(|s| match s {
-            Value::Array(parts) => parts.get(1).map(entries_of),
+            Value::Array(parts) => parts.get(1).map(|l| entries_of(l, key)),
             _ => None,
         })
         .flatten()

@@ -10,6 +10,8 @@ pub(crate) struct Keys {
     pub(crate) bell: String,
     /// This process's reply stream, where answers to its requests arrive.
     pub(crate) replies: String,
+    /// The priority lanes in use (stream keys scored by priority; see [`crate::lanes`]).
+    pub(crate) lanes: String,
 }
 
 /// The field an oversized entry is returned with instead of its own (its size as value).
@@ -61,6 +63,50 @@ return {last, entries}
     )
 }
 
+/// Reads new entries for a consumer from every lane, highest priority first (the lanes of
+/// positive priority, the default stream, the negative lanes), up to ARGV[count] in all,
+/// capped as [`CAP`] says, with the bell's last id as [`read_script`] does. A lane whose
+/// group does not exist yet gets it (from its start). KEYS: default stream, bell, lanes.
+/// ARGV: group, consumer, count, max, keep. Returns `{bell_id, {{stream, id, fields}...}}`.
+pub(crate) fn read_lanes_script() -> String {
+    format!(
+        "{CAP}{}",
+        r#"
+local function xread(key, want)
+  local r = redis.pcall('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want, 'STREAMS', key, '>')
+  if type(r) == 'table' and r.err then
+    if string.find(r.err, 'NOGROUP', 1, true) then
+      redis.pcall('XGROUP', 'CREATE', key, ARGV[1], '0', 'MKSTREAM')
+    end
+    r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want, 'STREAMS', key, '>')
+  end
+  return r
+end
+local order = redis.call('ZREVRANGEBYSCORE', KEYS[3], '+inf', '(0')
+table.insert(order, KEYS[1])
+for _, k in ipairs(redis.call('ZREVRANGEBYSCORE', KEYS[3], '(0', '-inf')) do
+  table.insert(order, k)
+end
+local want = tonumber(ARGV[3])
+local out = {}
+for _, k in ipairs(order) do
+  if want <= 0 then break end
+  local r = xread(k, want)
+  if r and r[1] then
+    for _, e in ipairs(capped(r[1][2], tonumber(ARGV[4]), tonumber(ARGV[5]))) do
+      out[#out + 1] = {k, e[1], e[2]}
+      want = want - 1
+    end
+  end
+end
+local bell = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local last = '0-0'
+if bell[1] then last = bell[1][1] end
+return {last, out}
+"#
+    )
+}
+
 /// Claims entries idle at least ARGV[idle] ms for a consumer (`XCLAIM`), capped as
 /// [`CAP`] says. KEYS: stream. ARGV: group, consumer, idle, max, keep, then the ids.
 pub(crate) fn claim_script() -> String {
@@ -75,6 +121,9 @@ return capped(r, tonumber(ARGV[4]), tonumber(ARGV[5]))
     )
 }
 
+/// Moves due delayed entries to their lane's stream (a member's `s`, when it is a lane of
+/// this queue: ARGV[3] is the lanes' key prefix) or the default stream, and rings the
+/// bell. KEYS: delayed, default stream, bell. ARGV: batch, maxlen, lane prefix.
 pub(crate) const PROMOTE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -84,8 +133,12 @@ for _, m in ipairs(due) do
   redis.call('ZREM', KEYS[1], m)
   local ok, d = pcall(cjson.decode, m)
   local fields = {}
+  local stream = KEYS[2]
   if ok and type(d) == 'table' and type(d.e) == 'string' then
     fields = {'envelope', d.e}
+    if type(d.s) == 'string' and string.sub(d.s, 1, #ARGV[3]) == ARGV[3] then
+      stream = d.s
+    end
     if type(d.h) == 'string' then
       table.insert(fields, 'handler')
       table.insert(fields, d.h)
@@ -94,18 +147,22 @@ for _, m in ipairs(due) do
     fields = {'raw', m}
   end
   if maxlen > 0 then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', unpack(fields))
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
   else
-    redis.call('XADD', KEYS[2], '*', unpack(fields))
+    redis.call('XADD', stream, '*', unpack(fields))
   end
 end
 if #due > 0 then pcall(redis.call, 'XADD', KEYS[3], 'MAXLEN', '1', '*', 'b', '1') end
 return #due
 "#;
 
+/// Adds a delayed entry, due ARGV[1] ms from now (Redis's clock), and enters its lane
+/// (ARGV[3] scored, stream ARGV[4]) among the queue's lanes unless it is the default one.
+/// KEYS: delayed, lanes.
 pub(crate) const SCHEDULE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(ARGV[3]) ~= 0 then redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[4]) end
 return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
 "#;
 

@@ -13,7 +13,7 @@ use redis::{AsyncConnectionConfig, Value};
 use crate::ack::*;
 use crate::backend::{Shared, delayed_member};
 use crate::claim::claim_abandoned;
-use crate::reply::{Entry, entries_of, int, text};
+use crate::reply::{Entry, entries_of, int, lane_entries_of, text};
 use crate::scripts::OVERSIZED_FIELD;
 
 pub(crate) async fn connect_consumer(
@@ -96,24 +96,29 @@ pub(crate) async fn read_until_error(
     shared: &Arc<Shared>,
     conn: &mut MultiplexedConnection,
 ) -> Result<(), redis::RedisError> {
-    // Own pending entries first (after a reconnect), then new ones.
-    let mut cursor = "0".to_owned();
-    let mut last_claim: Option<tokio::time::Instant> = None;
-    let script = redis::Script::new(&crate::scripts::read_script());
+    claim_abandoned(shared, conn).await?;
+    let mut last_claim = tokio::time::Instant::now();
+    // Own pending entries first (after a reconnect), lane by lane, then new ones.
+    let one_lane = redis::Script::new(&crate::scripts::read_script());
+    for lane in shared.lanes(conn).await? {
+        let mut cursor = "0".to_owned();
+        while !shared.stopping.load(Ordering::SeqCst) {
+            let (_, entries) = read_capped(shared, conn, &one_lane, &lane, &cursor).await?;
+            let Some(last) = entries.last() else {
+                break;
+            };
+            cursor = last.id.clone();
+            dispatch_redelivered(shared, conn, entries).await?;
+        }
+    }
+    let lanes = redis::Script::new(&crate::scripts::read_lanes_script());
     while !shared.stopping.load(Ordering::SeqCst) {
-        if last_claim.is_none_or(|t| t.elapsed() >= shared.cfg.claim_idle / 2) {
-            last_claim = Some(tokio::time::Instant::now());
+        if last_claim.elapsed() >= shared.cfg.claim_idle / 2 {
+            last_claim = tokio::time::Instant::now();
             claim_abandoned(shared, conn).await?;
         }
-        let reading_pending = cursor != ">";
-        let (bell, entries) = read_capped(shared, conn, &script, &cursor).await?;
-        if reading_pending {
-            match entries.last() {
-                Some(last) => cursor = last.id.clone(),
-                None => cursor = ">".into(),
-            }
-            dispatch_redelivered(shared, conn, entries).await?;
-        } else if entries.is_empty() {
+        let (bell, entries) = read_lanes(shared, conn, &lanes).await?;
+        if entries.is_empty() {
             wait_for_bell(shared, conn, &bell).await?;
         } else {
             for e in entries {
@@ -124,27 +129,19 @@ pub(crate) async fn read_until_error(
     Ok(())
 }
 
-/// The largest entry a worker receives whole: `max_entry_bytes` and room for the field
-/// names and a retry's `handler` field beside the envelope.
-pub(crate) fn read_limit(max_entry_bytes: usize) -> usize {
-    max_entry_bytes.saturating_add(1024)
-}
-
-/// Reads entries for this consumer from `cursor` (`>` for new ones) through the capped
-/// read script, with the bell's last id as of the read.
-async fn read_capped(
+/// Reads new entries of every lane, highest priority first, with the bell's last id.
+async fn read_lanes(
     shared: &Shared,
     conn: &mut MultiplexedConnection,
     script: &redis::Script,
-    cursor: &str,
 ) -> Result<(String, Vec<Entry>), redis::RedisError> {
     let reply: Value = script
         .key(&shared.keys.stream)
         .key(&shared.keys.bell)
+        .key(&shared.keys.lanes)
         .arg(&shared.cfg.group)
         .arg(&shared.consumer)
         .arg(shared.cfg.batch)
-        .arg(cursor)
         .arg(read_limit(shared.cfg.max_entry_bytes))
         .arg(KEPT_FIELD_BYTES)
         .invoke_async(conn)
@@ -153,7 +150,50 @@ async fn read_capped(
         return Ok(("0-0".into(), Vec::new()));
     };
     let bell = parts.first().and_then(text).unwrap_or_else(|| "0-0".into());
-    let entries = parts.get(1).map(entries_of).unwrap_or_default();
+    let entries = parts.get(1).map(lane_entries_of).unwrap_or_default();
+    Ok((bell, entries))
+}
+
+/// The largest entry a worker receives whole: `max_entry_bytes` and room for the field
+/// names and a retry's `handler` field beside the envelope.
+pub(crate) fn read_limit(max_entry_bytes: usize) -> usize {
+    max_entry_bytes.saturating_add(1024)
+}
+
+/// Reads entries of one lane's `stream` for this consumer from `cursor` (`0` for its own
+/// pending ones) through the capped read script, with the bell's last id as of the read.
+async fn read_capped(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    script: &redis::Script,
+    stream: &str,
+    cursor: &str,
+) -> Result<(String, Vec<Entry>), redis::RedisError> {
+    let reply = script
+        .key(stream)
+        .key(&shared.keys.bell)
+        .arg(&shared.cfg.group)
+        .arg(&shared.consumer)
+        .arg(shared.cfg.batch)
+        .arg(cursor)
+        .arg(read_limit(shared.cfg.max_entry_bytes))
+        .arg(KEPT_FIELD_BYTES)
+        .invoke_async::<Value>(conn)
+        .await;
+    let reply = match reply {
+        Ok(r) => r,
+        // A lane whose group no read has created yet: nothing of this consumer's there.
+        Err(e) if e.code() == Some("NOGROUP") => return Ok(("0-0".into(), Vec::new())),
+        Err(e) => return Err(e),
+    };
+    let Value::Array(parts) = reply else {
+        return Ok(("0-0".into(), Vec::new()));
+    };
+    let bell = parts.first().and_then(text).unwrap_or_else(|| "0-0".into());
+    let entries = parts
+        .get(1)
+        .map(|l| entries_of(l, stream))
+        .unwrap_or_default();
     Ok((bell, entries))
 }
 
@@ -201,8 +241,9 @@ pub(crate) async fn delivery_counts(
     let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
         return Ok(HashMap::new());
     };
+    // The entries come from one lane (one claim or pending read).
     let reply: Value = redis::cmd("XPENDING")
-        .arg(&shared.keys.stream)
+        .arg(&first.stream)
         .arg(&shared.cfg.group)
         .arg(&first.id)
         .arg(&last.id)
@@ -228,7 +269,7 @@ pub(crate) async fn delivery_counts(
 pub(crate) async fn dispatch_entry(shared: &Arc<Shared>, entry: Entry, delivered: u32) {
     // Re-reading own pending entries after a reconnect (or claiming) can meet an entry
     // that is still being handled here: it is not started twice.
-    let Some(running) = crate::lease::Running::enter(shared, &entry.id) else {
+    let Some(running) = crate::lease::Running::enter(shared, &entry.stream, &entry.id) else {
         return;
     };
     let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
@@ -331,7 +372,7 @@ pub(crate) async fn handle_entry(shared: &Arc<Shared>, entry: Entry, delivered: 
             let letter = broker::invalid_entry(&entry.id, fields, reason, delivered);
             // Left pending when the letter cannot be stored: claimed and tried again.
             if store_dead_letter(shared, letter).await {
-                ack(shared, &entry.id, Vec::new()).await;
+                ack(shared, &entry.stream, &entry.id, Vec::new()).await;
             }
             return;
         }
@@ -343,7 +384,7 @@ pub(crate) async fn handle_entry(shared: &Arc<Shared>, entry: Entry, delivered: 
         shared.cfg.max_deliveries,
     ) {
         if store_dead_letter(shared, *letter).await {
-            ack(shared, &entry.id, Vec::new()).await;
+            ack(shared, &entry.stream, &entry.id, Vec::new()).await;
         }
         return;
     }
@@ -369,10 +410,10 @@ pub(crate) async fn handle_entry(shared: &Arc<Shared>, entry: Entry, delivered: 
             delivered,
             shared.cfg.max_deliveries,
         ) {
-            None => crate::claim::leave_for_others(shared, &entry.id),
+            None => crate::claim::leave_for_others(shared, &entry.key()),
             Some(letter) => {
                 if store_dead_letter(shared, *letter).await {
-                    ack(shared, &entry.id, Vec::new()).await;
+                    ack(shared, &entry.stream, &entry.id, Vec::new()).await;
                 }
             }
         }
@@ -392,10 +433,10 @@ pub(crate) async fn handle_entry(shared: &Arc<Shared>, entry: Entry, delivered: 
         match serde_json::to_string(&r.envelope) {
             Ok(json) => members.push((
                 u64::try_from(r.delay.as_millis()).unwrap_or(u64::MAX),
-                delayed_member(&json, Some(&r.handler)),
+                delayed_member(&json, Some(&r.handler), &entry.stream),
             )),
             Err(e) => tracing::error!(error = %e, "eventflow: cannot serialize a retry"),
         }
     }
-    ack(shared, &entry.id, members).await;
+    ack(shared, &entry.stream, &entry.id, members).await;
 }

@@ -9,7 +9,8 @@ use super::Envelope;
 ///
 /// | setting | publish option | else the handler's | else the bus's |
 /// | --- | --- | --- | --- |
-/// | priority (order among deliveries waiting for a handler's free slot, and, on Redis, the lane) | [`priority`](Self::priority) | — | 0 |
+/// | priority (`i32`, higher first: order among deliveries waiting for a worker or a handler's free slot; on Redis the lane, -100 to 100) | [`priority`](Self::priority) | — | 0 |
+/// | wait for a request's answer ([`EventBus::request_with`](crate::EventBus::request_with)) | [`timeout`](Self::timeout) | — | [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT) |
 /// | bound on one attempt | [`timeout`](Self::timeout) | `timeout = ".."` / `Handler::timeout` | `default_timeout` |
 /// | attempts in all | [`max_attempts`](Self::max_attempts) (backoff stays the handler's) | `retry(..)` / `Handler::retry` | `default_retry` |
 /// | when it is delivered | [`delay`](Self::delay) | — | at once |
