@@ -188,3 +188,64 @@ async fn at_most_max_workers_children_run_at_once() {
     // Two workers, three tasks each before they retire.
     assert_eq!(pids.len(), 2, "{pids:?}");
 }
+
+#[derive(Event, Default)]
+#[event(
+    name = "bounded_child",
+    executor = Process,
+    executor_config(max_memory = "256MiB", max_cpu_time = "1s")
+)]
+struct BoundedChild;
+
+impl Process for BoundedChild {
+    type Input = Job;
+    type Output = JobDone;
+    async fn process(&self, _ctx: &mut ExecutionContext, job: Job) -> Outcome<JobDone> {
+        match job.mode.as_str() {
+            "hog" => {
+                let mut kept: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    kept.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&kept);
+                }
+            }
+            "spin" => {
+                let mut x = 0u64;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            _ => {}
+        }
+        Outcome::success(JobDone {
+            pid: std::process::id(),
+            n: job.n,
+        })
+    }
+}
+
+/// The resource limits of `executor_config` bound steps' children as they bound
+/// handlers': the attempt fails naming the limit, and the next runs in a fresh child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_past_its_memory_or_cpu_limit_fails_naming_it() {
+    let p = Pipeline::builder("bounded")
+        .step::<BoundedChild>()
+        .build()
+        .unwrap();
+    for (mode, limit) in [
+        ("hog", "max_memory = 256 MiB"),
+        ("spin", "max_cpu_time = 1s"),
+    ] {
+        let run = p.run(job(1, mode)).await;
+        assert!(
+            matches!(run.status(), RunStatus::Failed { message, .. } if message.contains(limit)),
+            "{mode}: {}",
+            run.trace_text()
+        );
+        let run = p.run(job(7, "ok")).await;
+        let done = run
+            .output::<JobDone>()
+            .unwrap_or_else(|| panic!("{}", run.trace_text()));
+        assert_eq!(done.n, 7, "a fresh child after {mode}");
+    }
+}
