@@ -51,7 +51,7 @@ pub use backend::{
 pub use bus::batch;
 pub use bus::{
     BatchConfig, BatchContext, BatchError, EventBus, EventBusBuilder, EventRecord, FilterFn,
-    Handler, HandlerContext, HandlerOptions, HandlerRecord, Registry, ScheduleContext,
+    Handler, HandlerContext, HandlerInfo, HandlerOptions, HandlerRecord, Registry, ScheduleContext,
     ScheduledJob, ScheduledJobRecord, ScheduledJobStats, ShutdownReport, Subscription, TimerHandle,
     UnfinishedDelivery,
 };

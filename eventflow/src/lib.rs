@@ -171,6 +171,12 @@ pub use eventflow_runtime::*;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use eventflow_redis as redis;
 
+/// The admin app (feature `admin`): the package `eventflow-admin`, an axum router with a
+/// JSON API, a web dashboard and `/metrics` (`eventflow::admin::router(bus)`).
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub use eventflow_admin as admin;
+
 /// The SQLite and PostgreSQL store drivers (features `sqlite`, on by default, and
 /// `postgres`): the package `eventflow-sql`. `Store::sqlite` and `Store::postgres` come
 /// from [`SqlStoreExt`](sql::SqlStoreExt), which the prelude brings into scope.

@@ -109,6 +109,24 @@ impl DeadLetterStore for RedisDeadLetters {
         })
     }
 
+    fn get(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<DeadLetter>, ConnectionError>> {
+        Box::pin(async move {
+            let mut c = self.conn.clone();
+            let v: Option<String> = redis::cmd("HGET")
+                .arg(&self.key)
+                .arg(id.to_string())
+                .query_async(&mut c)
+                .await
+                .map_err(|e| conn_err("reading a dead letter failed", Some(e)))?;
+            match v {
+                None => Ok(None),
+                Some(v) => serde_json::from_str(&v)
+                    .map(Some)
+                    .map_err(|e| conn_err(format!("dead letter {id} is unreadable: {e}"), None)),
+            }
+        })
+    }
+
     fn take(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<DeadLetter>, ConnectionError>> {
         Box::pin(async move {
             let mut c = self.conn.clone();

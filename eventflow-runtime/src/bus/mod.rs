@@ -22,6 +22,7 @@ mod deliver;
 mod gate;
 mod handler;
 mod inflight;
+mod info;
 mod options;
 mod process;
 mod publish;
@@ -45,6 +46,7 @@ pub use handler::{
     decode_event,
 };
 pub use inflight::{ShutdownReport, UnfinishedDelivery};
+pub use info::HandlerInfo;
 pub use recorder::{RecordedOutcome, Recorder};
 pub use registry::{EventRecord, HandlerRecord, Registry};
 pub use request::DEFAULT_REQUEST_TIMEOUT;

@@ -173,6 +173,11 @@ impl DeadLetterStore for MemoryDeadLetters {
         Box::pin(async move { r })
     }
 
+    fn get(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<DeadLetter>, ConnectionError>> {
+        let r = self.with(|l| l.seq_of.get(&id).and_then(|seq| l.by_seq.get(seq)).cloned());
+        Box::pin(async move { Ok(r) })
+    }
+
     fn take(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<DeadLetter>, ConnectionError>> {
         let r = self.with(|l| l.seq_of.remove(&id).and_then(|seq| l.by_seq.remove(&seq)));
         Box::pin(async move { Ok(r) })

@@ -118,6 +118,11 @@ pub trait DeadLetterStore: Send + Sync + 'static {
             Ok(DeadLetterPage { letters, next })
         })
     }
+    /// One dead letter, if it is there (the store keeps it). The default looks through
+    /// [`list`](Self::list); a store of its own should implement it.
+    fn get(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<DeadLetter>, ConnectionError>> {
+        Box::pin(async move { Ok(self.list().await?.into_iter().find(|l| l.id == id)) })
+    }
     /// Takes one dead letter out of the store, if it is there.
     fn take(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<DeadLetter>, ConnectionError>>;
     /// How many dead letters there are.

@@ -10,7 +10,11 @@ pub const MAX_PAGE: usize = 1000;
 ///
 /// ```
 /// use eventflow_runtime::DeadLetterQuery;
-/// let q = DeadLetterQuery::new().limit(50).handler("send_welcome").event("user.created");
+/// let q = DeadLetterQuery::new()
+///     .limit(50)
+///     .handler("send_welcome")
+///     .event("user.created")
+///     .search("timed out");
 /// assert_eq!(q.page_size(), 50);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,6 +24,8 @@ pub struct DeadLetterQuery {
     pub handler: Option<String>,
     /// Only letters of events with this name.
     pub event: Option<String>,
+    /// Only letters whose error contains this text (ignoring case).
+    pub search: Option<String>,
     /// Letters per page (1 to [`MAX_PAGE`]; 0 means the default, 100).
     pub limit: usize,
     /// Where the page starts: the `next` cursor of the page before, or none for the first.
@@ -56,6 +62,12 @@ impl DeadLetterQuery {
         self
     }
 
+    /// Only letters whose error contains `text` (ignoring case).
+    pub fn search(mut self, text: impl Into<String>) -> Self {
+        self.search = Some(text.into());
+        self
+    }
+
     /// The page size after defaults and clamping.
     pub fn page_size(&self) -> usize {
         match self.limit {
@@ -71,6 +83,9 @@ impl DeadLetterQuery {
                 .event
                 .as_deref()
                 .is_none_or(|e| letter.envelope.name == e)
+            && self.search.as_deref().is_none_or(|t| {
+                t.is_empty() || letter.error.to_lowercase().contains(&t.to_lowercase())
+            })
     }
 }
 
