@@ -53,6 +53,8 @@ use std::net::SocketAddr;
 use axum::Router;
 use eventflow_runtime::EventBus;
 
+/// The axum this router is built with, for serving it (`axum::serve`) or nesting it.
+pub use axum;
 pub use guard::Credentials;
 
 /// Where [`Admin::serve`] listens unless told otherwise: this machine only.
