@@ -34,7 +34,7 @@ static FLAKY: AtomicU64 = AtomicU64::new(0);
     retry(max_attempts = 3, backoff_factor = 0.2)
 )]
 async fn reserve_stock(_order: OrderPlaced) -> Result<(), HandlerError> {
-    if FLAKY.fetch_add(1, Ordering::Relaxed) % 3 == 0 {
+    if FLAKY.fetch_add(1, Ordering::Relaxed).is_multiple_of(3) {
         return Err(HandlerError::msg("warehouse busy, try again"));
     }
     Ok(())
