@@ -46,7 +46,8 @@ pub mod testing;
 
 #[doc(no_inline)]
 pub use backend::{
-    Backend, BackendHealth, Delivery, DeliverySink, MemoryBackend, Retries, WhenFull,
+    Backend, BackendHealth, DelayedEvent, DelayedPage, Delivery, DeliverySink, MemoryBackend,
+    Retries, WhenFull, WorkerInfo,
 };
 pub use bus::batch;
 pub use bus::{

@@ -59,7 +59,9 @@ pub(crate) enum Nav {
     Overview,
     Handlers,
     DeadLetters,
+    Delayed,
     Schedules,
+    Workers,
 }
 
 /// A whole page: the navigation, `body`, the style sheet and the script. `prefix` is
@@ -74,13 +76,15 @@ pub(crate) fn page(title: &str, nav: Nav, read_only: bool, prefix: &str, body: &
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title} · eventflow</title><style>{STYLE}</style></head>\
-         <body data-read-only=\"{read_only}\"><header><span class=\"brand\">eventflow</span><nav>{}{}{}{}</nav>\
+         <body data-read-only=\"{read_only}\"><header><span class=\"brand\">eventflow</span><nav>{}{}{}{}{}{}</nav>\
          <span class=\"live\" id=\"live\" title=\"refreshes every 5 seconds\">live</span></header>\
          <main id=\"main\">{body}</main><script>{SCRIPT}</script></body></html>",
         link(Nav::Overview, "", "Overview"),
         link(Nav::Handlers, "handlers", "Handlers"),
         link(Nav::DeadLetters, "dead-letters", "Dead letters"),
+        link(Nav::Delayed, "delayed", "Delayed"),
         link(Nav::Schedules, "schedules", "Schedules"),
+        link(Nav::Workers, "workers", "Workers"),
         title = esc(title),
     )
 }

@@ -20,6 +20,8 @@ pub(crate) fn routes() -> Router<State> {
         .route("/dead-letters", get(dead_letters))
         .route("/dead-letters/{id}", get(dead_letter))
         .route("/schedules", get(schedules))
+        .route("/delayed", get(delayed))
+        .route("/workers", get(workers))
 }
 
 /// Where the router is mounted: the part of the request's path before the router's own.
@@ -353,8 +355,8 @@ async fn schedules(
 ) -> Html<String> {
     let p = prefix(&original, &inner);
     let mut body = String::from(
-        "<h1>Schedules</h1><table><thead><tr><th>name</th><th>last tick</th><th>succeeded</th>\
-         <th>failed</th><th>run elsewhere</th><th>not claimed</th></tr></thead><tbody>",
+        "<h1>Schedules</h1><table><thead><tr><th>name</th><th>schedule</th><th>last tick</th><th>last outcome</th>\
+         <th>next tick</th><th>succeeded</th><th>failed</th><th>run elsewhere</th><th>not claimed</th></tr></thead><tbody>",
     );
     let rows = api::schedules_data(&state);
     if rows.is_empty() {
@@ -364,11 +366,25 @@ async fn schedules(
     }
     for s in rows {
         let last = s["last_tick_ms"].as_u64().map_or("—".to_owned(), time);
+        let next = s["next_tick_ms"].as_u64().map_or("—".to_owned(), time);
+        let outcome = text(&s["last_outcome"]);
+        let cls = match outcome.as_str() {
+            "failed" => "bad",
+            "succeeded" => "ok",
+            _ => "muted",
+        };
+        let error = s["last_error"]
+            .as_str()
+            .map(|e| format!("<div class=\"err\">{}</div>", esc(e)))
+            .unwrap_or_default();
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"{cls}\">{}{error}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             esc(&text(&s["name"])),
+            esc(&text(&s["schedule"])),
             esc(&last),
+            esc(&outcome),
+            esc(&next),
             num(&s["succeeded"]),
             num(&s["failed"]),
             num(&s["claimed_elsewhere"]),
@@ -383,4 +399,91 @@ async fn schedules(
         &p,
         &body,
     ))
+}
+
+async fn delayed(
+    AxState(state): AxState<State>,
+    OriginalUri(original): OriginalUri,
+    inner: Uri,
+    Query(paging): Query<api::Paging>,
+) -> Response {
+    let p = prefix(&original, &inner);
+    let data = match api::delayed_page(&state, &paging).await {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    let mut body = String::from(
+        "<h1>Delayed events</h1><div id=\"flash\"></div><table id=\"delayed\"><thead><tr><th>due</th><th>event</th>\
+         <th>event id</th><th>for</th><th>priority</th><th></th></tr></thead><tbody>",
+    );
+    let events = data["delayed"].as_array().cloned().unwrap_or_default();
+    if events.is_empty() {
+        body.push_str(
+            "<tr><td colspan=\"6\" class=\"muted\">No events are waiting for their time.</td></tr>",
+        );
+    }
+    for e in &events {
+        let id = text(&e["id"]);
+        let cancel = if state.read_only {
+            String::new()
+        } else {
+            format!(
+                "<button class=\"danger\" data-method=\"DELETE\" data-url=\"{p}/api/delayed/{}\" data-confirm=\"Cancel this event? It will not be delivered.\" data-done=\"Cancelled\">Cancel</button>",
+                esc(&id)
+            )
+        };
+        let _ = write!(
+            body,
+            "<tr class=\"delayed\"><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td class=\"num\">{}</td><td>{cancel}</td></tr>",
+            esc(&time(e["due_ms"].as_u64().unwrap_or(0))),
+            esc(&text(&e["event"])),
+            esc(&id),
+            esc(&e["handler"]
+                .as_str()
+                .map_or("every handler".to_owned(), str::to_owned)),
+            num(&e["priority"]),
+        );
+    }
+    body.push_str("</tbody></table>");
+    if let Some(next) = data["next"].as_str() {
+        let _ = write!(
+            body,
+            "<div class=\"bar\"><a class=\"button\" href=\"{p}/delayed?cursor={}\">Next page →</a></div>",
+            url_value(next)
+        );
+    }
+    Html(page("Delayed", Nav::Delayed, state.read_only, &p, &body)).into_response()
+}
+
+async fn workers(
+    AxState(state): AxState<State>,
+    OriginalUri(original): OriginalUri,
+    inner: Uri,
+) -> Response {
+    let p = prefix(&original, &inner);
+    let rows = match api::workers_data(&state).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let mut body = String::from(
+        "<h1>Workers</h1><table id=\"workers\"><thead><tr><th>consumer</th><th>pending</th><th>idle</th></tr></thead><tbody>",
+    );
+    if rows.is_empty() {
+        let _ = write!(
+            body,
+            "<tr><td colspan=\"3\" class=\"muted\">No workers: the {} backend has no consumers to show.</td></tr>",
+            esc(state.bus.backend_name())
+        );
+    }
+    for w in rows {
+        let idle = w["idle_ms"].as_u64().unwrap_or(0) as f64 / 1000.0;
+        let _ = write!(
+            body,
+            "<tr><td><code>{}</code></td><td class=\"num\">{}</td><td class=\"num\">{idle:.1} s</td></tr>",
+            esc(&text(&w["name"])),
+            num(&w["pending"]),
+        );
+    }
+    body.push_str("</tbody></table>");
+    Html(page("Workers", Nav::Workers, state.read_only, &p, &body)).into_response()
 }

@@ -415,3 +415,109 @@ async fn the_router_nests_under_a_prefix_and_its_links_follow() {
         "actions under the prefix"
     );
 }
+
+#[tokio::test]
+async fn delayed_events_are_listed_paged_and_cancelled_on_the_memory_bus() {
+    let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let d = delivered.clone();
+    let bus = EventBus::builder()
+        .without_registry()
+        .handler(Handler::new("later", "later.*", move |_e, _ctx| {
+            let d = d.clone();
+            async move {
+                d.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), HandlerError>(())
+            }
+        }))
+        .build()
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for (i, ms) in [400u64, 300, 3_600_000].into_iter().enumerate() {
+        let env = Envelope::with_payload(
+            format!("later.e{i}").as_str().into(),
+            Payload::json(json!({})),
+        );
+        ids.push(env.id.to_string());
+        bus.publish_envelope_delayed(env, std::time::Duration::from_millis(ms))
+            .await
+            .unwrap();
+    }
+    let app = Admin::new(bus.clone()).router();
+    let (s, v) = json_of(&app, "GET", "/api/delayed?limit=2").await;
+    assert_eq!(s, StatusCode::OK);
+    let first: Vec<&str> = v["delayed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(first, ["later.e1", "later.e0"], "soonest first");
+    let next = v["next"].as_str().unwrap().to_owned();
+    let (_, v) = json_of(&app, "GET", &format!("/api/delayed?limit=2&cursor={next}")).await;
+    assert_eq!(v["delayed"][0]["event"], "later.e2");
+    assert!(v["next"].is_null());
+    // Cancel the one due in 400 ms: it is never delivered; the other one is.
+    let (s, _) = json_of(&app, "DELETE", &format!("/api/delayed/{}", ids[0])).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = json_of(&app, "DELETE", &format!("/api/delayed/{}", ids[0])).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = json_of(&app, "GET", "/api/delayed?limit=0").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = json_of(&app, "DELETE", "/api/delayed/nope").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(
+        delivered.load(Ordering::SeqCst),
+        1,
+        "the cancelled one was not delivered"
+    );
+    let (_, v) = json_of(&app, "GET", "/api/delayed").await;
+    assert_eq!(v["delayed"].as_array().unwrap().len(), 1);
+    let (s, html) = call(&app, "GET", "/delayed", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("later.e2"));
+    // The memory backend has no consumers to show.
+    let (s, v) = json_of(&app, "GET", "/api/workers").await;
+    assert_eq!(
+        (s, v["workers"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
+    assert_eq!(call(&app, "GET", "/workers", &[]).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn schedules_show_their_schedule_next_tick_and_last_error() {
+    let bus = EventBus::builder()
+        .without_registry()
+        .scheduled(eventflow_runtime::ScheduledJob::new(
+            "nightly_report",
+            eventflow_runtime::Schedule::every(std::time::Duration::from_millis(100)).unwrap(),
+            |_ctx| async { Err::<(), _>(HandlerError::msg("report store <offline>")) },
+        ))
+        .build()
+        .await
+        .unwrap();
+    let app = Admin::new(bus.clone()).router();
+    let start = std::time::Instant::now();
+    loop {
+        let (_, v) = json_of(&app, "GET", "/api/schedules").await;
+        let s = &v["schedules"][0];
+        if s["failed"].as_u64().unwrap_or(0) > 0 {
+            assert_eq!(s["name"], "nightly_report");
+            assert_eq!(s["last_outcome"], "failed");
+            assert!(s["last_error"].as_str().unwrap().contains("report store"));
+            assert!(s["next_tick_ms"].as_u64().unwrap() > 0);
+            assert!(s["schedule"].as_str().unwrap().contains("100"), "{s}");
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, html) = call(&app, "GET", "/schedules", &[]).await;
+    assert!(
+        html.contains("report store &lt;offline&gt;"),
+        "the error, escaped"
+    );
+    bus.shutdown().await.unwrap();
+}

@@ -247,3 +247,55 @@ async fn a_password_in_the_redis_url_is_never_in_an_answer() {
         assert!(!b.contains("pa55-w0rd-admin"), "{uri} shows the password");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_events_and_workers_on_redis() {
+    let Some(q) = redis_or_skip("delayed").await else {
+        return;
+    };
+    let mut cfg = RedisConfig::new(url());
+    cfg.queue = q.0.clone();
+    cfg.block = std::time::Duration::from_millis(100);
+    let worker = EventBus::builder()
+        .without_registry()
+        .redis_config(cfg.clone())
+        .handler(Handler::new("later", "later.*", |_e, _ctx| async {
+            Ok::<(), HandlerError>(())
+        }))
+        .build()
+        .await
+        .unwrap();
+    worker.start().await.unwrap();
+    let env = Envelope::with_payload("later.one".into(), Payload::json(json!({})));
+    let id = env.id.to_string();
+    worker
+        .publish_envelope_delayed(env, std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let app = Admin::new(worker.clone()).router();
+    let (s, v) = json_of(&app, "GET", "/api/delayed").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["delayed"][0]["id"], id.as_str(), "{v}");
+    let (s, _) = json_of(&app, "DELETE", &format!("/api/delayed/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = json_of(&app, "GET", "/api/delayed").await;
+    assert!(v["delayed"].as_array().unwrap().is_empty());
+    // The worker reads its lanes: it is a consumer of the group.
+    let start = std::time::Instant::now();
+    loop {
+        let (s, v) = json_of(&app, "GET", "/api/workers").await;
+        assert_eq!(s, StatusCode::OK);
+        if v["workers"].as_array().is_some_and(|w| !w.is_empty()) {
+            assert!(
+                v["workers"][0]["name"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&std::process::id().to_string())
+            );
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    worker.shutdown().await.unwrap();
+}

@@ -2,7 +2,6 @@
 //! key table of `eventflow_redis`).
 
 use clap::Subcommand;
-use redis::Value;
 use serde_json::json;
 
 use crate::out::{self, cell};
@@ -23,16 +22,6 @@ pub(crate) enum DelayedCommand {
         /// The event's id.
         id: String,
     },
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::Double(d) => Some(d.to_string()),
-        _ => None,
-    }
 }
 
 /// The streams of the queue: the default one and every priority lane.
@@ -109,67 +98,27 @@ pub(crate) async fn stats(ctx: &Ctx) -> Result<i32, Failure> {
 }
 
 pub(crate) async fn workers(ctx: &Ctx) -> Result<i32, Failure> {
-    let mut c = ctx.conn().await?;
-    // Consumer name to (pending, idle ms, lanes seen).
-    let mut by_name: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-    for s in streams(ctx, &mut c).await? {
-        let reply = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&s)
-            .arg(&ctx.group)
-            .query_async::<Value>(&mut c)
-            .await;
-        let Ok(Value::Array(consumers)) = reply else {
-            continue;
-        };
-        for cons in consumers {
-            let fields: Vec<Value> = match cons {
-                Value::Array(f) => f,
-                Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-                _ => continue,
-            };
-            let mut name = None;
-            let (mut pending, mut idle) = (0u64, u64::MAX);
-            for kv in fields.chunks(2) {
-                if let [k, v] = kv {
-                    match text(k).as_deref() {
-                        Some("name") => name = text(v),
-                        Some("pending") => {
-                            pending = text(v).and_then(|t| t.parse().ok()).unwrap_or(0)
-                        }
-                        Some("idle") => {
-                            idle = text(v).and_then(|t| t.parse().ok()).unwrap_or(u64::MAX)
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            if let Some(n) = name {
-                let e = by_name.entry(n).or_insert((0, u64::MAX));
-                e.0 = e.0.saturating_add(pending);
-                e.1 = e.1.min(idle);
-            }
-        }
-    }
+    let bus = ctx.bus().await?;
+    let workers = bus.workers().await.map_err(Failure::redis)?;
     if ctx.json {
-        let list: Vec<_> = by_name
+        let list: Vec<_> = workers
             .iter()
-            .map(|(n, (p, i))| json!({ "name": n, "pending": p, "idle_ms": i }))
+            .map(|w| json!({ "name": w.name, "pending": w.pending, "idle_ms": w.idle.as_millis() as u64 }))
             .collect();
         out::json(&json!({ "workers": list }));
-    } else if by_name.is_empty() {
+    } else if workers.is_empty() {
         println!(
             "No consumers in group `{}` of queue `{}`.",
             ctx.group, ctx.queue
         );
     } else {
-        let rows: Vec<Vec<String>> = by_name
+        let rows: Vec<Vec<String>> = workers
             .iter()
-            .map(|(n, (p, i))| {
+            .map(|w| {
                 vec![
-                    n.clone(),
-                    p.to_string(),
-                    format!("{:.1} s", *i as f64 / 1000.0),
+                    w.name.clone(),
+                    w.pending.to_string(),
+                    format!("{:.1} s", w.idle.as_secs_f64()),
                 ]
             })
             .collect();
@@ -178,71 +127,31 @@ pub(crate) async fn workers(ctx: &Ctx) -> Result<i32, Failure> {
     Ok(0)
 }
 
-/// A delayed entry: its member (as stored), due time, envelope id and name, handler.
-struct Waiting {
-    member: String,
-    due_ms: u64,
-    id: String,
-    name: String,
-    handler: Option<String>,
-}
-
-fn parse_member(member: String, score: f64) -> Waiting {
-    let d: serde_json::Value = serde_json::from_str(&member).unwrap_or_default();
-    let env: serde_json::Value = d["e"]
-        .as_str()
-        .and_then(|e| serde_json::from_str(e).ok())
-        .unwrap_or_default();
-    Waiting {
-        due_ms: if score.is_finite() && score > 0.0 {
-            score as u64
-        } else {
-            0
-        },
-        id: env["id"].as_str().unwrap_or("?").to_owned(),
-        name: env["name"].as_str().unwrap_or("?").to_owned(),
-        handler: d["h"].as_str().map(str::to_owned),
-        member,
-    }
-}
-
-async fn waiting(
-    ctx: &Ctx,
-    c: &mut redis::aio::MultiplexedConnection,
-    from: usize,
-    n: usize,
-) -> Result<Vec<Waiting>, Failure> {
-    let pairs: Vec<(String, f64)> = redis::cmd("ZRANGE")
-        .arg(format!("{}:delayed", ctx.queue))
-        .arg(from)
-        .arg(from.saturating_add(n).saturating_sub(1))
-        .arg("WITHSCORES")
-        .query_async(c)
-        .await
-        .map_err(Failure::redis)?;
-    Ok(pairs.into_iter().map(|(m, s)| parse_member(m, s)).collect())
-}
-
 pub(crate) async fn delayed(ctx: &Ctx, cmd: DelayedCommand) -> Result<i32, Failure> {
-    let mut c = ctx.conn().await?;
+    let bus = ctx.bus().await?;
     match cmd {
         DelayedCommand::List { limit } => {
-            let list = waiting(ctx, &mut c, 0, limit.max(1)).await?;
+            let page = bus
+                .delayed(None, limit.max(1))
+                .await
+                .map_err(Failure::redis)?;
             if ctx.json {
-                let v: Vec<_> = list
+                let v: Vec<_> = page
+                    .events
                     .iter()
-                    .map(|w| json!({ "id": w.id, "event": w.name, "handler": w.handler, "due_ms": w.due_ms }))
+                    .map(|w| json!({ "id": w.id, "event": w.name, "handler": w.handler, "due_ms": out::ms(w.due) }))
                     .collect();
-                out::json(&json!({ "delayed": v }));
-            } else if list.is_empty() {
+                out::json(&json!({ "delayed": v, "more": page.next.is_some() }));
+            } else if page.events.is_empty() {
                 println!("No delayed events.");
             } else {
-                let rows: Vec<Vec<String>> = list
+                let rows: Vec<Vec<String>> = page
+                    .events
                     .iter()
                     .map(|w| {
                         vec![
-                            w.id.clone(),
-                            out::time(w.due_ms),
+                            w.id.to_string(),
+                            out::time(out::ms(w.due)),
                             cell(&w.name, 30),
                             w.handler
                                 .clone()
@@ -256,35 +165,16 @@ pub(crate) async fn delayed(ctx: &Ctx, cmd: DelayedCommand) -> Result<i32, Failu
         }
         DelayedCommand::Cancel { id } => {
             let id = uuid::Uuid::parse_str(&id)
-                .map_err(|_| Failure::usage(format!("`{id}` is not an event id")))?
-                .to_string();
-            let mut from = 0;
-            loop {
-                let chunk = waiting(ctx, &mut c, from, 500).await?;
-                if chunk.is_empty() {
-                    return Err(Failure::not_found(format!("no delayed event {id}")));
-                }
-                if let Some(w) = chunk.iter().find(|w| w.id == id) {
-                    let removed: i64 = redis::cmd("ZREM")
-                        .arg(format!("{}:delayed", ctx.queue))
-                        .arg(&w.member)
-                        .query_async(&mut c)
-                        .await
-                        .map_err(Failure::redis)?;
-                    if removed == 0 {
-                        return Err(Failure::not_found(format!(
-                            "delayed event {id} was delivered meanwhile"
-                        )));
-                    }
-                    if ctx.json {
-                        out::json(&json!({ "cancelled": id }));
-                    } else {
-                        println!("cancelled {id} ({})", w.name);
-                    }
-                    return Ok(0);
-                }
-                from += chunk.len();
+                .map_err(|_| Failure::usage(format!("`{id}` is not an event id")))?;
+            if !bus.cancel_delayed(id).await.map_err(Failure::redis)? {
+                return Err(Failure::not_found(format!("no delayed event {id}")));
             }
+            if ctx.json {
+                out::json(&json!({ "cancelled": id }));
+            } else {
+                println!("cancelled {id}");
+            }
+            Ok(0)
         }
     }
 }

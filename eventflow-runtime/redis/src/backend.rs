@@ -361,6 +361,28 @@ impl Backend for RedisBackend {
         )))
     }
 
+    fn delayed(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<eventflow_runtime::DelayedPage, ConnectionError>> {
+        let cursor = cursor.map(str::to_owned);
+        Box::pin(async move { crate::delayed::page(&self.shared, cursor.as_deref(), limit).await })
+    }
+
+    fn workers(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<eventflow_runtime::WorkerInfo>, ConnectionError>> {
+        Box::pin(crate::consumers::list(&self.shared))
+    }
+
+    fn cancel_delayed(
+        &self,
+        id: eventflow_runtime::EventId,
+    ) -> BoxFuture<'_, Result<bool, ConnectionError>> {
+        Box::pin(crate::delayed::cancel(&self.shared, id))
+    }
+
     fn requeue(
         &self,
         envelope: Envelope,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::queue::{DEFAULT_WORKERS, Workers};
-use super::{Backend, BackendHealth, Delivery, DeliverySink};
+use super::{Backend, BackendHealth, DelayedEvent, DelayedPage, Delivery, DeliverySink};
 use crate::dead_letter::{DeadLetterStore, MemoryDeadLetters};
 use crate::error::{ConnectionError, PublishError};
 use crate::event::Envelope;
@@ -53,6 +53,28 @@ pub struct MemoryBackend {
     room: Arc<Room>,
     when_full: WhenFull,
     workers: Arc<Workers<Place>>,
+    delayed: Arc<Delayed>,
+}
+
+/// Delayed events waiting in this process, soonest first, each with its task. The map
+/// decides who has an event: the task that fires takes it out before delivering it, and a
+/// cancel takes it out before stopping the task, so an event is delivered or cancelled,
+/// never both.
+#[derive(Default)]
+struct Delayed {
+    seq: std::sync::atomic::AtomicU64,
+    waiting: std::sync::Mutex<DelayedMap>,
+}
+
+type DelayedMap = std::collections::BTreeMap<
+    (std::time::SystemTime, u64),
+    (DelayedEvent, Option<tokio::task::AbortHandle>),
+>;
+
+impl Delayed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DelayedMap> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The places for events a memory bus holds: a count against a bound (two atomic
@@ -124,6 +146,7 @@ impl Default for MemoryBackend {
             room: Room::new(DEFAULT_MAX_WAITING),
             when_full: WhenFull::default(),
             workers: Workers::new(DEFAULT_WORKERS),
+            delayed: Arc::default(),
         }
     }
 }
@@ -259,14 +282,77 @@ impl Backend for MemoryBackend {
             let sink = self.sink(&envelope.name)?.clone();
             let permit = self.room_for(&envelope.name).await?;
             let workers = self.workers.clone();
-            tokio::spawn(async move {
+            let due = std::time::SystemTime::now() + delay;
+            let key = (due, self.delayed.seq.fetch_add(1, Ordering::Relaxed));
+            let info = DelayedEvent::new(envelope.id, envelope.name.as_str(), due)
+                .with_priority(envelope.priority);
+            // Entered before the task can fire, so that it finds itself there.
+            self.delayed.lock().insert(key, (info, None));
+            let delayed = self.delayed.clone();
+            let task = tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
+                if delayed.lock().remove(&key).is_none() {
+                    return; // cancelled
+                }
                 let priority = envelope.priority;
                 let work = sink.deliver(Delivery::new(envelope));
                 workers.submit(priority, work, permit);
             });
+            if let Some(entry) = self.delayed.lock().get_mut(&key) {
+                entry.1 = Some(task.abort_handle());
+            }
             Ok(())
         })
+    }
+
+    fn delayed(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<DelayedPage, ConnectionError>> {
+        let start = match cursor.map(str::parse::<usize>) {
+            None => Ok(0),
+            Some(Ok(n)) => Ok(n),
+            Some(Err(_)) => Err(ConnectionError {
+                backend: "memory",
+                message: "the cursor is not one this backend returned".into(),
+                source: None,
+            }),
+        };
+        let page = start.map(|start| {
+            let limit = limit.clamp(1, super::MAX_DELAYED_PAGE);
+            let waiting = self.delayed.lock();
+            let events: Vec<DelayedEvent> = waiting
+                .values()
+                .skip(start)
+                .take(limit)
+                .map(|(e, _)| e.clone())
+                .collect();
+            let end = start.saturating_add(events.len());
+            let next = (end < waiting.len()).then(|| end.to_string());
+            DelayedPage::new(events, next)
+        });
+        Box::pin(std::future::ready(page))
+    }
+
+    fn cancel_delayed(
+        &self,
+        id: crate::event::EventId,
+    ) -> BoxFuture<'_, Result<bool, ConnectionError>> {
+        let mut waiting = self.delayed.lock();
+        let keys: Vec<_> = waiting
+            .iter()
+            .filter(|(_, (e, _))| e.id == id)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &keys {
+            if let Some((_, Some(task))) = waiting.remove(k) {
+                // Its place among the held events goes with the task.
+                task.abort();
+            }
+        }
+        let found = !keys.is_empty();
+        Box::pin(std::future::ready(Ok(found)))
     }
 
     fn stop(&self) -> BoxFuture<'_, ()> {

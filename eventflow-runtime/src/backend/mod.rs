@@ -31,6 +31,8 @@
 //!      that any worker that has the handler runs it.
 //!    - [`claim_tick`](Backend::claim_tick) grants each tick of a scheduled function to one
 //!      process of the queue.
+//!    - [`delayed`](Backend::delayed) lists the events waiting for their time, and
+//!      [`cancel_delayed`](Backend::cancel_delayed) cancels one.
 //!    - [`stop`](Backend::stop) stops reading; [`flush`](Backend::flush) sends what
 //!      follows the deliveries in flight (acknowledgements).
 //!    - [`dead_letters`](Backend::dead_letters) is a [`DeadLetterStore`] in the broker, so
@@ -156,6 +158,29 @@ impl BackendHealth {
     }
 }
 
+/// A worker reading a network backend's queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerInfo {
+    /// Its consumer name.
+    pub name: String,
+    /// Entries it read and has not acknowledged.
+    pub pending: u64,
+    /// How long since it last read or acknowledged.
+    pub idle: Duration,
+}
+
+impl WorkerInfo {
+    /// A worker.
+    pub fn new(name: impl Into<String>, pending: u64, idle: Duration) -> Self {
+        WorkerInfo {
+            name: name.into(),
+            pending,
+            idle,
+        }
+    }
+}
+
 /// A transport for events. See the [module documentation](self).
 pub trait Backend: Send + Sync + 'static {
     /// A short name (`memory`, `redis`).
@@ -200,6 +225,30 @@ pub trait Backend: Send + Sync + 'static {
         _timeout: Duration,
     ) -> Option<BoxFuture<'_, Result<Option<Reply>, PublishError>>> {
         None
+    }
+    /// A page of the events waiting for their time, soonest first: at most `limit` (1 to
+    /// [`MAX_DELAYED_PAGE`]) from `cursor` (the `next` of the page before). The default
+    /// lists none.
+    fn delayed(
+        &self,
+        _cursor: Option<&str>,
+        _limit: usize,
+    ) -> BoxFuture<'_, Result<DelayedPage, ConnectionError>> {
+        Box::pin(async { Ok(DelayedPage::default()) })
+    }
+    /// Cancels the waiting event `id` (every entry of it: a publish, or retries for
+    /// several handlers): it will not be delivered. `false` when none waits. The default
+    /// cancels nothing.
+    fn cancel_delayed(
+        &self,
+        _id: crate::event::EventId,
+    ) -> BoxFuture<'_, Result<bool, ConnectionError>> {
+        Box::pin(async { Ok(false) })
+    }
+    /// The workers reading this backend's queue (a network backend's consumers), with their
+    /// idle time and pending entries. The default knows none.
+    fn workers(&self) -> BoxFuture<'_, Result<Vec<WorkerInfo>, ConnectionError>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
     /// Whether this backend delivers without [`consume`](Self::consume) (the memory
     /// backend). Scheduled functions start at build on such a backend, and at
@@ -253,8 +302,10 @@ pub trait BackendConfig: std::any::Any + Send + 'static {
 }
 
 pub mod broker;
+mod delayed;
 mod memory;
 mod queue;
 
+pub use delayed::{DelayedEvent, DelayedPage, MAX_DELAYED_PAGE};
 pub use memory::{DEFAULT_MAX_WAITING, MemoryBackend, WhenFull};
 pub use queue::DEFAULT_WORKERS;

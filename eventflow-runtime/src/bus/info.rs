@@ -64,3 +64,32 @@ impl EventBus {
         self.inner.backend.name()
     }
 }
+
+impl EventBus {
+    /// A page of the events waiting for their time (delayed publishes, and on Redis
+    /// scheduled retries), soonest first; see [`Backend::delayed`](crate::Backend::delayed).
+    pub async fn delayed(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::backend::DelayedPage, crate::error::EventError> {
+        Ok(self.inner.backend.delayed(cursor, limit).await?)
+    }
+
+    /// Cancels the waiting event `id`: it will not be delivered; `false` when none waits.
+    pub async fn cancel_delayed(
+        &self,
+        id: crate::event::EventId,
+    ) -> Result<bool, crate::error::EventError> {
+        Ok(self.inner.backend.cancel_delayed(id).await?)
+    }
+}
+
+impl EventBus {
+    /// The workers reading the queue (Redis: the consumers of the group, over every lane).
+    pub async fn workers(
+        &self,
+    ) -> Result<Vec<crate::backend::WorkerInfo>, crate::error::EventError> {
+        Ok(self.inner.backend.workers().await?)
+    }
+}

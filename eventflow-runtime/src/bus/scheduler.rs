@@ -192,9 +192,16 @@ impl ScheduleContext {
 
 /// What one scheduled function did since the bus started.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ScheduledJobStats {
     /// Its name.
     pub name: String,
+    /// When it runs, as written (`every 30s`, a cron expression).
+    pub schedule: String,
+    /// The next tick due after now, in milliseconds since the Unix epoch.
+    pub next_tick_ms: Option<u64>,
+    /// The last run's error, when the last run failed.
+    pub last_error: Option<String>,
     /// Runs that succeeded.
     pub succeeded: u64,
     /// Runs that failed (error, panic or timeout).
@@ -214,6 +221,7 @@ struct Counters {
     claimed_elsewhere: AtomicU64,
     unclaimed: AtomicU64,
     last_tick: AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 /// A bus's scheduled functions and the tasks running them.
@@ -245,8 +253,16 @@ impl Scheduler {
             .map(|(s, c)| {
                 let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
                 let last = get(&c.last_tick);
+                let now = crate::util::millis(std::time::SystemTime::now());
                 ScheduledJobStats {
                     name: s.name.to_string(),
+                    schedule: s.schedule.to_string(),
+                    next_tick_ms: s.schedule.next_after(now),
+                    last_error: c
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone(),
                     succeeded: get(&c.succeeded),
                     failed: get(&c.failed),
                     claimed_elsewhere: get(&c.claimed_elsewhere),
@@ -367,9 +383,17 @@ async fn run_tick(bus: &EventBus, index: usize, tick: u64) {
     match result {
         Ok(()) => {
             counters.succeeded.fetch_add(1, Ordering::Relaxed);
+            *counters
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
         }
         Err(e) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
+            *counters
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             tracing::error!(schedule = %sched.name, tick, error = %e,
                 "eventflow: scheduled function failed");
         }
