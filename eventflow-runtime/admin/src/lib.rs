@@ -46,6 +46,7 @@ mod guard;
 mod html;
 mod pages;
 mod prom;
+mod queue;
 mod state;
 
 use std::net::SocketAddr;

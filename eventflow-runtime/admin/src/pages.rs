@@ -405,10 +405,10 @@ async fn delayed(
     AxState(state): AxState<State>,
     OriginalUri(original): OriginalUri,
     inner: Uri,
-    Query(paging): Query<api::Paging>,
+    Query(paging): Query<crate::queue::Paging>,
 ) -> Response {
     let p = prefix(&original, &inner);
-    let data = match api::delayed_page(&state, &paging).await {
+    let data = match crate::queue::delayed_page(&state, &paging).await {
         Ok(d) => d,
         Err(e) => return e.into_response(),
     };
@@ -461,7 +461,7 @@ async fn workers(
     inner: Uri,
 ) -> Response {
     let p = prefix(&original, &inner);
-    let rows = match api::workers_data(&state).await {
+    let rows = match crate::queue::workers_data(&state).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };

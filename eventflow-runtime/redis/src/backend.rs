@@ -16,7 +16,6 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use crate::ack::*;
 use crate::config::{RedisConfig, redact};
 use crate::dead_letters::RedisDeadLetters;
-use crate::reply::{int, pairs, text};
 use crate::scripts::*;
 use crate::worker::*;
 
@@ -87,10 +86,10 @@ impl RedisBackend {
         for _ in 0..n {
             let conn = ConnectionManager::new_with_config(client.clone(), manager_cfg.clone())
                 .await
-                .map_err(|e| conn_err(access_problem(&e, &cfg.url), Some(e)))?;
+                .map_err(|e| conn_err(crate::access::access_problem(&e, &cfg.url), Some(e)))?;
             publishers.push(conn);
         }
-        check_access(&mut publishers[0], &cfg.url).await?;
+        crate::access::check_access(&mut publishers[0], &cfg.url).await?;
         let consumer = unique_consumer_name();
         let keys = Keys {
             replies: crate::requests::reply_key(&cfg.queue, &consumer),
@@ -129,32 +128,6 @@ impl RedisBackend {
     /// This process's consumer name in the group.
     pub fn consumer_name(&self) -> &str {
         &self.shared.consumer
-    }
-}
-
-/// Asks the server for `PING` at build, so that a server that needs a password (or refuses
-/// the one given) fails the build with that said, instead of every later command failing.
-async fn check_access(conn: &mut ConnectionManager, url: &str) -> Result<(), ConnectionError> {
-    let Err(e) = redis::cmd("PING").query_async::<Value>(conn).await else {
-        return Ok(());
-    };
-    Err(conn_err(access_problem(&e, url), Some(e)))
-}
-
-/// What a failure to connect or to `PING` means, in words (the URL redacted).
-fn access_problem(e: &redis::RedisError, url: &str) -> String {
-    let url = redact(url);
-    match (e.kind(), e.code()) {
-        (_, Some("NOAUTH")) => format!(
-            "{url} requires authentication, and the URL gives no password (redis://user:password@host/db)"
-        ),
-        (_, Some("WRONGPASS")) | (redis::ErrorKind::AuthenticationFailed, _) => {
-            format!("{url} refused the user name or password in the URL")
-        }
-        (_, Some("NOPERM")) => format!(
-            "the user of {url} may not run PING; eventflow needs the stream, hash and sorted-set commands"
-        ),
-        _ => format!("cannot connect to {url}: {e}"),
     }
 }
 
@@ -498,47 +471,8 @@ impl Backend for RedisBackend {
 
     fn health(&self) -> BoxFuture<'_, BackendHealth> {
         let shared = self.shared.clone();
-        Box::pin(async move { health(&shared).await })
+        Box::pin(async move { crate::health::health(&shared).await })
     }
-}
-
-pub(crate) async fn health(shared: &Shared) -> BackendHealth {
-    let mut c = shared.publisher();
-    let mut h = BackendHealth::default();
-    match redis::cmd("PING").query_async::<String>(&mut c).await {
-        Ok(_) => h.reachable = true,
-        Err(e) => {
-            h.detail = Some(format!("PING failed: {e}"));
-            return h;
-        }
-    }
-    // Summed over the lanes (counts from the server: saturating).
-    let lanes = shared
-        .lanes(&mut c)
-        .await
-        .unwrap_or_else(|_| vec![shared.keys.stream.clone()]);
-    for lane in lanes {
-        if let Ok(Value::Array(groups)) = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&lane)
-            .query_async::<Value>(&mut c)
-            .await
-        {
-            for g in groups {
-                let map = pairs(&g);
-                if map.get("name").and_then(text).as_deref() == Some(shared.cfg.group.as_str()) {
-                    let add = |sum: Option<u64>, v: Option<u64>| match (sum, v) {
-                        (Some(a), Some(b)) => Some(a.saturating_add(b)),
-                        (a, b) => a.or(b),
-                    };
-                    h.pending = add(h.pending, map.get("pending").and_then(int));
-                    h.lag = add(h.lag, map.get("lag").and_then(int));
-                }
-            }
-        }
-    }
-    h.dead_letters = shared.dead.len().await.ok().map(|n| n as u64);
-    h
 }
 
 impl std::fmt::Debug for RedisBackend {

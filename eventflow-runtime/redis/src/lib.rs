@@ -70,6 +70,7 @@
 //! stored (a server at `maxmemory` refuses the `HSET`) leaves its entry pending: it is
 //! claimed and tried again until the letter is stored.
 
+mod access;
 mod ack;
 mod backend;
 mod claim;
@@ -78,6 +79,7 @@ mod consumers;
 mod dead_letters;
 mod delayed;
 mod ext;
+mod health;
 mod lanes;
 mod lease;
 mod reply;

@@ -124,21 +124,6 @@ impl HandlerContext {
     }
 }
 
-/// A command's standard output as the handler's value: JSON when it is JSON, else the
-/// text (lossy UTF-8); empty or blank output is no value.
-fn command_value(out: &[u8]) -> Option<serde_json::Value> {
-    let text = String::from_utf8_lossy(out);
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return None;
-    }
-    match serde_json::from_str::<serde_json::Value>(trimmed) {
-        Ok(serde_json::Value::Null) => None,
-        Ok(v) => Some(v),
-        Err(_) => Some(serde_json::Value::String(trimmed.to_owned())),
-    }
-}
-
 /// The event in `ctx` as a `T`, or a permanent payload error naming the event and type.
 pub fn decode_event<T: DeserializeOwned + Clone + 'static>(
     ctx: &HandlerContext,
@@ -146,7 +131,8 @@ pub fn decode_event<T: DeserializeOwned + Clone + 'static>(
     crate::bus::batch::decode_one(ctx.envelope())
 }
 
-type DynAsync = dyn Fn(HandlerContext) -> BoxFuture<'static, HandlerResult> + Send + Sync;
+pub(super) type DynAsync =
+    dyn Fn(HandlerContext) -> BoxFuture<'static, HandlerResult> + Send + Sync;
 type DynBlocking = dyn Fn(HandlerContext) -> HandlerResult + Send + Sync;
 pub(crate) type DynFilter = dyn Fn(&Envelope) -> bool + Send + Sync;
 
@@ -240,62 +226,6 @@ impl Handler {
                 }
                 Err(e) => Box::pin(std::future::ready(Err(e))),
             }
-        });
-        Self::from_fn(name, pattern, HandlerFn::Async(func))
-    }
-
-    /// A handler that runs an external program for each event (basefunctions' CMD mode):
-    /// the envelope goes to the program as JSON on its standard input; exit status 0 is
-    /// success, any other a failure carrying its standard error (retried per the retry
-    /// policy). Its standard output is the handler's value: JSON when it parses as JSON,
-    /// else the text; empty output is no value. The program runs in a process group of its own: a timeout kills the group,
-    /// its children too. Its standard output is read up to
-    /// [`DEFAULT_MAX_OUTPUT_BYTES`](crate::pipeline::DEFAULT_MAX_OUTPUT_BYTES) and logged
-    /// at debug level; past the bound the attempt fails.
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
-    /// use eventflow_runtime::Handler;
-    /// let h = Handler::command("archive", "order.closed", "/usr/local/bin/archive-order", ["--quiet"])
-    ///     .timeout(Duration::from_secs(30));
-    /// # let _ = h;
-    /// ```
-    #[track_caller]
-    pub fn command<I, S>(
-        name: impl Into<String>,
-        pattern: impl Into<String>,
-        program: impl Into<String>,
-        args: I,
-    ) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let name = name.into();
-        let program: Arc<str> = program.into().into();
-        let args: Arc<[String]> = args.into_iter().map(Into::into).collect();
-        let what: Arc<str> = format!("handler `{name}`").into();
-        let func: Arc<DynAsync> = Arc::new(move |ctx: HandlerContext| {
-            let (program, args, what) = (program.clone(), args.clone(), what.clone());
-            Box::pin(async move {
-                let input = serde_json::to_vec(ctx.envelope()).map_err(HandlerError::permanent)?;
-                match crate::executor::run_program(
-                    &what,
-                    &program,
-                    &args,
-                    input,
-                    crate::pipeline::DEFAULT_MAX_OUTPUT_BYTES,
-                )
-                .await
-                {
-                    Ok(out) => {
-                        tracing::debug!(handler = %what, output = %String::from_utf8_lossy(&out), "eventflow: command handler done");
-                        Ok(command_value(&out))
-                    }
-                    Err(crate::executor::ProgramFailure::Exited(m)) => Err(HandlerError::msg(m)),
-                    Err(crate::executor::ProgramFailure::Error(e)) => Err(e),
-                }
-            }) as BoxFuture<'static, _>
         });
         Self::from_fn(name, pattern, HandlerFn::Async(func))
     }
@@ -400,7 +330,11 @@ impl Handler {
     }
 
     #[track_caller]
-    fn from_fn(name: impl Into<String>, pattern: impl Into<String>, func: HandlerFn) -> Self {
+    pub(super) fn from_fn(
+        name: impl Into<String>,
+        pattern: impl Into<String>,
+        func: HandlerFn,
+    ) -> Self {
         let caller = std::panic::Location::caller();
         Handler {
             filter: None,

@@ -15,6 +15,7 @@
 mod attempt;
 pub mod batch;
 mod builder;
+mod command;
 mod compiled;
 mod config;
 mod context;
