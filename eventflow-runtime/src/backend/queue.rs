@@ -88,6 +88,10 @@ impl<P: Send + 'static> Workers<P> {
     }
 
     fn pop(&self) -> Option<Waiting<P>> {
+        // The common case, nothing waiting, takes no lock.
+        if self.queued.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
         let next = self.heap.lock().unwrap_or_else(|p| p.into_inner()).pop();
         if next.is_some() {
             self.queued.fetch_sub(1, Ordering::SeqCst);
