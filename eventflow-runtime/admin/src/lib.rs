@@ -166,8 +166,9 @@ impl Admin {
     }
 
     /// The router: the dashboard at `/`, the API under `/api`, `/metrics`. Nest it where
-    /// you like (`Router::new().nest("/eventflow", admin.router())`); its links are
-    /// relative, so they work under any prefix.
+    /// you like (`Router::new().nest("/eventflow", admin.router())`); its links follow
+    /// the prefix it is mounted under. Call it inside a Tokio runtime: the overview's chart
+    /// is sampled by a task of the router's, every second, for as long as it lives.
     pub fn router(self) -> Router {
         let state = state::State::new(self);
         let guard = state.clone();

@@ -192,10 +192,10 @@ impl Shared {
                 .arg(&self.keys.lanes)
                 .arg("NX")
                 .arg(lane)
-                .arg(&stream);
+                .arg(&*stream);
             xadd_at = 1;
         }
-        let cmd = pipe.cmd("XADD").arg(&stream);
+        let cmd = pipe.cmd("XADD").arg(&*stream);
         if let Some(n) = self.cfg.max_len {
             cmd.arg("MAXLEN").arg("~").arg(n);
         }
@@ -293,16 +293,13 @@ impl Backend for RedisBackend {
             let json = self.shared.encode(&envelope)?;
             let mut c = self.shared.publisher();
             let script = redis::Script::new(SCHEDULE);
+            let lane = self.shared.lane_stream(envelope.priority);
             let mut inv = script.key(&self.shared.keys.delayed);
             inv.key(&self.shared.keys.lanes)
                 .arg(delay.as_millis() as u64)
-                .arg(delayed_member(
-                    &json,
-                    None,
-                    &self.shared.lane_stream(envelope.priority),
-                ))
+                .arg(delayed_member(&json, None, &lane))
                 .arg(crate::lanes::lane_of(envelope.priority))
-                .arg(self.shared.lane_stream(envelope.priority));
+                .arg(&*lane);
             let call = inv.invoke_async::<i64>(&mut c);
             let backend_err = |message: String, source| PublishError::Backend {
                 name: envelope.name.to_string(),

@@ -25,10 +25,10 @@ pub(crate) fn lane_of(priority: i32) -> i32 {
 
 impl Shared {
     /// The stream of the lane of `priority`.
-    pub(crate) fn lane_stream(&self, priority: i32) -> String {
+    pub(crate) fn lane_stream(&self, priority: i32) -> std::borrow::Cow<'_, str> {
         match lane_of(priority) {
-            0 => self.keys.stream.clone(),
-            lane => format!("{}:stream:p{lane}", self.cfg.queue),
+            0 => std::borrow::Cow::Borrowed(&self.keys.stream),
+            lane => std::borrow::Cow::Owned(format!("{}:stream:p{lane}", self.cfg.queue)),
         }
     }
 
