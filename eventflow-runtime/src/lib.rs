@@ -65,8 +65,8 @@ pub use dead_letter::{
     DeadLetter, DeadLetterPage, DeadLetterQuery, DeadLetterStore, MemoryDeadLetters,
 };
 pub use delivery::{
-    DeliveryReport, HandlerOutcome, HandlerResult, IntoReply, OutcomeStatus, Redelivery, Reply,
-    ReplyError,
+    DeliveryReport, HandlerOutcome, HandlerResult, IntoReply, OutcomeStatus, Outcomes,
+    OutcomesIntoIter, Redelivery, Reply, ReplyError,
 };
 pub use error::{
     ConnectionError, EventError, HandlerError, HandlerErrorKind, IntoResult, NoHandler, PanicError,

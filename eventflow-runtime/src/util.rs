@@ -50,6 +50,39 @@ pub(crate) fn since(t0: quanta::Instant) -> std::time::Duration {
     clock().now().saturating_duration_since(t0)
 }
 
+/// How long a thread's anchor of the wall clock on [`clock`] is used before it is read
+/// again: the most a step of the system clock (an NTP correction) goes unseen.
+const WALL_ANCHOR_TTL: std::time::Duration = std::time::Duration::from_millis(100);
+
+thread_local! {
+    static WALL_ANCHOR: Cell<Option<(quanta::Instant, std::time::SystemTime)>> =
+        const { Cell::new(None) };
+}
+
+/// The wall clock at `at` (an instant read on [`clock`] just now): the thread's last
+/// reading of the system clock plus the steady time since, reading the system clock
+/// again at most every [`WALL_ANCHOR_TTL`]. One steady read instead of a wall read on
+/// the hot path; it agrees with `SystemTime::now()` to within the steady clock's drift
+/// over 100 ms (microseconds) and sees a step of the system clock within 100 ms.
+pub(crate) fn wall_at(at: quanta::Instant) -> std::time::SystemTime {
+    WALL_ANCHOR.with(|a| {
+        if let Some((q, wall)) = a.get()
+            && let Some(d) = at.checked_duration_since(q)
+            && d < WALL_ANCHOR_TTL
+        {
+            return wall + d;
+        }
+        let wall = std::time::SystemTime::now();
+        a.set(Some((at, wall)));
+        wall
+    })
+}
+
+/// The wall clock now, by [`wall_at`].
+pub(crate) fn wall_now() -> std::time::SystemTime {
+    wall_at(clock().now())
+}
+
 thread_local! {
     static RNG: Cell<u64> = Cell::new(seed());
 }

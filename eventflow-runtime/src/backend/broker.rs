@@ -279,7 +279,8 @@ mod tests {
                     },
                     value: None,
                 },
-            ],
+            ]
+            .into(),
             cancelled: false,
         };
         match settle(&e, &report) {

@@ -51,7 +51,12 @@ pub(super) struct Active<'a>(&'a Liveness);
 
 impl Drop for Active<'_> {
     fn drop(&mut self) {
-        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // Only a removal waits for idleness: with the flag read after the decrement (and
+        // set before `remove_and_wait` reads the count), a waiter either sees the count
+        // at zero or is woken here.
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.0.removed.load(Ordering::SeqCst)
+        {
             self.0.idle.notify_waiters();
         }
     }

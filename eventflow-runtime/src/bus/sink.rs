@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 use super::Inner;
 use super::deliver::{OwnTask, deliver_routed};
 use crate::backend::{Delivery, DeliverySink};
-use crate::delivery::DeliveryReport;
+use crate::delivery::{DeliveryReport, Outcomes};
 use crate::util::BoxFuture;
 
 pub(super) struct BusSink(pub(super) Weak<Inner>);
@@ -43,14 +43,14 @@ impl DeliverySink for BusSink {
                     tokio::select! {
                         biased;
                         report = work => report,
-                        _ = cancel.cancelled() => DeliveryReport {event_id: id, event: name, outcomes: Vec::new(), cancelled: true },
+                        _ = cancel.cancelled() => DeliveryReport {event_id: id, event: name, outcomes: Outcomes::new(), cancelled: true },
                     }
                 })
             }
             None => Box::pin(std::future::ready(DeliveryReport {
                 event_id: envelope.id,
                 event: envelope.name,
-                outcomes: Vec::new(),
+                outcomes: Outcomes::new(),
                 cancelled: true,
             })),
         }

@@ -61,7 +61,7 @@ impl Envelope {
             id,
             name,
             payload,
-            timestamp: SystemTime::now(),
+            timestamp: crate::util::wall_now(),
             attempt: 1,
             priority: 0,
             correlation_id: id,

@@ -25,7 +25,7 @@
 //! dead-lettered; its attempts and retries count once per batch.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Label};
@@ -71,6 +71,8 @@ type Map<V> = HashMap<EventName, V, foldhash::fast::RandomState>;
 pub(crate) struct Telemetry {
     pub(crate) metrics: bool,
     pub(crate) tracing: bool,
+    /// The counter of the first event name published, found without the map's lock.
+    first_published: OnceLock<(EventName, Counter)>,
     published: RwLock<Map<Counter>>,
     pub(crate) in_flight: Gauge,
 }
@@ -83,6 +85,7 @@ impl Telemetry {
         Telemetry {
             metrics,
             tracing,
+            first_published: OnceLock::new(),
             published: RwLock::new(Map::default()),
             in_flight: if metrics {
                 metrics::gauge!(names::IN_FLIGHT)
@@ -94,13 +97,15 @@ impl Telemetry {
 
     /// Counts a published event.
     pub(crate) fn published(&self, event: &EventName) {
-        if self.metrics {
-            cached(
-                &self.published,
-                event,
-                || metrics::counter!(names::PUBLISHED, "event" => event.to_string()),
-            )
-            .increment(1);
+        if !self.metrics {
+            return;
+        }
+        let make = || metrics::counter!(names::PUBLISHED, "event" => event.to_string());
+        let (first, counter) = self.first_published.get_or_init(|| (event.clone(), make()));
+        if first == event {
+            counter.increment(1);
+        } else {
+            cached(&self.published, event, make).increment(1);
         }
     }
 }
@@ -180,6 +185,9 @@ impl HandlerHandles {
 /// A handler's handles, per event name, registered on first sight.
 pub(crate) struct SlotMetrics {
     handler: Arc<str>,
+    /// The handles of the first event name delivered, found without the map's lock:
+    /// most handlers take one event.
+    first: OnceLock<(EventName, HandlerHandles)>,
     by_event: RwLock<Map<Arc<HandlerHandles>>>,
     batch_size: Histogram,
 }
@@ -189,14 +197,21 @@ impl SlotMetrics {
         SlotMetrics {
             batch_size: metrics::histogram!(names::BATCH_SIZE, "handler" => handler.to_string()),
             handler,
+            first: OnceLock::new(),
             by_event: RwLock::new(Map::default()),
         }
     }
 
-    fn handles(&self, event: &EventName) -> Arc<HandlerHandles> {
-        cached(&self.by_event, event, || {
+    fn handles(&self, event: &EventName) -> Handles<'_> {
+        let (first, handles) = self
+            .first
+            .get_or_init(|| (event.clone(), HandlerHandles::new(&self.handler, event)));
+        if first == event {
+            return Handles::First(handles);
+        }
+        Handles::Other(cached(&self.by_event, event, || {
             Arc::new(HandlerHandles::new(&self.handler, event))
-        })
+        }))
     }
 
     pub(crate) fn batch_size(&self, n: usize) {
@@ -208,7 +223,24 @@ impl SlotMetrics {
 /// on, the facade's.
 pub(crate) struct Tally<'a> {
     counters: &'a HandlerCounters,
-    handles: Option<Arc<HandlerHandles>>,
+    handles: Option<Handles<'a>>,
+}
+
+/// A handler's handles for one event name: borrowed for its first name, shared otherwise.
+enum Handles<'a> {
+    First(&'a HandlerHandles),
+    Other(Arc<HandlerHandles>),
+}
+
+impl std::ops::Deref for Handles<'_> {
+    type Target = HandlerHandles;
+
+    fn deref(&self) -> &HandlerHandles {
+        match self {
+            Handles::First(h) => h,
+            Handles::Other(h) => h,
+        }
+    }
 }
 
 macro_rules! tally_counts {
@@ -225,7 +257,7 @@ macro_rules! tally_counts {
 impl<'a> Tally<'a> {
     pub(crate) fn new(
         counters: &'a HandlerCounters,
-        metrics: Option<&SlotMetrics>,
+        metrics: Option<&'a SlotMetrics>,
         event: &EventName,
     ) -> Self {
         Tally {
@@ -260,24 +292,27 @@ impl<'a> Tally<'a> {
         }
     }
 
-    /// An event's time from publish to its first attempt (also counted in the rate).
-    pub(crate) fn waited(&self, d: Duration) {
+    /// An event's time from publish to its first attempt, which starts at `now` (also
+    /// counted in the rate).
+    pub(crate) fn waited(&self, d: Duration, now: quanta::Instant) {
         if let Some(h) = &self.handles {
             h.lag.record(d.as_secs_f64());
             self.counters.waits.record(d);
-            self.counters.rate.tick(clock_seconds());
+            self.counters.rate.tick(clock_seconds_at(now));
         }
     }
 }
 
 /// Whole seconds on the bus's clock (since the clock was first read in this process).
 pub(crate) fn clock_seconds() -> u64 {
-    static START: std::sync::OnceLock<quanta::Instant> = std::sync::OnceLock::new();
+    clock_seconds_at(crate::util::clock().now())
+}
+
+/// [`clock_seconds`] at `now`, an instant read on the bus's clock.
+pub(crate) fn clock_seconds_at(now: quanta::Instant) -> u64 {
+    static START: OnceLock<quanta::Instant> = OnceLock::new();
     let start = *START.get_or_init(|| crate::util::clock().now());
-    crate::util::clock()
-        .now()
-        .saturating_duration_since(start)
-        .as_secs()
+    now.saturating_duration_since(start).as_secs()
 }
 
 /// Counts a run of a scheduled function.

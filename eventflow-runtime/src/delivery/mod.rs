@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{EventError, HandlerError};
 use crate::event::{EventId, EventName};
 
+mod outcomes;
+
+pub use outcomes::{IntoIter as OutcomesIntoIter, Outcomes};
+
 /// How one handler's delivery of one event ended.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -119,7 +123,7 @@ pub struct DeliveryReport {
     /// The event's name.
     pub event: EventName,
     /// One entry per matching handler.
-    pub outcomes: Vec<HandlerOutcome>,
+    pub outcomes: Outcomes,
     /// Shutdown cancelled the delivery before every handler finished.
     pub cancelled: bool,
 }
