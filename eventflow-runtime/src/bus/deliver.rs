@@ -86,8 +86,11 @@ pub(super) fn deliver_routed(
     .instrument(span)
 }
 
+/// The delivery itself: a plain function returning an `async move` block, so that its
+/// arguments are captured once (an `async fn` keeps each argument twice in its future).
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn deliver_registered(
+#[inline]
+fn deliver_registered(
     inner: Arc<Inner>,
     envelope: Envelope,
     routing: Arc<Routing>,
@@ -95,44 +98,49 @@ pub(super) async fn deliver_registered(
     own_task: OwnTask,
     retries: Retries,
     seq: u64,
-    _guard: InFlightGuard,
-) -> DeliveryReport {
-    if targets.is_empty() {
-        tracing::debug!(event = %envelope.name, id = %envelope.id, "eventflow: no handler matches");
-    }
-    // Handlers on other tasks start first, then the inline ones run here, in order. A lone
-    // async handler that wants a task of its own runs here when this delivery has one.
-    let alone_on_own_task = own_task == OwnTask::Yes
-        && targets.len() == 1
-        && matches!(routing.handlers[targets[0]].func, HandlerFn::Async(_))
-        && routing.handlers[targets[0]].options.executor == Executor::Tokio;
-    let runs_here = |i: usize| alone_on_own_task || routing.handlers[i].runs_inline();
-    let mut spawned = Vec::new();
-    for (pos, &i) in targets.iter().enumerate() {
-        if !runs_here(i) {
-            let (inner, envelope) = (inner.clone(), envelope.clone());
-            let slot = routing.handlers[i].clone();
-            let task = tokio::spawn(async move {
-                deliver_to(&inner, &slot, &envelope, seq, OwnTask::Yes, retries).await
-            });
-            spawned.push((pos, AbortOnDrop(task)));
+    guard: InFlightGuard,
+) -> impl Future<Output = DeliveryReport> + Send + 'static {
+    async move {
+        if targets.is_empty() {
+            tracing::debug!(event = %envelope.name, id = %envelope.id, "eventflow: no handler matches");
         }
-    }
-    let mut outcomes = Outcomes::with_capacity(targets.len());
-    for &i in targets.iter() {
-        if runs_here(i) {
-            let slot = &routing.handlers[i];
-            outcomes.push(deliver_to(&inner, slot, &envelope, seq, own_task, retries).await);
+        // Handlers on other tasks start first, then the inline ones run here, in order. A
+        // lone async handler that wants a task of its own runs here when this delivery has one.
+        let alone_on_own_task = own_task == OwnTask::Yes
+            && targets.len() == 1
+            && matches!(routing.handlers[targets[0]].func, HandlerFn::Async(_))
+            && routing.handlers[targets[0]].options.executor == Executor::Tokio;
+        let runs_here = |i: usize| alone_on_own_task || routing.handlers[i].runs_inline();
+        let mut spawned = Vec::new();
+        for (pos, &i) in targets.iter().enumerate() {
+            if !runs_here(i) {
+                let (inner, envelope) = (inner.clone(), envelope.clone());
+                let slot = routing.handlers[i].clone();
+                let task = tokio::spawn(async move {
+                    deliver_to(&inner, &slot, &envelope, seq, OwnTask::Yes, retries).await
+                });
+                spawned.push((pos, AbortOnDrop(task)));
+            }
         }
-    }
-    if !spawned.is_empty() {
-        Box::pin(join_spawned(&routing, &targets, &mut outcomes, spawned)).await;
-    }
-    DeliveryReport {
-        event_id: envelope.id,
-        event: envelope.name,
-        outcomes,
-        cancelled: false,
+        let mut outcomes = Outcomes::with_capacity(targets.len());
+        for &i in targets.iter() {
+            if runs_here(i) {
+                let slot = &routing.handlers[i];
+                outcomes.push(deliver_to(&inner, slot, &envelope, seq, own_task, retries).await);
+            }
+        }
+        if !spawned.is_empty() {
+            Box::pin(join_spawned(&routing, &targets, &mut outcomes, spawned)).await;
+        }
+        let report = DeliveryReport {
+            event_id: envelope.id,
+            event: envelope.name,
+            outcomes,
+            cancelled: false,
+        };
+        // Out of flight once the report is made (and when this future is dropped before).
+        drop(guard);
+        report
     }
 }
 

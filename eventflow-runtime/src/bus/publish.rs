@@ -144,7 +144,12 @@ impl EventBus {
         &self,
         event: E,
     ) -> Result<DeliveryReport, EventError> {
-        Ok(self.start_dispatch(Envelope::new(event))?.await)
+        // Taken out of its `Result` before it is awaited, so that this future holds it once.
+        let delivery = match self.start_dispatch(Envelope::new(event)) {
+            Ok(delivery) => delivery,
+            Err(e) => return Err(e),
+        };
+        Ok(delivery.await)
     }
 
     /// [`dispatch`](Self::dispatch) for an event given by name with a JSON payload.
@@ -161,7 +166,11 @@ impl EventBus {
         &self,
         envelope: Envelope,
     ) -> Result<DeliveryReport, EventError> {
-        Ok(self.start_dispatch(envelope)?.await)
+        let delivery = match self.start_dispatch(envelope) {
+            Ok(delivery) => delivery,
+            Err(e) => return Err(e),
+        };
+        Ok(delivery.await)
     }
 
     /// Accepts the event and returns its delivery in this process (a plain function, so

@@ -1,11 +1,16 @@
 //! The sink backends deliver envelopes into.
 
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::Inner;
 use super::deliver::{OwnTask, deliver_routed};
 use crate::backend::{Delivery, DeliverySink};
 use crate::delivery::{DeliveryReport, Outcomes};
+use crate::event::{EventId, EventName};
 use crate::util::BoxFuture;
 
 pub(super) struct BusSink(pub(super) Weak<Inner>);
@@ -39,12 +44,11 @@ impl DeliverySink for BusSink {
                         .collect(),
                 };
                 let work = deliver_routed(inner, envelope, routing, targets, OwnTask::Yes, retries);
-                Box::pin(async move {
-                    tokio::select! {
-                        biased;
-                        report = work => report,
-                        _ = cancel.cancelled() => DeliveryReport {event_id: id, event: name, outcomes: Outcomes::new(), cancelled: true },
-                    }
+                Box::pin(UntilCancelled {
+                    work,
+                    cancelled: cancel.cancelled_owned(),
+                    id,
+                    name: Some(name),
                 })
             }
             None => Box::pin(std::future::ready(DeliveryReport {
@@ -53,6 +57,43 @@ impl DeliverySink for BusSink {
                 outcomes: Outcomes::new(),
                 cancelled: true,
             })),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A delivery that ends, reported cancelled, when the bus's shutdown cancels it. The
+    /// delivery is polled first and held in place (a `select!` would move it once more).
+    struct UntilCancelled<F> {
+        #[pin]
+        work: F,
+        #[pin]
+        cancelled: WaitForCancellationFutureOwned,
+        id: EventId,
+        name: Option<EventName>,
+    }
+}
+
+impl<F: Future<Output = DeliveryReport>> Future for UntilCancelled<F> {
+    type Output = DeliveryReport;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DeliveryReport> {
+        let this = self.project();
+        if let Poll::Ready(report) = this.work.poll(cx) {
+            return Poll::Ready(report);
+        }
+        if this.cancelled.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        match this.name.take() {
+            Some(event) => Poll::Ready(DeliveryReport {
+                event_id: *this.id,
+                event,
+                outcomes: Outcomes::new(),
+                cancelled: true,
+            }),
+            // Polled again after it was ready, which a caller must not do.
+            None => Poll::Pending,
         }
     }
 }
