@@ -99,9 +99,11 @@ fn dispatch_to_one_handler_allocates_at_most_twice() {
         ALLOCATIONS.load(Ordering::Relaxed) as f64 / ROUNDS as f64
     });
     assert_eq!(hits.load(Ordering::Relaxed), 4_950 + ROUNDS);
-    println!("ALLOCATIONS per dispatch: {per_dispatch:.2}");
+    println!("ALLOCATIONS per dispatch: {per_dispatch:.3}");
+    // Rare allocations the runtime makes now and then on a loaded machine are amortized
+    // (under one in a hundred dispatches); one more per dispatch fails this.
     assert!(
-        per_dispatch <= MAX_PER_DISPATCH as f64,
+        per_dispatch < MAX_PER_DISPATCH as f64 + 0.01,
         "{per_dispatch:.2} allocations per dispatch, more than {MAX_PER_DISPATCH}"
     );
 }

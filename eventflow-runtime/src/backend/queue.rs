@@ -3,17 +3,23 @@
 //! priority.
 //!
 //! A delivery is started (registered in flight, so shutdown waits for it) when it is
-//! published, and queued as its future. A publish that finds a free worker spawns it with
-//! its delivery at once (the common case: one atomic add and a spawn). Otherwise the delivery waits in a heap; a worker
-//! that finishes takes the best waiting one before it stops. The hand-over cannot strand
-//! a delivery: a publisher pushes, then tries for a worker; a worker gives its place back,
-//! then looks at the heap; with sequentially consistent counters one of the two sees the
-//! other.
+//! published, and queued as its future. A publish that finds a free worker hands its
+//! delivery to the starter task (the common case: one atomic add and a channel send),
+//! which spawns the worker from inside the runtime: a burst of publishes wakes the runtime
+//! when the starter sleeps, not once per event, and the spawns land on a worker thread's own queue. If the
+//! starter's runtime is gone, the publisher spawns the worker itself.
+//!
+//! Otherwise the delivery waits in a heap; a worker that finishes takes the best waiting
+//! one before it stops. The hand-over cannot strand a delivery: a publisher pushes, then
+//! tries for a worker; a worker gives its place back, then looks at the heap; with
+//! sequentially consistent counters one of the two sees the other.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use tokio::sync::mpsc;
 
 use crate::delivery::DeliveryReport;
 use crate::util::BoxFuture;
@@ -60,6 +66,9 @@ pub(super) struct Workers<P> {
     queued: AtomicUsize,
     seq: AtomicU64,
     heap: Mutex<BinaryHeap<Waiting<P>>>,
+    /// Hands deliveries that found a free worker to the starter task, which spawns them
+    /// from inside the runtime (publishers need not be on it, and need not wake it per event).
+    starter: OnceLock<mpsc::UnboundedSender<(Work, P)>>,
 }
 
 impl<P: Send + 'static> Workers<P> {
@@ -70,6 +79,7 @@ impl<P: Send + 'static> Workers<P> {
             queued: AtomicUsize::new(0),
             seq: AtomicU64::new(0),
             heap: Mutex::new(BinaryHeap::new()),
+            starter: OnceLock::new(),
         })
     }
 
@@ -102,7 +112,7 @@ impl<P: Send + 'static> Workers<P> {
     /// Runs `work` on a free worker, or queues it for the next one by `priority`.
     pub(super) fn submit(self: &Arc<Self>, priority: i32, work: Work, hold: P) {
         if self.try_start() {
-            tokio::spawn(self.clone().work(Some((work, hold))));
+            self.start(work, hold);
             return;
         }
         let waiting = Waiting {
@@ -119,6 +129,39 @@ impl<P: Send + 'static> Workers<P> {
         // A worker may have finished between the two: if one is free now, start it.
         if self.try_start() {
             tokio::spawn(self.clone().work(None));
+        }
+    }
+
+    /// Starts a worker with `work`, through the starter task (started on first use).
+    fn start(self: &Arc<Self>, work: Work, hold: P) {
+        let starter = self.starter.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(Self::starter(Arc::downgrade(self), rx));
+            tx
+        });
+        // The starter's runtime is gone: start the worker here.
+        if let Err(mpsc::error::SendError(job)) = starter.send((work, hold)) {
+            tokio::spawn(self.clone().work(Some(job)));
+        }
+    }
+
+    /// Spawns a worker for each delivery handed over, until the workers are dropped.
+    async fn starter(workers: Weak<Self>, mut rx: mpsc::UnboundedReceiver<(Work, P)>) {
+        let mut jobs = Vec::with_capacity(64);
+        while rx.recv_many(&mut jobs, 64).await > 0 {
+            let Some(workers) = workers.upgrade() else {
+                // Handed over just before the workers were dropped: run them anyway.
+                for (work, hold) in jobs.drain(..) {
+                    tokio::spawn(async move {
+                        work.await;
+                        drop(hold);
+                    });
+                }
+                continue;
+            };
+            for job in jobs.drain(..) {
+                tokio::spawn(workers.clone().work(Some(job)));
+            }
         }
     }
 

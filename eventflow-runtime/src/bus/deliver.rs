@@ -13,8 +13,12 @@
 //! - metric handles of a handler's first event name (and the published counter of the
 //!   bus's first name) are found without a lock or a hash;
 //! - a finished delivery wakes `unsubscribe` only when one waits;
-//! - spans are built only when a subscriber is interested (`tracing`'s callsite check),
-//!   and the delivery future is built in place by `start_dispatch`, not wrapped again.
+//! - spans are built only when a subscriber is interested (`tracing`'s callsite check);
+//! - the delivery is an `async move` block capturing its arguments once (an `async fn`
+//!   keeps each argument twice), and `dispatch` takes it out of its `Result` before
+//!   awaiting it, so that it is held once: `dispatch`'s future is 1,200 bytes, not 2,720,
+//!   and each move of it copies that much less. A backend's delivery waits on shutdown's
+//!   cancellation in place (`sink.rs`), not inside a `select!` that would move it again.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -88,7 +92,8 @@ pub(super) fn deliver_routed(
 
 /// The delivery itself: a plain function returning an `async move` block, so that its
 /// arguments are captured once (an `async fn` keeps each argument twice in its future).
-#[allow(clippy::too_many_arguments)]
+// Not an `async fn` on purpose: see above.
+#[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
 #[inline]
 fn deliver_registered(
     inner: Arc<Inner>,
