@@ -55,7 +55,7 @@ pub(super) enum OwnTask {
 }
 
 /// Delivers to the handlers at `targets`.
-#[inline]
+#[inline(always)]
 pub(super) fn deliver_routed(
     inner: Arc<Inner>,
     mut envelope: Envelope,

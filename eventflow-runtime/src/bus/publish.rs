@@ -144,12 +144,8 @@ impl EventBus {
         &self,
         event: E,
     ) -> Result<DeliveryReport, EventError> {
-        // Taken out of its `Result` before it is awaited, so that this future holds it once.
-        let delivery = match self.start_dispatch(Envelope::new(event)) {
-            Ok(delivery) => delivery,
-            Err(e) => return Err(e),
-        };
-        Ok(delivery.await)
+        let (envelope, routing, targets) = self.accept(Envelope::new(event), Via::ThisProcess)?;
+        Ok(self.deliver_here(envelope, routing, targets).await)
     }
 
     /// [`dispatch`](Self::dispatch) for an event given by name with a JSON payload.
@@ -166,28 +162,37 @@ impl EventBus {
         &self,
         envelope: Envelope,
     ) -> Result<DeliveryReport, EventError> {
-        let delivery = match self.start_dispatch(envelope) {
-            Ok(delivery) => delivery,
-            Err(e) => return Err(e),
-        };
-        Ok(delivery.await)
+        let (envelope, routing, targets) = self.accept(envelope, Via::ThisProcess)?;
+        Ok(self.deliver_here(envelope, routing, targets).await)
     }
 
-    /// Accepts the event and returns its delivery in this process (a plain function, so
-    /// that `dispatch` does not nest one more future around the delivery's).
+    /// Accepts the event and returns its delivery in this process.
     pub(super) fn start_dispatch(
         &self,
         envelope: Envelope,
     ) -> Result<impl Future<Output = DeliveryReport> + Send + 'static, EventError> {
         let (envelope, routing, targets) = self.accept(envelope, Via::ThisProcess)?;
-        Ok(deliver_routed(
+        Ok(self.deliver_here(envelope, routing, targets))
+    }
+
+    /// The delivery in this process of an accepted event. `dispatch` awaits it straight
+    /// from this call, not out of a `Result`: the delivery's future is moved as few times
+    /// as can be (each move copies all of it).
+    #[inline(always)]
+    fn deliver_here(
+        &self,
+        envelope: Envelope,
+        routing: Arc<super::routing::Routing>,
+        targets: Arc<[usize]>,
+    ) -> impl Future<Output = DeliveryReport> + Send + 'static {
+        deliver_routed(
             self.inner.clone(),
             envelope,
             routing,
             targets,
             OwnTask::No,
             Retries::InProcess,
-        ))
+        )
     }
 
     /// The publish's span, whose id becomes the parent in the event's trace context.

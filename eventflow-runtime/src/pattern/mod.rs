@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// Checks an event name; the error says what is wrong.
 pub fn validate_name(name: &str) -> Result<(), String> {
@@ -182,6 +182,9 @@ pub struct Router {
     exact: FastMap<Box<str>, Vec<usize>>,
     trie: Node,
     has_wildcards: bool,
+    /// The targets of the first name looked up, found without the cache's lock: most
+    /// buses see one name far more than the others.
+    first: OnceLock<(Box<str>, Arc<[usize]>)>,
     cache: RwLock<FastMap<Box<str>, Arc<[usize]>>>,
 }
 
@@ -200,6 +203,7 @@ impl Router {
             exact: FastMap::default(),
             trie: Node::default(),
             has_wildcards: false,
+            first: OnceLock::new(),
             cache: RwLock::new(FastMap::default()),
         }
     }
@@ -215,6 +219,7 @@ impl Router {
             self.has_wildcards = true;
             self.trie.insert(&pattern.segments, target);
         }
+        self.first = OnceLock::new();
         if let Ok(mut c) = self.cache.write() {
             c.clear();
         }
@@ -236,6 +241,12 @@ impl Router {
 
     /// The targets whose patterns match `name`.
     pub fn lookup(&self, name: &str) -> Arc<[usize]> {
+        let (first, targets) = self
+            .first
+            .get_or_init(|| (name.into(), self.lookup_uncached(name).into()));
+        if **first == *name {
+            return targets.clone();
+        }
         if let Ok(cache) = self.cache.read()
             && let Some(hit) = cache.get(name)
         {
