@@ -5,9 +5,10 @@
 //! A delivery is started (registered in flight, so shutdown waits for it) when it is
 //! published, and queued as its future. A publish that finds a free worker hands its
 //! delivery to the starter task (the common case: one atomic add and a channel send),
-//! which spawns the worker from inside the runtime: a burst of publishes wakes the runtime
-//! when the starter sleeps, not once per event, and the spawns land on a worker thread's own queue. If the
-//! starter's runtime is gone, the publisher spawns the worker itself.
+//! which spawns the worker from inside the runtime: a burst of publishes wakes the
+//! runtime when the starter sleeps, not once per event, and the spawns land on a worker
+//! thread's own queue. If the starter's runtime is gone, the publisher spawns the worker
+//! itself.
 //!
 //! Otherwise the delivery waits in a heap; a worker that finishes takes the best waiting
 //! one before it stops. The hand-over cannot strand a delivery: a publisher pushes, then

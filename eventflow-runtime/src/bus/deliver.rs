@@ -15,13 +15,12 @@
 //! - a finished delivery wakes `unsubscribe` only when one waits;
 //! - spans are built only when a subscriber is interested (`tracing`'s callsite check);
 //! - the delivery is an `async move` block capturing its arguments once (an `async fn`
-//!   keeps each argument twice), and `dispatch` takes it out of its `Result` before
-//!   awaiting it, so that it is held once: `dispatch`'s future is 1,168 bytes, not 2,720,
-//!   and each move of it copies that much less. A backend's delivery waits on shutdown's
+//!   keeps each argument twice), and `dispatch` awaits it straight from the call that
+//!   makes it (not out of a `Result`), so that it is held once: `dispatch`'s future is
+//!   1,168 bytes, not 2,720, and each move of it copies that much less. A backend's delivery waits on shutdown's
 //!   cancellation in place (`sink.rs`), not inside a `select!` that would move it again;
 //!   boxed, it is 1,024 bytes (2,048 before), within the allocator's per-thread cache;
-//! - `dispatch` awaits the delivery straight from the call that makes it (not out of a
-//!   `Result`), and the in-flight guard holds the delivery's one reference to the bus;
+//! - the in-flight guard holds the delivery's one reference to the bus;
 //! - the router finds the targets of its first name without its cache's lock.
 
 use std::panic::AssertUnwindSafe;
@@ -91,7 +90,6 @@ pub(super) fn deliver_routed(
 
 /// The delivery itself: a plain function returning an `async move` block, so that its
 /// arguments are captured once (an `async fn` keeps each argument twice in its future).
-// Not an `async fn` on purpose: see above.
 #[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
 #[inline]
 fn deliver_registered(
