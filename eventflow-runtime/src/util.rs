@@ -1,5 +1,6 @@
 //! Small helpers every layer uses: the boxed future type, the wall clock in milliseconds,
-//! and the lock idiom for state that stays consistent when a holder panics.
+//! the lock idiom for state that stays consistent when a holder panics, and the lock-free
+//! slot for the first key of a map most callers ask for.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,6 +27,30 @@ pub(crate) fn now_ms() -> u64 {
 /// still guards consistent data and is taken as it is.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The value of the first key asked for, found without a lock: a fast path in front of a
+/// map, for callers that ask for one key far more than for the others.
+pub(crate) struct FirstKey<K, V>(std::sync::OnceLock<(K, V)>);
+
+impl<K, V> Default for FirstKey<K, V> {
+    fn default() -> Self {
+        FirstKey(std::sync::OnceLock::new())
+    }
+}
+
+impl<K, V> FirstKey<K, V> {
+    /// The value when `key` is the first key (made by `make` on the very first call, for
+    /// whatever key that call asks for); `None` for any other key.
+    #[inline]
+    pub(crate) fn get<Q>(&self, key: &Q, make: impl FnOnce() -> (K, V)) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: PartialEq + ?Sized,
+    {
+        let (first, value) = self.0.get_or_init(make);
+        (first.borrow() == key).then_some(value)
+    }
 }
 
 use std::cell::Cell;

@@ -31,7 +31,9 @@ use std::collections::HashMap;
 use std::fmt;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
+
+use crate::util::FirstKey;
 
 /// Checks an event name; the error says what is wrong.
 pub fn validate_name(name: &str) -> Result<(), String> {
@@ -184,7 +186,7 @@ pub struct Router {
     has_wildcards: bool,
     /// The targets of the first name looked up, found without the cache's lock: most
     /// buses see one name far more than the others.
-    first: OnceLock<(Box<str>, Arc<[usize]>)>,
+    first: FirstKey<Box<str>, Arc<[usize]>>,
     cache: RwLock<FastMap<Box<str>, Arc<[usize]>>>,
 }
 
@@ -203,7 +205,7 @@ impl Router {
             exact: FastMap::default(),
             trie: Node::default(),
             has_wildcards: false,
-            first: OnceLock::new(),
+            first: FirstKey::default(),
             cache: RwLock::new(FastMap::default()),
         }
     }
@@ -219,7 +221,7 @@ impl Router {
             self.has_wildcards = true;
             self.trie.insert(&pattern.segments, target);
         }
-        self.first = OnceLock::new();
+        self.first = FirstKey::default();
         if let Ok(mut c) = self.cache.write() {
             c.clear();
         }
@@ -241,10 +243,8 @@ impl Router {
 
     /// The targets whose patterns match `name`.
     pub fn lookup(&self, name: &str) -> Arc<[usize]> {
-        let (first, targets) = self
-            .first
-            .get_or_init(|| (name.into(), self.lookup_uncached(name).into()));
-        if **first == *name {
+        let first = || (name.into(), self.lookup_uncached(name).into());
+        if let Some(targets) = self.first.get(name, first) {
             return targets.clone();
         }
         if let Ok(cache) = self.cache.read()

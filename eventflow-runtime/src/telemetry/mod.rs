@@ -31,6 +31,7 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, Label};
 
 use crate::event::EventName;
+use crate::util::FirstKey;
 pub(crate) use stats::HandlerCounters;
 
 mod stats;
@@ -72,7 +73,7 @@ pub(crate) struct Telemetry {
     pub(crate) metrics: bool,
     pub(crate) tracing: bool,
     /// The counter of the first event name published, found without the map's lock.
-    first_published: OnceLock<(EventName, Counter)>,
+    first_published: FirstKey<EventName, Counter>,
     published: RwLock<Map<Counter>>,
     pub(crate) in_flight: Gauge,
 }
@@ -85,7 +86,7 @@ impl Telemetry {
         Telemetry {
             metrics,
             tracing,
-            first_published: OnceLock::new(),
+            first_published: FirstKey::default(),
             published: RwLock::new(Map::default()),
             in_flight: if metrics {
                 metrics::gauge!(names::IN_FLIGHT)
@@ -101,11 +102,9 @@ impl Telemetry {
             return;
         }
         let make = || metrics::counter!(names::PUBLISHED, "event" => event.to_string());
-        let (first, counter) = self.first_published.get_or_init(|| (event.clone(), make()));
-        if first == event {
-            counter.increment(1);
-        } else {
-            cached(&self.published, event, make).increment(1);
+        match self.first_published.get(event, || (event.clone(), make())) {
+            Some(counter) => counter.increment(1),
+            None => cached(&self.published, event, make).increment(1),
         }
     }
 }
@@ -187,7 +186,7 @@ pub(crate) struct SlotMetrics {
     handler: Arc<str>,
     /// The handles of the first event name delivered, found without the map's lock:
     /// most handlers take one event.
-    first: OnceLock<(EventName, HandlerHandles)>,
+    first: FirstKey<EventName, HandlerHandles>,
     by_event: RwLock<Map<Arc<HandlerHandles>>>,
     batch_size: Histogram,
 }
@@ -197,16 +196,14 @@ impl SlotMetrics {
         SlotMetrics {
             batch_size: metrics::histogram!(names::BATCH_SIZE, "handler" => handler.to_string()),
             handler,
-            first: OnceLock::new(),
+            first: FirstKey::default(),
             by_event: RwLock::new(Map::default()),
         }
     }
 
     fn handles(&self, event: &EventName) -> Handles<'_> {
-        let (first, handles) = self
-            .first
-            .get_or_init(|| (event.clone(), HandlerHandles::new(&self.handler, event)));
-        if first == event {
+        let first = || (event.clone(), HandlerHandles::new(&self.handler, event));
+        if let Some(handles) = self.first.get(event, first) {
             return Handles::First(handles);
         }
         Handles::Other(cached(&self.by_event, event, || {
